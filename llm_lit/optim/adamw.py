@@ -1,0 +1,125 @@
+"""AdamW (Loshchilov & Hutter) from scratch, with the update done by `torch._foreach_*` ops.
+
+The foreach ops apply one elementwise operation to a whole list of tensors per call, so the
+update costs a handful of kernel launches per step instead of a Python loop per parameter.
+The math (and its order of operations) matches `torch.optim.AdamW`, which the tests check.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Iterable
+
+import torch
+from torch import Tensor, nn
+
+from llm_lit.errors import UserError
+
+
+class OptimizerConfigError(UserError, ValueError):
+    """An invalid optimizer, schedule or clipping argument."""
+
+
+class AdamW(torch.optim.Optimizer):
+    """Adam with decoupled weight decay.
+
+    Per parameter `p` with gradient `g`, at step `t` (from 1):
+        p <- p * (1 - lr * weight_decay)
+        m <- beta1 m + (1 - beta1) g,   v <- beta2 v + (1 - beta2) g^2
+        p <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+    Args:
+        params: parameters or parameter-group dicts (see `param_groups`).
+        lr: learning rate.
+        betas: decay rates of the first and second moment estimates.
+        eps: added to the denominator for numerical stability.
+        weight_decay: decoupled weight decay coefficient.
+    """
+
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8, weight_decay: float = 0.1) -> None:
+        problems = []
+        if not lr >= 0.0:
+            problems.append(f"lr must be >= 0 (got {lr})")
+        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            problems.append(f"betas must be two numbers in [0, 1) (got {betas})")
+        if not eps >= 0.0:
+            problems.append(f"eps must be >= 0 (got {eps})")
+        if not weight_decay >= 0.0:
+            problems.append(f"weight_decay must be >= 0 (got {weight_decay})")
+        if problems:
+            raise OptimizerConfigError("Invalid AdamW arguments: " + "; ".join(problems) + "; fix them and try again.")
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: ANN001 - signature of torch.optim.Optimizer.step
+        """One update of every parameter that has a gradient; returns the closure's loss if given."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            self._update_group(group)
+        return loss
+
+    def _update_group(self, group: dict[str, Any]) -> None:
+        lr = float(group["lr"])
+        beta1, beta2 = group["betas"]
+        # foreach ops need every list on one device with one dtype.
+        buckets: dict[tuple[torch.device, torch.dtype], list[Tensor]] = defaultdict(list)
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise OptimizerConfigError("AdamW does not support sparse gradients; use dense embeddings.")
+            buckets[(p.device, p.dtype)].append(p)
+        for params in buckets.values():
+            grads = [p.grad for p in params]
+            exp_avgs, exp_avg_sqs, steps = [], [], []
+            for p in params:
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["step"] = int(state["step"]) + 1
+                exp_avgs.append(state["exp_avg"])
+                exp_avg_sqs.append(state["exp_avg_sq"])
+                steps.append(state["step"])
+
+            if group["weight_decay"] != 0.0:
+                torch._foreach_mul_(params, 1.0 - lr * group["weight_decay"])
+            torch._foreach_lerp_(exp_avgs, grads, 1.0 - beta1)
+            torch._foreach_mul_(exp_avg_sqs, beta2)
+            torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1.0 - beta2)
+
+            step_sizes = [-lr / (1.0 - beta1**t) for t in steps]
+            bias_correction2_sqrts = [(1.0 - beta2**t) ** 0.5 for t in steps]
+            denoms = torch._foreach_sqrt(exp_avg_sqs)
+            torch._foreach_div_(denoms, bias_correction2_sqrts)
+            torch._foreach_add_(denoms, group["eps"])
+            torch._foreach_addcdiv_(params, exp_avgs, denoms, step_sizes)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Split a model's trainable parameters into a decayed and a non-decayed group.
+
+    Matrices of Linear-like layers are decayed; norms' weights, every bias and embedding
+    tables (including a tied output layer, which is the embedding table) are not.
+    Empty groups are left out.
+    """
+    no_decay_ids: set[int] = set()
+    for module in model.modules():
+        is_table = "Embedding" in type(module).__name__
+        is_norm = "Norm" in type(module).__name__
+        for name, p in module.named_parameters(recurse=False):
+            if is_table or is_norm or name == "bias" or p.dim() < 2:
+                no_decay_ids.add(id(p))
+    decay, no_decay, seen = [], [], set()
+    for p in model.parameters():
+        if not p.requires_grad or id(p) in seen:
+            continue
+        seen.add(id(p))
+        (no_decay if id(p) in no_decay_ids else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
