@@ -1,0 +1,167 @@
+"""Windows over a flat token array: random training batches and exact validation batches.
+
+Both datasets yield whole batches `(x, y)` of shape `(batch, seq)` (int64), `y` being `x`
+shifted by one token, and both are `IterableDataset`s that shard themselves across DDP
+ranks, so Lightning never wraps them in a `DistributedSampler` (which would pad the
+validation split with repeated windows and make val loss inexact).
+
+Training windows are a pure function of `(seed, global sample index)`: sample `j` of
+micro-batch `i` on rank `r` of `W` ranks has global index `(i * W + r) * batch + j`, and its
+window start is a hash of `(seed, global index)`. So
+
+* no global RNG state is involved: a resumed run draws exactly the batches the
+  uninterrupted run would have drawn, given only the index of its next micro-batch;
+* ranks draw distinct samples;
+* one process with batch `2b`, two DDP ranks with batch `b`, and one process with
+  batch `b` and two accumulated micro-batches all see the same samples per optimizer step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+IGNORE_INDEX = -100
+_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """The splitmix64 finalizer: a fast, well-mixed bijection on uint64 (wrapping arithmetic)."""
+    x = x.astype(np.uint64, copy=True)
+    with np.errstate(over="ignore"):
+        x += np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return (x ^ (x >> np.uint64(31))) & _MASK64
+
+
+def window_starts(seed: int, sample_indices: np.ndarray, num_tokens: int, context_length: int) -> np.ndarray:
+    """Start offsets `(len(sample_indices),)` of training windows, each in `[0, num_tokens - context_length - 1]`.
+
+    A window needs `context_length + 1` tokens (inputs plus the shifted targets). The start is
+    a hash of `(seed, sample index)`, so it depends on nothing else.
+    """
+    num_starts = num_tokens - context_length
+    if num_starts < 1:
+        raise ValueError(f"{num_tokens} tokens cannot hold one window of {context_length + 1} tokens.")
+    keyed = _splitmix64(np.asarray([seed], dtype=np.uint64)) ^ np.asarray(sample_indices, dtype=np.uint64)
+    return (_splitmix64(keyed) % np.uint64(num_starts)).astype(np.int64)
+
+
+def _gather(tokens: np.ndarray, starts: np.ndarray, length: int) -> torch.Tensor:
+    """Rows `tokens[s : s + length]` for each start, as an int64 tensor `(len(starts), length)`."""
+    rows = tokens[starts[:, None] + np.arange(length)]
+    return torch.from_numpy(rows.astype(np.int64))
+
+
+class RandomWindows(IterableDataset):
+    """An endless stream of random training batches `(x, y)`, each `(batch_size, context_length)`.
+
+    Args:
+        tokens: the training split as a flat integer array (usually a read-only `np.memmap`).
+        context_length: tokens per window.
+        batch_size: windows per micro-batch on this rank.
+        seed: seed of the window hash.
+        rank, world_size: this process's place among the data-parallel processes.
+        start_batch: index of the first micro-batch to yield (the number already consumed, after a resume).
+    """
+
+    def __init__(self, tokens: np.ndarray, context_length: int, batch_size: int, seed: int = 0,
+                 rank: int = 0, world_size: int = 1, start_batch: int = 0) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside [0, {world_size}).")
+        window_starts(seed, np.zeros(1), len(tokens), context_length)  # fails early if too short
+        self.tokens = tokens
+        self.context_length = context_length
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.start_batch = start_batch
+
+    def sample_indices(self, batch_index: int) -> np.ndarray:
+        """Global sample indices `(batch_size,)` of micro-batch `batch_index` on this rank."""
+        first = (batch_index * self.world_size + self.rank) * self.batch_size
+        return np.arange(first, first + self.batch_size, dtype=np.uint64)
+
+    def batch(self, batch_index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Micro-batch `batch_index` as `(x, y)`, each `(batch_size, context_length)` int64."""
+        starts = window_starts(self.seed, self.sample_indices(batch_index), len(self.tokens), self.context_length)
+        rows = _gather(self.tokens, starts, self.context_length + 1)
+        return rows[:, :-1], rows[:, 1:]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        # With DataLoader workers, worker w yields every num_workers-th batch; the DataLoader
+        # takes batches from the workers round-robin, which restores the original order.
+        worker = get_worker_info()
+        offset, step = (worker.id, worker.num_workers) if worker is not None else (0, 1)
+        index = self.start_batch + offset
+        while True:
+            yield self.batch(index)
+            index += step
+
+
+class SequentialWindows(IterableDataset):
+    """Every token of a split exactly once, in non-overlapping windows, as batches `(x, y)`.
+
+    Window `k` holds inputs `tokens[k*T : k*T + T]` and targets shifted by one, so the
+    targets of all windows together are `tokens[1:]`, each once. The last window may be
+    short: it is padded with `pad_id` inputs and `IGNORE_INDEX` targets. Windows are dealt
+    to ranks round-robin (`k = rank, rank + W, ...`); ranks with fewer windows get empty
+    padding windows (all targets ignored), so every rank runs the same number of batches.
+
+    Args:
+        tokens: the split as a flat integer array (needs at least 2 tokens).
+        context_length: tokens per window (T).
+        batch_size: windows per batch.
+        rank, world_size: this process's place among the data-parallel processes.
+        pad_id: input id used for padding (its targets are ignored, so any valid id works).
+    """
+
+    def __init__(self, tokens: np.ndarray, context_length: int, batch_size: int, rank: int = 0,
+                 world_size: int = 1, pad_id: int = 0) -> None:
+        if len(tokens) < 2:
+            raise ValueError(f"A split of {len(tokens)} tokens has nothing to predict; it needs at least 2 tokens.")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside [0, {world_size}).")
+        self.tokens = tokens
+        self.context_length = context_length
+        self.batch_size = batch_size
+        self.rank = rank
+        self.world_size = world_size
+        self.pad_id = pad_id
+
+    @property
+    def num_windows(self) -> int:
+        """Windows needed to cover every target of the split once (all ranks together)."""
+        return math.ceil((len(self.tokens) - 1) / self.context_length)
+
+    @property
+    def windows_per_rank(self) -> int:
+        """Windows each rank yields, padding included."""
+        return math.ceil(self.num_windows / self.world_size)
+
+    def __len__(self) -> int:
+        """Batches this rank yields."""
+        return math.ceil(self.windows_per_rank / self.batch_size)
+
+    def window(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Window `k` as `(x, y)` numpy rows of `context_length` (padded; empty if `k >= num_windows`)."""
+        x = np.full(self.context_length, self.pad_id, dtype=np.int64)
+        y = np.full(self.context_length, IGNORE_INDEX, dtype=np.int64)
+        if k < self.num_windows:
+            start = k * self.context_length
+            chunk = np.asarray(self.tokens[start:start + self.context_length + 1], dtype=np.int64)
+            x[:len(chunk) - 1] = chunk[:-1]
+            y[:len(chunk) - 1] = chunk[1:]
+        return x, y
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        mine = [self.rank + i * self.world_size for i in range(self.windows_per_rank)]
+        for first in range(0, len(mine), self.batch_size):
+            pairs = [self.window(k) for k in mine[first:first + self.batch_size]]
+            yield torch.from_numpy(np.stack([p[0] for p in pairs])), torch.from_numpy(np.stack([p[1] for p in pairs]))
