@@ -1,0 +1,204 @@
+"""Pre-tokenization: split text into the pieces BPE works inside, and count them in parallel.
+
+Text is first cut at special tokens (matched longest-first, so that when both
+`<|endoftext|>` and `<|endoftext|><|endoftext|>` are special the longer one wins), then
+each piece between special tokens is split by the GPT-2 regex. Merges never cross a
+pre-token, so BPE training only needs how often each *distinct* pre-token occurs.
+
+Big files are read in chunks. A chunk boundary must not change the pre-tokens, so it is
+put only where the whole-text split also has a boundary:
+
+* at the start of a special token that no other special-token occurrence overlaps, or
+* just before a line break whose preceding byte is printable non-space ASCII. The regex
+  pieces around such a point are a non-space piece ending there and a whitespace piece
+  starting there, whatever comes before or after, so cutting there is exact.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from multiprocessing import get_context
+from typing import Iterator, Sequence
+
+import regex
+
+from .errors import TokenizerError
+from .progress import Progress
+
+#: The GPT-2 pre-tokenization pattern: contractions, letters, digits, other symbols (each
+#: optionally after one space), then whitespace runs (a run before a non-space keeps its
+#: last character for the next piece).
+GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+PRETOKEN_RE = regex.compile(GPT2_PATTERN)
+
+_MIB = 1 << 20
+
+
+def special_token_regex(special_tokens: Sequence[str]) -> "regex.Pattern | None":
+    """A regex matching any special token, longest first (None when there are none)."""
+    if not special_tokens:
+        return None
+    ordered = sorted(set(special_tokens), key=lambda s: (-len(s), s))
+    return regex.compile("|".join(regex.escape(s) for s in ordered))
+
+
+def split_special(text: str, special_re: "regex.Pattern | None") -> Iterator[tuple[str, bool]]:
+    """Yield `(piece, is_special)` in order; ordinary pieces are never empty."""
+    if special_re is None:
+        if text:
+            yield text, False
+        return
+    pos = 0
+    for match in special_re.finditer(text):
+        if match.start() > pos:
+            yield text[pos : match.start()], False
+        yield match.group(), True
+        pos = match.end()
+    if pos < len(text):
+        yield text[pos:], False
+
+
+def crosses_special(buf: bytes | str, p: int, specials: Sequence[bytes | str]) -> bool:
+    """True when some special-token occurrence in `buf` starts before `p` and ends after it."""
+    for s in specials:
+        if len(s) > 1 and buf.find(s, max(p - len(s) + 1, 0), p + len(s) - 1) != -1:
+            return True
+    return False
+
+
+def find_cut(buf: bytes, lo: int, hi: int, specials: Sequence[bytes]) -> int:
+    """First exact chunk boundary `q` in `buf` with `lo <= q < hi`, or -1 if there is none.
+
+    The start of a special token is preferred; a line break after a printable non-space
+    ASCII byte is the fallback (see the module docstring for why both are exact). The
+    caller keeps the longest special token's length of context on both sides of
+    `[lo, hi)` so that overlapping occurrences can be seen.
+    """
+    best = -1
+    for s in specials:
+        q = buf.find(s, lo, hi + len(s) - 1)
+        while q != -1 and crosses_special(buf, q, specials):
+            q = buf.find(s, q + 1, hi + len(s) - 1)
+        if q != -1 and (best == -1 or q < best):
+            best = q
+    if best != -1:
+        return best
+    q = buf.find(b"\n", max(lo, 1), hi)
+    while q != -1:
+        if 0x21 <= buf[q - 1] <= 0x7E and not crosses_special(buf, q, specials):
+            return q
+        q = buf.find(b"\n", q + 1, hi)
+    return -1
+
+
+def next_cut(f, pos: int, size: int, specials: Sequence[bytes]) -> int:
+    """Absolute offset of the first exact boundary at or after `pos` in open binary file `f`, or -1."""
+    margin = max((len(s) for s in specials), default=1)
+    while pos < size:
+        base = max(pos - margin, 0)
+        f.seek(base)
+        buf = f.read(pos - base + _MIB + margin)
+        at_end = base + len(buf) >= size
+        hi = len(buf) if at_end else len(buf) - margin
+        cut = find_cut(buf, pos - base, hi, specials)
+        if cut != -1:
+            return base + cut
+        if at_end:
+            return -1
+        pos = base + hi
+    return -1
+
+
+def chunk_boundaries(path: str | os.PathLike, target_size: int, special_tokens: Sequence[str] = ()) -> list[int]:
+    """Byte offsets `[0, ..., file_size]` cutting the file into exact chunks of about `target_size`.
+
+    A chunk is longer than `target_size` only when no exact boundary is found sooner.
+    """
+    size = os.path.getsize(path)
+    specials = [s.encode("utf-8") for s in special_tokens]
+    bounds = [0]
+    with open(path, "rb") as f:
+        pos = target_size
+        while pos < size:
+            cut = next_cut(f, pos, size, specials)
+            if cut == -1:
+                break
+            if cut > bounds[-1]:
+                bounds.append(cut)
+            pos = cut + target_size
+    if bounds[-1] != size:
+        bounds.append(size)
+    return bounds
+
+
+def read_text(path: str | os.PathLike, start: int, end: int) -> str:
+    """Bytes `[start, end)` of the file decoded as UTF-8; TokenizerError saying where if it is not UTF-8."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read(end - start)
+    return decode_utf8(data, path, start)
+
+
+def decode_utf8(data: bytes, path: str | os.PathLike, offset: int) -> str:
+    """Decode `data` (read from `path` at byte `offset`) or say where it stops being UTF-8."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        where = offset + e.start
+        with open(path, "rb") as f:
+            line = f.read(where).count(b"\n") + 1
+        raise TokenizerError(
+            f"{path} is not UTF-8 text (bad byte {data[e.start]:#04x} at byte offset {where}, line {line}); "
+            "convert it to UTF-8 first, e.g. with `iconv -t UTF-8`."
+        ) from None
+
+
+def count_text(text: str, special_re: "regex.Pattern | None", counts: Counter) -> None:
+    """Add the pre-tokens of `text` (special tokens dropped) to `counts` (str -> count)."""
+    pieces = special_re.split(text) if special_re is not None else (text,)
+    for piece in pieces:
+        counts.update(PRETOKEN_RE.findall(piece))
+
+
+def _count_chunk(args: tuple) -> Counter:
+    path, start, end, special_tokens = args
+    counts: Counter = Counter()
+    count_text(read_text(path, start, end), special_token_regex(special_tokens), counts)
+    return Counter({token.encode("utf-8"): n for token, n in counts.items()})
+
+
+def count_pretokens(
+    path: str | os.PathLike,
+    special_tokens: Sequence[str] = (),
+    num_processes: int | None = None,
+    progress: bool = False,
+) -> Counter:
+    """Count each distinct pre-token (as UTF-8 bytes) of a text file, in parallel processes.
+
+    The file is cut at exact boundaries (see `chunk_boundaries`) into chunks of at most a
+    few MiB, so memory grows with the number of distinct pre-tokens, not the file size.
+    The result is the same for any `num_processes` (default: one per CPU, at most 8, and
+    none extra for files under 1 MiB).
+    """
+    size = os.path.getsize(path)
+    if num_processes is None:
+        num_processes = min(os.cpu_count() or 1, 8, max(1, size // _MIB))
+    num_processes = max(1, int(num_processes))
+    target = min(max(size // (2 * num_processes) + 1, _MIB), 4 * _MIB)
+    bounds = chunk_boundaries(path, target, special_tokens)
+    tasks = [(str(path), a, b, list(special_tokens)) for a, b in zip(bounds, bounds[1:])]
+    total: Counter = Counter()
+    with Progress(size, "pre-tokenize", enabled=progress, unit="MB", unit_scale=1e6) as bar:
+        if num_processes == 1 or len(tasks) == 1:
+            results = map(_count_chunk, tasks)
+            for (_, a, b, _), counts in zip(tasks, results):
+                total.update(counts)
+                bar.update(b - a)
+        else:
+            # fork shares the imported modules; results are merged in any order (counts are sums).
+            with get_context("fork").Pool(num_processes) as pool:
+                for (_, a, b, _), counts in zip(tasks, pool.imap(_count_chunk, tasks)):
+                    total.update(counts)
+                    bar.update(b - a)
+    return total
