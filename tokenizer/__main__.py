@@ -1,0 +1,66 @@
+"""Command line: `python -m tokenizer train ...` and `python -m tokenizer encode ...`.
+
+    python -m tokenizer train --input corpus.txt --vocab-size 10000 --special-tokens "<|endoftext|>" --output tok.json
+    python -m tokenizer encode --tokenizer tok.json --input corpus.txt --output corpus.bin
+
+Errors in the input are printed as one line on stderr, with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from .bpe import Tokenizer
+from .errors import TokenizerError
+from .token_file import write_token_file
+from .train import train_bpe
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with the `train` and `encode` subcommands."""
+    parser = argparse.ArgumentParser(prog="python -m tokenizer", description="Train a byte-level BPE tokenizer and encode text files.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a tokenizer on a UTF-8 text file and save it as JSON")
+    train.add_argument("--input", required=True, help="UTF-8 text file to train on")
+    train.add_argument("--vocab-size", type=int, required=True, help="total ids: 256 bytes + special tokens + merges")
+    train.add_argument("--special-tokens", nargs="*", default=["<|endoftext|>"], help="tokens never split or merged (default: <|endoftext|>)")
+    train.add_argument("--output", required=True, help="tokenizer JSON file to write")
+    train.add_argument("--processes", type=int, default=None, help="pre-tokenization processes (default: one per CPU)")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    encode = sub.add_parser("encode", help="encode a UTF-8 text file into a flat binary token file + JSON sidecar")
+    encode.add_argument("--tokenizer", required=True, help="tokenizer JSON file written by `train`")
+    encode.add_argument("--input", required=True, help="UTF-8 text file to encode")
+    encode.add_argument("--output", required=True, help="token file to write (its sidecar is OUTPUT.json)")
+    encode.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 2 bad input)."""
+    args = build_parser().parse_args(argv)
+    start = time.perf_counter()
+    try:
+        if args.command == "train":
+            vocab, merges = train_bpe(args.input, args.vocab_size, args.special_tokens, args.processes, progress=not args.quiet)
+            tok = Tokenizer(vocab, merges, args.special_tokens)
+            tok.save(args.output)
+            print(f"wrote {args.output}: {tok.vocab_size} ids, {len(merges)} merges in {time.perf_counter() - start:.1f} s")
+        else:
+            tok = Tokenizer.load(args.tokenizer)
+            sidecar = write_token_file(tok, args.input, args.output, progress=not args.quiet)
+            print(
+                f"wrote {args.output}: {sidecar['num_tokens']:,} {sidecar['dtype']} tokens from "
+                f"{sidecar['source_bytes']:,} bytes in {time.perf_counter() - start:.1f} s"
+            )
+    except TokenizerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

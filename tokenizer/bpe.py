@@ -1,0 +1,289 @@
+"""`Tokenizer`: byte-level BPE encode/decode with special tokens, streaming and file I/O.
+
+Encoding a text: cut it at special tokens (longest first), split each piece between
+them with the GPT-2 regex, and turn each pre-token into ids by applying merges in rank
+order (lowest rank first, all occurrences left to right). A pre-token's ids depend only
+on the pre-token, so they are cached: in real text a few thousand distinct pre-tokens
+make up most of it, and encoding is then mostly the regex plus dict lookups.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from itertools import chain, repeat
+from typing import Iterable, Iterator, Sequence
+
+import regex
+
+from . import formats
+from .atomic import atomic_write
+from .errors import TokenizerError
+from .pretokenize import PRETOKEN_RE, crosses_special, special_token_regex, split_special
+
+_SPACE = regex.compile(r"\s")
+
+
+class _PieceCache(dict):
+    """pre-token (str) -> tuple of ids, filled on first use and emptied when it grows past `limit`."""
+
+    def __init__(self, encode_piece, limit: int):
+        super().__init__()
+        self._encode_piece = encode_piece
+        self._limit = limit
+
+    def __missing__(self, piece: str) -> tuple[int, ...]:
+        if len(self) >= self._limit:
+            self.clear()  # keeps memory bounded on endless streams of new pre-tokens
+        ids = self[piece] = self._encode_piece(piece)
+        return ids
+
+
+class Tokenizer:
+    """A byte-level BPE tokenizer: `encode(str) -> list[int]`, `decode(list[int]) -> str`.
+
+    `vocab` maps ids to token bytes and must contain all 256 single bytes; `merges` are
+    pairs of token bytes in rank order, each part and result in `vocab`. Special tokens
+    are never split; one not in `vocab` gets the next free id.
+    """
+
+    #: Most distinct pre-tokens kept in the encode cache before it is emptied.
+    cache_limit = 1 << 20
+    #: Characters `encode_iterable` gathers before it encodes what is safe to encode.
+    stream_buffer = 1 << 16
+
+    def __init__(self, vocab: dict[int, bytes], merges: Sequence[tuple[bytes, bytes]], special_tokens: Sequence[str] | None = None):
+        self._vocab = _checked_vocab(vocab)
+        self._merges = [(bytes(a), bytes(b)) for a, b in merges]
+        self._special_ids = self._add_special_tokens(special_tokens)
+        special_ids = set(self._special_ids.values())
+        # bytes -> id for ordinary tokens; the lowest id wins if two share bytes.
+        self._ids = {}
+        for i, token in sorted(self._vocab.items(), reverse=True):
+            if i not in special_ids:
+                self._ids[token] = i
+        missing = [b for b in range(256) if bytes([b]) not in self._ids]
+        if missing:
+            raise TokenizerError(
+                f"the vocabulary lacks {len(missing)} of the 256 single-byte tokens (e.g. byte {missing[0]}); "
+                "a byte-level BPE vocab must contain every byte."
+            )
+        self._byte_ids = [self._ids[bytes([b])] for b in range(256)]
+        self._bytes_are_ids = self._byte_ids == list(range(256))
+        self._ranks: dict[tuple[int, int], int] = {}
+        self._merged: dict[tuple[int, int], int] = {}
+        for rank, (a, b) in enumerate(self._merges):
+            try:
+                pair, merged = (self._ids[a], self._ids[b]), self._ids[a + b]
+            except KeyError:
+                raise TokenizerError(
+                    f"merge {rank} ({a!r}, {b!r}) uses or makes a token that is not in the vocabulary; "
+                    "pass the vocab and merges of one tokenizer."
+                ) from None
+            if pair not in self._ranks:
+                self._ranks[pair] = rank
+                self._merged[pair] = merged
+        self._special_re = special_token_regex(list(self._special_ids))
+        self._cache = _PieceCache(self._encode_piece, self.cache_limit)
+
+    def _add_special_tokens(self, special_tokens: Sequence[str] | None) -> dict[str, int]:
+        if special_tokens is None:
+            return {}
+        if isinstance(special_tokens, str):
+            raise TokenizerError(f"special_tokens must be a list of strings, got the single string {special_tokens!r}; wrap it in a list.")
+        by_bytes = {t: i for i, t in sorted(self._vocab.items())}  # the highest id wins
+        ids: dict[str, int] = {}
+        for s in special_tokens:
+            if not isinstance(s, str) or not s:
+                raise TokenizerError(f"special token {s!r} is not a non-empty string; pass special tokens as non-empty strings.")
+            token = s.encode("utf-8")
+            if token not in by_bytes:
+                by_bytes[token] = len(self._vocab) if not self._vocab else max(self._vocab) + 1
+                self._vocab[by_bytes[token]] = token
+            ids[s] = by_bytes[token]
+        return ids
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids (one more than the largest id)."""
+        return max(self._vocab) + 1
+
+    @property
+    def special_tokens(self) -> list[str]:
+        """The special tokens, in the order given."""
+        return list(self._special_ids)
+
+    @property
+    def vocab(self) -> dict[int, bytes]:
+        """A copy of id -> token bytes (special tokens included)."""
+        return dict(self._vocab)
+
+    @property
+    def merges(self) -> list[tuple[bytes, bytes]]:
+        """A copy of the merges, in rank order."""
+        return list(self._merges)
+
+    def token_to_id(self, s: str) -> int | None:
+        """The id of special token `s`, or None if `s` is not a special token."""
+        return self._special_ids.get(s)
+
+    # ------------------------------------------------------------ encode / decode
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text`, shape `(num_tokens,)` as a list."""
+        if not isinstance(text, str):
+            raise TokenizerError(f"encode takes a str, got {type(text).__name__}; decode bytes to str first.")
+        lookup = self._cache.__getitem__
+        if self._special_re is None:
+            return list(chain.from_iterable(map(lookup, PRETOKEN_RE.findall(text))))
+        ids: list[int] = []
+        for piece, is_special in split_special(text, self._special_re):
+            if is_special:
+                ids.append(self._special_ids[piece])
+            else:
+                ids.extend(chain.from_iterable(map(lookup, PRETOKEN_RE.findall(piece))))
+        return ids
+
+    def encode_iterable(self, iterable: Iterable[str]) -> Iterator[int]:
+        """Ids of the concatenation of the strings in `iterable` (e.g. an open text file), lazily.
+
+        Equal to `encode("".join(iterable))` but in bounded memory: text is gathered until
+        `stream_buffer` characters and encoded up to the last line break after a non-space
+        character that no special token spans, where pre-tokens cannot change.
+        """
+        longest = max((len(s) for s in self._special_ids), default=1)
+        parts: list[str] = []
+        size = 0
+        for text in iterable:
+            parts.append(text)
+            size += len(text)
+            if size >= self.stream_buffer:
+                buf = "".join(parts)
+                cut = self._last_safe_cut(buf, len(buf) - longest + 1)
+                if cut > 0:
+                    yield from self.encode(buf[:cut])
+                    buf = buf[cut:]
+                parts, size = [buf], len(buf)
+        yield from self.encode("".join(parts))
+
+    def _last_safe_cut(self, text: str, hi: int) -> int:
+        """Largest p < hi with text[p] == '\\n', text[p-1] not whitespace, no special token across p; else 0."""
+        specials = list(self._special_ids)
+        p = text.rfind("\n", 1, max(hi, 1))
+        while p > 0:
+            if not _SPACE.match(text, p - 1) and not crosses_special(text, p, specials):
+                return p
+            p = text.rfind("\n", 1, p)
+        return 0
+
+    def _encode_piece(self, piece: str) -> tuple[int, ...]:
+        """BPE on one pre-token: merge the leftmost lowest-rank pair until no pair has a rank.
+
+        Merging the leftmost lowest-rank pair one at a time equals applying the merges in
+        order everywhere (a merge's result only ever appears in pairs of higher rank).
+        `ranks[i]` is the rank of `(ids[i], ids[i + 1])`; a merge only changes its neighbours.
+        """
+        data = piece.encode("utf-8")
+        ids = list(data) if self._bytes_are_ids else [self._byte_ids[b] for b in data]
+        get_rank, merged = self._ranks.get, self._merged
+        no_rank = len(self._ranks)
+        ranks = list(map(get_rank, zip(ids, ids[1:]), repeat(no_rank)))
+        while ranks:
+            best = min(ranks)
+            if best == no_rank:
+                break
+            i = ranks.index(best)
+            new = merged[ids[i], ids[i + 1]]
+            ids[i : i + 2] = (new,)
+            del ranks[i]
+            if i > 0:
+                ranks[i - 1] = get_rank((ids[i - 1], new), no_rank)
+            if i < len(ranks):
+                ranks[i] = get_rank((new, ids[i + 1]), no_rank)
+        return tuple(ids)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The text of `ids`; bytes that are not valid UTF-8 become U+FFFD."""
+        if hasattr(ids, "tolist"):  # numpy arrays and torch tensors
+            ids = ids.tolist()
+        try:
+            data = b"".join(map(self._vocab.__getitem__, ids))
+        except (KeyError, TypeError):
+            bad = next(i for i in ids if not (isinstance(i, int) or hasattr(i, "__index__")) or i not in self._vocab)
+            raise TokenizerError(
+                f"token id {bad!r} is not in the vocabulary (ids 0..{self.vocab_size - 1}); "
+                "decode only ids made by this tokenizer."
+            ) from None
+        return data.decode("utf-8", errors="replace")
+
+    # ------------------------------------------------------------ files
+
+    def to_dict(self) -> dict:
+        """The JSON-able form (format, version, vocab, merges, special tokens); embedded in checkpoints."""
+        return formats.to_dict(self._vocab, self._merges, list(self._special_ids))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Tokenizer":
+        """Inverse of `to_dict`; TokenizerError for another format or version."""
+        vocab, merges, special_tokens = formats.from_dict(d)
+        return cls(vocab, merges, special_tokens)
+
+    def fingerprint(self) -> str:
+        """sha256 hex digest of the canonical JSON of `to_dict()`: equal tokenizers, equal fingerprints."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the tokenizer as one human-readable, versioned JSON file (atomically)."""
+        text = json.dumps(self.to_dict(), ensure_ascii=False, indent=1)
+        _write_text(path, text, "tokenizer file")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Tokenizer":
+        """Read a file written by `save`; TokenizerError for a missing file or another format/version."""
+        d = formats.read_json(path, "tokenizer file")
+        vocab, merges, special_tokens = formats.from_dict(d, where=f"tokenizer file {path}")
+        return cls(vocab, merges, special_tokens)
+
+    @classmethod
+    def from_gpt2_files(cls, vocab_json: str | os.PathLike, merges_txt: str | os.PathLike, special_tokens: Sequence[str] | None = None) -> "Tokenizer":
+        """A tokenizer from GPT-2's `vocab.json` and `merges.txt` (e.g. special_tokens=["<|endoftext|>"])."""
+        vocab, merges = formats.read_gpt2_files(vocab_json, merges_txt)
+        return cls(vocab, merges, special_tokens)
+
+    def save_gpt2_files(self, vocab_json: str | os.PathLike, merges_txt: str | os.PathLike) -> None:
+        """Write `vocab.json` and `merges.txt` in GPT-2's format (atomically)."""
+        vocab_text, merges_text = formats.gpt2_files_text(self._vocab, self._merges)
+        _write_text(vocab_json, vocab_text, "GPT-2 vocab file")
+        _write_text(merges_txt, merges_text, "GPT-2 merges file")
+
+    def save_hf(self, path: str | os.PathLike) -> None:
+        """Write a Hugging Face `tokenizers` tokenizer.json that gives the same ids as this tokenizer."""
+        d = formats.hf_tokenizer_json(self._vocab, self._merges, self._special_ids)
+        _write_text(path, json.dumps(d, ensure_ascii=False, indent=1), "tokenizer.json")
+
+    def __repr__(self) -> str:
+        return f"Tokenizer(vocab_size={self.vocab_size}, merges={len(self._merges)}, special_tokens={self.special_tokens})"
+
+
+def _checked_vocab(vocab: dict[int, bytes]) -> dict[int, bytes]:
+    if not isinstance(vocab, dict):
+        raise TokenizerError(f"vocab must be a dict of id -> bytes, got {type(vocab).__name__}; pass the vocab from train_bpe.")
+    out = {}
+    for i, token in vocab.items():
+        if isinstance(i, bool) or not isinstance(i, int) or i < 0 or not isinstance(token, (bytes, bytearray)):
+            raise TokenizerError(f"vocab entry {i!r}: {token!r} is not a non-negative int id -> bytes; pass the vocab from train_bpe.")
+        out[i] = bytes(token)
+    return out
+
+
+def _write_text(path: str | os.PathLike, text: str, what: str) -> None:
+    try:
+        with atomic_write(path) as f:
+            f.write(text)
+    except OSError as e:
+        raise TokenizerError(f"cannot write {what} {path} ({e.strerror or e}); choose a path in a writable folder.") from None
