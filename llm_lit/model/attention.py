@@ -136,6 +136,10 @@ class CausalSelfAttention(nn.Module):
             k = RotaryEmbedding.rotate(k, *rope)
         if kv_cache is not None:
             k, v = kv_cache.update(layer, k, v)
+            if k.dtype != q.dtype:  # e.g. a float32 cache read under bf16 autocast
+                k, v = k.to(q.dtype), v.to(q.dtype)
+        if mask is not None and mask.is_floating_point():
+            mask = mask.to(q.dtype)
         dropout_p = self.dropout if self.training else 0.0
         out = self._attend(q, k, v, None if is_causal else mask, is_causal, dropout_p)
         return self.output_proj(out.transpose(1, 2).reshape(batch, seq, self.n_heads * self.d_head))

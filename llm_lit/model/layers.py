@@ -91,6 +91,8 @@ class RMSNorm(nn.Module):
         nn.init.ones_(self.weight)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.fused and x.dtype == torch.float32 and self.weight.dtype == torch.float32:
+            return F.rms_norm(x, (self.dim,), self.weight, self.eps)
         x32 = x.float()
         if self.fused:
             out = F.rms_norm(x32, (self.dim,), self.weight.float(), self.eps)

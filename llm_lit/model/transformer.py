@@ -166,11 +166,14 @@ class TransformerLM(nn.Module):
         batch, seq = ids.shape
         if seq == 0:
             raise UserError("TransformerLM got an empty sequence; pass at least one token per row.")
-        if ids.device.type == "cpu" and (int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size):
-            raise UserError(
-                f"Token ids must lie in [0, {self.config.vocab_size}) but got values in "
-                f"[{int(ids.min())}, {int(ids.max())}]; use a tokenizer whose vocab_size matches the model."
-            )
+        # On accelerators (and while compiling) this check would cost a device sync per step.
+        if ids.device.type == "cpu" and not torch.compiler.is_compiling():
+            low, high = (int(v) for v in torch.aminmax(ids))
+            if low < 0 or high >= self.config.vocab_size:
+                raise UserError(
+                    f"Token ids must lie in [0, {self.config.vocab_size}) but got values in [{low}, {high}]; "
+                    "use a tokenizer whose vocab_size matches the model."
+                )
         if kv_cache is None:
             if seq > self.config.context_length:
                 raise UserError(

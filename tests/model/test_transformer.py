@@ -177,3 +177,21 @@ def test_bad_inputs_have_clear_messages() -> None:
         model.loss(torch.zeros(1, 3, dtype=torch.long), torch.zeros(1, 4, dtype=torch.long))
     with pytest.raises(UserError, match="needs a ModelConfig"):
         TransformerLM({"d_model": 32})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("position", ["alibi", "rope"])
+def test_runs_under_bf16_autocast_with_and_without_cache(position: str) -> None:
+    torch.manual_seed(0)
+    model = TransformerLM(ModelConfig(**TINY, position=position, n_kv_heads=2))
+    ids = _ids()
+    full32 = model.loss(ids, ids)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(ids)
+        cache = model.new_kv_cache(2)  # float32 cache, bf16 keys under autocast
+        cached = torch.cat([model(ids[:, :7], kv_cache=cache), model(ids[:, 7:], kv_cache=cache)], dim=1)
+        loss = model.loss(ids, ids)
+    loss.backward()
+    assert logits.dtype == torch.bfloat16 and loss.dtype == torch.float32
+    torch.testing.assert_close(cached.float(), logits.float(), atol=0.02, rtol=0.02)
+    assert loss.item() == pytest.approx(full32.item(), abs=0.02)
+    assert model.lm_head.weight.grad is not None
