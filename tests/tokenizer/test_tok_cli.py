@@ -1,0 +1,46 @@
+"""`python -m tokenizer train|encode`: a run end to end, and one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tok_helpers import REPO, write_text
+
+from tokenizer import Tokenizer
+from tokenizer.__main__ import main
+from tokenizer.token_file import read_token_file
+
+
+def test_train_then_encode(tmp_path, shakespeare_text, capsys):
+    corpus = write_text(tmp_path / "c.txt", shakespeare_text[:50_000])
+    tok_path, bin_path = tmp_path / "tok.json", tmp_path / "c.bin"
+    assert main(["train", "--input", str(corpus), "--vocab-size", "400", "--output", str(tok_path), "--quiet"]) == 0
+    assert main(["encode", "--tokenizer", str(tok_path), "--input", str(corpus), "--output", str(bin_path)]) == 0
+    tok = Tokenizer.load(tok_path)
+    assert tok.vocab_size == 400 and tok.special_tokens == ["<|endoftext|>"]
+    ids = read_token_file(bin_path, tok.fingerprint())
+    assert tok.decode(ids) == shakespeare_text[:50_000]
+    captured = capsys.readouterr()
+    assert "wrote" in captured.out and "encode [" in captured.err  # a progress bar on stderr
+
+
+def test_errors_are_one_line_with_status_2(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "tokenizer", "train", "--input", str(tmp_path / "nope.txt"), "--vocab-size", "300", "--output", str(tmp_path / "t.json")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "does not exist; pass the path of a UTF-8 text file" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_vocab_too_small_and_wrong_tokenizer_file(tmp_path, capsys):
+    corpus = write_text(tmp_path / "c.txt", "hello")
+    assert main(["train", "--input", str(corpus), "--vocab-size", "100", "--output", str(tmp_path / "t.json")]) == 2
+    assert "use a vocab_size of at least 257" in capsys.readouterr().err
+    assert main(["encode", "--tokenizer", str(corpus), "--input", str(corpus), "--output", str(tmp_path / "o.bin")]) == 2
+    assert "is not valid JSON" in capsys.readouterr().err

@@ -1,0 +1,44 @@
+"""Pre-tokenization: exact chunk boundaries and longest-first special-token splitting."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tok_helpers import EOT, GPT2_SPLIT, write_text
+
+from tokenizer.pretokenize import chunk_boundaries, count_text, special_token_regex, split_special
+
+
+def test_split_special_longest_first():
+    pattern = special_token_regex([EOT, EOT + EOT])
+    assert list(split_special("a" + EOT * 3 + "b", pattern)) == [("a", False), (EOT * 2, True), (EOT, True), ("b", False)]
+    assert list(split_special("", pattern)) == []
+    assert list(split_special("x", None)) == [("x", False)]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    text=st.lists(st.sampled_from(["a", "b", " ", "  ", "\n", "\n\n", " \n", "é", "😀", "'s", ".", "1", EOT, "<|end"]), max_size=300).map("".join),
+    target=st.integers(1, 40),
+)
+def test_chunks_do_not_change_pretokens(tmp_path, text, target):
+    path = write_text(tmp_path / "c.txt", text)
+    bounds = chunk_boundaries(path, target, [EOT])
+    data = text.encode()
+    assert bounds[0] == 0 and bounds[-1] == len(data) and bounds == sorted(set(bounds))
+    chunked: Counter = Counter()
+    for a, b in zip(bounds, bounds[1:]):
+        count_text(data[a:b].decode(), special_token_regex([EOT]), chunked)
+    whole: Counter = Counter()
+    for piece in text.split(EOT):
+        whole.update(GPT2_SPLIT.findall(piece))
+    assert chunked == whole
+
+
+def test_chunks_prefer_special_tokens(tmp_path):
+    text = ("word " * 50 + "\n") * 4 + EOT + "tail\n" + "more text\n" * 10
+    path = write_text(tmp_path / "c.txt", text)
+    bounds = chunk_boundaries(path, 100, [EOT])
+    assert text.encode().index(EOT.encode()) in bounds
