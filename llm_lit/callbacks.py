@@ -1,0 +1,140 @@
+"""Callbacks Lightning lacks: tokens/s + MFU logging, and writing `predict` output.
+
+(Sampled continuations at each validation are logged by `LanguageModel` itself, since it
+owns the tokenizer and the sampling settings.)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import lightning as L
+import torch
+
+from tokenizer.atomic import atomic_write
+
+# Dense peak tensor throughput in FLOP/s per device, by precision ("bf16" also covers fp16,
+# "tf32" is fp32 matmuls on tensor cores, "32" plain fp32). Matched by substring of the CUDA
+# device name, most specific first. Devices not listed get no MFU: it is omitted, not guessed.
+PEAK_FLOPS: list[tuple[str, dict[str, float]]] = [
+    ("H200", {"bf16": 989e12, "tf32": 494e12, "32": 67e12}),
+    ("H100 PCIe", {"bf16": 756e12, "tf32": 378e12, "32": 51e12}),
+    ("H100", {"bf16": 989e12, "tf32": 494e12, "32": 67e12}),
+    ("A100", {"bf16": 312e12, "tf32": 156e12, "32": 19.5e12}),
+    ("L40S", {"bf16": 362e12, "tf32": 183e12, "32": 91.6e12}),
+    ("L4", {"bf16": 121e12, "tf32": 60e12, "32": 30.3e12}),
+    ("A10G", {"bf16": 70e12, "tf32": 35e12, "32": 31.2e12}),
+    ("V100", {"bf16": 125e12, "32": 15.7e12}),  # fp16 only: V100 has no bf16
+    ("T4", {"bf16": 65e12, "32": 8.1e12}),  # fp16 only
+]
+
+
+def peak_flops(device: torch.device, precision: str) -> Optional[float]:
+    """Dense peak FLOP/s of `device` at a Lightning precision string, or None when unknown (CPU included)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    if "bf16" in precision or "16" in precision:
+        kind = "bf16"
+    elif torch.get_float32_matmul_precision() != "highest":
+        kind = "tf32"
+    else:
+        kind = "32"
+    for key, peaks in PEAK_FLOPS:
+        if key in name:
+            return peaks.get(kind)
+    return None
+
+
+class SpeedMonitor(L.Callback):
+    """Logs `perf/tokens_per_s` (all devices together) and, on known GPUs, `perf/mfu` at each logging step.
+
+    Time is measured over the steps since the previous logging step, validation excluded,
+    with one device synchronisation per logging step (none in between).
+    """
+
+    def __init__(self) -> None:
+        self._tokens = 0
+        self._elapsed = 0.0
+        self._since: Optional[float] = None
+        self._peak: Optional[float] = None
+        self._flops_per_token: Optional[int] = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._peak = peak_flops(pl_module.device, str(trainer.precision))
+        self._flops_per_token = None
+
+    def _clock(self, pl_module: L.LightningModule) -> float:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+        return time.perf_counter()
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        if self._since is None:
+            self._since = self._clock(pl_module)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        x = batch[0]
+        self._tokens += x.numel()
+        if self._flops_per_token is None:
+            self._flops_per_token = pl_module.model.flops_per_token(seq_len=x.shape[1])
+        if not is_logging_step(trainer, batch_idx) or self._since is None:
+            return
+        now = self._clock(pl_module)
+        elapsed = self._elapsed + (now - self._since)
+        tokens_per_s = self._tokens * trainer.world_size / max(elapsed, 1e-9)
+        metrics = {"perf/tokens_per_s": tokens_per_s}
+        if self._peak is not None:
+            metrics["perf/mfu"] = self._flops_per_token * tokens_per_s / (self._peak * trainer.world_size)
+        pl_module.log_dict(metrics, on_step=True, on_epoch=False)
+        self._tokens, self._elapsed, self._since = 0, 0.0, now
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Pause the clock; the next training batch restarts it.
+        if self._since is not None:
+            self._elapsed += self._clock(pl_module) - self._since
+            self._since = None
+
+
+def is_logging_step(trainer: L.Trainer, batch_idx: int) -> bool:
+    """Whether the micro-batch `batch_idx` ends an optimizer step at which the trainer writes logs."""
+    ends_step = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
+    # Lightning's own test (log_every_n_steps, counted in optimizer steps); there is no public one.
+    return ends_step and trainer._logger_connector.should_update_logs
+
+
+class PredictionWriter(L.Callback):
+    """Prints each continuation of `predict` and writes them all to a JSONL file (atomically, at the end).
+
+    Each line is `{"prompt": ..., "completion": ..., "num_tokens": ...}`. With several
+    processes, rank r writes `<stem>.rank<r>.jsonl`.
+    """
+
+    def __init__(self, output_path: str | Path = "predictions.jsonl", echo: bool = True) -> None:
+        self.output_path = Path(output_path)
+        self.echo = echo
+        self._rows: list[dict[str, Any]] = []
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._rows = []
+
+    def on_predict_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                             batch_idx: int, dataloader_idx: int = 0) -> None:
+        for row in outputs:
+            self._rows.append(row)
+            if self.echo:
+                print(f"{row['prompt']}{row['completion']}\n{'-' * 40}", flush=True)
+
+    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        path = self.output_path
+        if trainer.world_size > 1:
+            path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")
+        with atomic_write(path, "w") as f:
+            for row in self._rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        if self.echo and trainer.is_global_zero:
+            print(f"Wrote {len(self._rows)} continuations to {path}", flush=True)

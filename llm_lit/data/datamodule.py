@@ -1,0 +1,232 @@
+"""`TextDataModule`: text files in, token windows out, for every Lightning stage.
+
+* `prepare_data` (once per node) trains the tokenizer unless one is given and encodes the
+  train/val splits into the token cache (see `llm_lit.data.tokens`).
+* `setup` opens the token files as read-only `np.memmap`s: nothing is loaded into RAM.
+* training batches are random windows drawn from `(seed, global sample index)` only; the
+  number of micro-batches consumed is the DataModule's checkpointed state, so a resumed
+  run continues with exactly the batches the uninterrupted run would have used.
+* validation and test cover their split once, in non-overlapping windows.
+* predict needs no corpus: it serves the prompts as strings; the model encodes them with
+  the tokenizer that travels in its checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import lightning as L
+import numpy as np
+from torch.utils.data import DataLoader
+
+from llm_lit.data.datasets import RandomWindows, SequentialWindows
+from llm_lit.data.tokens import BUNDLED_CORPUS, TokenCache, open_tokens, prepare_token_cache
+from llm_lit.errors import UserError
+from tokenizer import Tokenizer
+from tokenizer.errors import TokenizerError
+
+DEFAULT_SPECIAL_TOKENS = ["<|endoftext|>"]
+
+
+class TextDataModule(L.LightningDataModule):
+    """Language-modelling data from text files: tokenizer, token cache, windows and prompts."""
+
+    def __init__(
+        self,
+        train_files: Optional[list[str]] = None,
+        val_files: Optional[list[str]] = None,
+        val_fraction: float = 0.1,
+        tokenizer_path: Optional[str] = None,
+        vocab_size: int = 4096,
+        special_tokens: Optional[list[str]] = None,
+        context_length: int = 256,
+        batch_size: int = 32,
+        val_batch_size: Optional[int] = None,
+        seed: int = 1337,
+        num_workers: int = 0,
+        cache_dir: str = ".llm_lit_cache",
+        prompts: Optional[list[str]] = None,
+        prompts_file: Optional[str] = None,
+        predictions_path: str = "predictions.jsonl",
+        predict_batch_size: int = 8,
+    ) -> None:
+        """Configure the data; nothing is read or written until `prepare_data`.
+
+        Args:
+            train_files: Text files forming the training corpus (default: the bundled tinyshakespeare).
+            val_files: Text files of the validation split (default: the last `val_fraction` of the training corpus).
+            val_fraction: Share of the corpus held out for validation when no val_files are given (0.1: nanoGPT's split).
+            tokenizer_path: A saved tokenizer (JSON) to use instead of training one on the corpus.
+            vocab_size: Vocabulary size of the tokenizer trained on the corpus (ignored with tokenizer_path); linked into model.config.vocab_size.
+            special_tokens: Special tokens of the trained tokenizer (default: ["<|endoftext|>"]); the first also separates concatenated files.
+            context_length: Tokens per window (linked from model.config.context_length).
+            batch_size: Training windows per micro-batch on each device.
+            val_batch_size: Windows per validation batch (default: batch_size).
+            seed: Seed of the training windows (each window is a hash of the seed and its sample index).
+            num_workers: DataLoader worker processes for training batches (0: load in the main process, usually fastest here).
+            cache_dir: Folder of the token cache (tokenizer and token files, keyed by a fingerprint of corpus and settings).
+            prompts: Prompts for `predict`, e.g. '["ROMEO:"]'.
+            prompts_file: A text file of prompts for `predict`, one per line (or a JSONL file of {"prompt": ...} objects).
+            predictions_path: JSONL file `predict` writes its continuations to.
+            predict_batch_size: Prompts generated together in one batch by `predict`.
+        """
+        super().__init__()
+        problems = _check_numbers(val_fraction=val_fraction, vocab_size=vocab_size, context_length=context_length,
+                                  batch_size=batch_size, val_batch_size=val_batch_size, seed=seed,
+                                  num_workers=num_workers, predict_batch_size=predict_batch_size)
+        if problems:
+            raise UserError("Invalid data settings: " + "; ".join(problems) + "; fix these --data values.")
+        self.train_files = list(train_files) if train_files else [str(BUNDLED_CORPUS)]
+        self.val_files = list(val_files) if val_files else None
+        self.val_fraction = val_fraction
+        self.special_tokens = list(DEFAULT_SPECIAL_TOKENS if special_tokens is None else special_tokens)
+        self.context_length = context_length
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size or batch_size
+        self.seed = seed
+        self.num_workers = num_workers
+        self.cache_dir = cache_dir
+        self.prompts = list(prompts) if prompts else None
+        self.prompts_file = prompts_file
+        self.predictions_path = predictions_path
+        self.predict_batch_size = predict_batch_size
+
+        self.given_tokenizer = _load_tokenizer(tokenizer_path) if tokenizer_path else None
+        self.tokenizer: Optional[Tokenizer] = self.given_tokenizer
+        self._requested_vocab_size = vocab_size
+        self.cache: Optional[TokenCache] = None
+        self.train_tokens: Optional[np.ndarray] = None
+        self.val_tokens: Optional[np.ndarray] = None
+        self.train_batches_consumed = 0
+
+    @property
+    def vocab_size(self) -> int:
+        """Vocabulary size: the given tokenizer's, else the size the tokenizer will be trained to."""
+        if self.given_tokenizer is not None:
+            return self.given_tokenizer.vocab_size
+        return self._requested_vocab_size
+
+    # ------------------------------------------------------------------ preparing and opening
+    def _needs_corpus(self) -> bool:
+        trainer = self.trainer
+        return trainer is None or not trainer.predicting
+
+    def prepare_data(self) -> None:
+        """Train the tokenizer (unless given) and encode the splits into the token cache, if not cached yet."""
+        if self._needs_corpus():
+            self._prepare()
+
+    def _prepare(self) -> TokenCache:
+        return prepare_token_cache(self.train_files, self.val_files, self.val_fraction, self._requested_vocab_size,
+                                   self.special_tokens, self.cache_dir, tokenizer=self.given_tokenizer)
+
+    def setup(self, stage: str) -> None:
+        """Open the cached tokenizer and token files (memory-mapped, read-only); predict opens nothing."""
+        if stage == "predict" or self.train_tokens is not None:
+            return
+        # prepare_data already built the cache on local rank 0; this only recomputes its paths.
+        self.cache = self._prepare()
+        self.tokenizer = self.given_tokenizer or Tokenizer.load(self.cache.tokenizer_path)
+        self.train_tokens = open_tokens(self.cache.train_path, self.tokenizer)
+        self.val_tokens = open_tokens(self.cache.val_path, self.tokenizer)
+        for name, tokens in (("training", self.train_tokens), ("validation", self.val_tokens)):
+            if len(tokens) < self.context_length + 1:
+                raise UserError(
+                    f"The {name} split has {len(tokens)} tokens, fewer than one window of {self.context_length + 1}; "
+                    "use a longer corpus or a smaller model.config.context_length.")
+
+    # ------------------------------------------------------------------ loaders
+    def _rank_and_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def train_dataloader(self) -> DataLoader:
+        """Endless random training batches, continuing after the batches already consumed (resume)."""
+        rank, world = self._rank_and_world()
+        windows = RandomWindows(self.train_tokens, self.context_length, self.batch_size, seed=self.seed,
+                                rank=rank, world_size=world, start_batch=self.train_batches_consumed)
+        return DataLoader(windows, batch_size=None, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
+
+    def _sequential(self, tokens: np.ndarray) -> DataLoader:
+        rank, world = self._rank_and_world()
+        windows = SequentialWindows(tokens, self.context_length, self.val_batch_size, rank=rank, world_size=world)
+        return DataLoader(windows, batch_size=None)
+
+    def val_dataloader(self) -> DataLoader:
+        """The validation split once, in non-overlapping windows shared out across ranks."""
+        return self._sequential(self.val_tokens)
+
+    def test_dataloader(self) -> DataLoader:
+        """Same as validation: the held-out split once."""
+        return self._sequential(self.val_tokens)
+
+    def predict_dataloader(self) -> DataLoader:
+        """Batches of prompt strings (the model encodes them with its checkpoint's tokenizer)."""
+        prompts = self.read_prompts()
+        return DataLoader(prompts, batch_size=self.predict_batch_size, collate_fn=list)
+
+    def read_prompts(self) -> list[str]:
+        """The prompts from `prompts` and `prompts_file`, in that order."""
+        prompts = list(self.prompts or [])
+        if self.prompts_file:
+            prompts.extend(_read_prompts_file(Path(self.prompts_file)))
+        if not prompts:
+            raise UserError("predict needs prompts; pass --data.prompts '[\"ROMEO:\"]' or --data.prompts_file FILE.")
+        return prompts
+
+    # ------------------------------------------------------------------ resumable position
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Count training micro-batches as the loop consumes them (prefetched ones are not counted)."""
+        if self.trainer is not None and self.trainer.training:
+            self.train_batches_consumed += 1
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        """The data position saved in checkpoints: micro-batches consumed so far."""
+        return {"train_batches_consumed": self.train_batches_consumed}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the data position from a checkpoint."""
+        self.train_batches_consumed = int(state_dict.get("train_batches_consumed", 0))
+
+
+def _load_tokenizer(path: str) -> Tokenizer:
+    if not Path(path).expanduser().is_file():
+        raise UserError(f"The tokenizer file '{path}' does not exist; pass a tokenizer saved by Tokenizer.save, "
+                        "or leave --data.tokenizer_path unset to train one.")
+    try:
+        return Tokenizer.load(Path(path).expanduser())
+    except TokenizerError:
+        raise
+    except (OSError, ValueError, KeyError) as e:
+        raise UserError(f"The tokenizer file '{path}' cannot be read ({e}); pass a tokenizer saved by Tokenizer.save.") from e
+
+
+def _read_prompts_file(path: Path) -> list[str]:
+    if not path.is_file():
+        raise UserError(f"The prompts file '{path}' does not exist; pass an existing text or JSONL file.")
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if path.suffix == ".jsonl":
+        try:
+            return [json.loads(line)["prompt"] for line in lines]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise UserError(f"The prompts file '{path}' is not JSONL of {{\"prompt\": ...}} objects ({e}); "
+                            "fix it or pass plain text, one prompt per line.") from e
+    return [line.replace("\\n", "\n") for line in lines]
+
+
+def _check_numbers(**values: Any) -> list[str]:
+    problems = []
+    for name, value in values.items():
+        if name == "val_fraction":
+            if not 0 < value < 1:
+                problems.append(f"val_fraction must be between 0 and 1 (got {value})")
+        elif name in ("seed", "num_workers"):
+            if value < 0:
+                problems.append(f"{name} must be >= 0 (got {value})")
+        elif value is not None and value < 1:
+            problems.append(f"{name} must be a positive integer (got {value})")
+    return problems

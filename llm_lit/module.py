@@ -1,0 +1,271 @@
+"""`LanguageModel`: the LightningModule that trains, validates, tests and samples a `TransformerLM`.
+
+Lightning runs the loops, precision, strategies, checkpointing and logging; this module
+adds only what is ours: the from-scratch AdamW with its cosine-warmup schedule (stepped per
+optimizer step, its length taken from `trainer.max_steps`), our global-norm clipping, exact
+DDP-safe validation metrics (loss, perplexity, bits per byte), sampled text, and
+self-contained checkpoints (model config and tokenizer travel inside them).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import lightning as L
+import torch
+from torchmetrics import MeanMetric, SumMetric
+
+from llm_lit.callbacks import SpeedMonitor, is_logging_step
+from llm_lit.data.datasets import IGNORE_INDEX
+from llm_lit.errors import UserError
+from llm_lit.generation import SamplingConfig, generate
+from llm_lit.model import ModelConfig, TransformerLM
+from llm_lit.optim import AdamW, clip_grad_norm, cosine_warmup_scheduler, param_groups
+from tokenizer import Tokenizer
+
+CHECKPOINT_KEY = "llm_lit"
+CHECKPOINT_VERSION = 1
+END_OF_TEXT = "<|endoftext|>"
+
+
+@dataclass
+class OptimizerConfig:
+    """AdamW and its cosine-with-warmup learning-rate schedule (length: trainer.max_steps).
+
+    Args:
+        lr: Peak learning rate, reached at the end of warmup.
+        min_lr: Learning rate at the end of the cosine decay (trainer.max_steps).
+        warmup_steps: Optimizer steps of linear warmup from 0 to lr.
+        weight_decay: Decoupled weight decay of matrices (norms, biases and embeddings are not decayed).
+        betas: AdamW's moment decay rates.
+        eps: AdamW's denominator epsilon.
+    """
+
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+
+
+class LanguageModel(L.LightningModule):
+    """A GPT-style language model (`self.model`, a `TransformerLM`) for Lightning's loops."""
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        optimizer: OptimizerConfig = OptimizerConfig(),
+        grad_clip: float = 1.0,
+        compile: bool = False,
+        sampling: SamplingConfig = SamplingConfig(max_new_tokens=200, temperature=0.8, top_k=50, seed=1234),
+        sample_prompts: list[str] = [""],
+    ) -> None:
+        """Build the model; the tokenizer arrives from the DataModule (fit/validate/test) or the checkpoint.
+
+        Args:
+            config: Architecture of the transformer (vocab_size is linked from data.vocab_size).
+            optimizer: AdamW and learning-rate schedule settings.
+            grad_clip: Clip the global gradient norm to this value (0 disables clipping; the norm is logged either way).
+            compile: Apply torch.compile to the transformer (worth it on GPUs; slow to start on CPU).
+            sampling: How predict (and the samples logged at each validation) pick tokens.
+            sample_prompts: Prompts continued at each validation and logged to TensorBoard's text tab ('' starts from <|endoftext|>; [] disables).
+        """
+        super().__init__()
+        if not grad_clip >= 0:
+            raise UserError(f"grad_clip must be >= 0 (got {grad_clip}); pass e.g. 1.0, or 0 to disable clipping.")
+        self.config = config
+        self.optimizer_config = optimizer
+        self.grad_clip = grad_clip
+        self.compile = compile
+        self.sampling = sampling
+        self.sample_prompts = list(sample_prompts)
+        self.model = TransformerLM(config)
+        self.tokenizer: Optional[Tokenizer] = None
+        self._token_bytes: Optional[torch.Tensor] = None
+        self._grad_norm: Optional[torch.Tensor] = None
+        self._compiled = False
+        self.train_loss = MeanMetric()
+        self.eval_nll = SumMetric().set_dtype(torch.float64)
+        self.eval_tokens = SumMetric().set_dtype(torch.float64)
+        self.eval_bytes = SumMetric().set_dtype(torch.float64)
+
+    # ------------------------------------------------------------------ tokenizer
+    def set_tokenizer(self, tokenizer: Tokenizer) -> None:
+        """Attach the tokenizer (for bits per byte, samples and checkpoints); its ids must fit the model."""
+        if tokenizer.vocab_size > self.config.vocab_size:
+            raise UserError(f"The tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is "
+                            f"{self.config.vocab_size}; set model.config.vocab_size >= {tokenizer.vocab_size} "
+                            "(or let data.vocab_size link it).")
+        self.tokenizer = tokenizer
+        # byte length of each token id: what bits per byte divides by
+        lengths = torch.zeros(self.config.vocab_size, dtype=torch.float64)
+        for token_id, token_bytes in tokenizer.vocab.items():
+            lengths[token_id] = len(token_bytes)
+        self._token_bytes = lengths
+
+    def setup(self, stage: str) -> None:
+        """Take the tokenizer from the DataModule when it has one."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        tokenizer = getattr(datamodule, "tokenizer", None)
+        if tokenizer is not None and tokenizer is not self.tokenizer:
+            self.set_tokenizer(tokenizer)
+        if stage == "fit" and self.trainer.gradient_clip_val is not None:
+            raise UserError("Gradient clipping is set by model.grad_clip; remove trainer.gradient_clip_val.")
+
+    def configure_model(self) -> None:
+        """Compile the transformer's forward when `compile` is on (state-dict names are unchanged)."""
+        if self.compile and not self._compiled:
+            self.model.compile()
+            self._compiled = True
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Mean next-token cross-entropy of a batch `(x, y)`, each `(batch, seq)`."""
+        x, y = batch
+        loss = self.model.loss(x, y)
+        self.train_loss.update(loss.detach())
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """At logging steps: the mean train loss since the last one (all ranks), lr and grad norm."""
+        if not is_logging_step(self.trainer, batch_idx):
+            return
+        metrics = {"train/loss": self.train_loss.compute(), "lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
+        if self._grad_norm is not None:
+            metrics["grad_norm"] = self._grad_norm
+        self.train_loss.reset()
+        self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False)
+        self.log("loss", metrics["train/loss"], on_step=True, on_epoch=False, prog_bar=True, logger=False)
+
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: Any = None,
+                                    gradient_clip_algorithm: Any = None) -> None:
+        """Our global-norm clipping (`llm_lit.optim.clip_grad_norm`); remembers the norm for logging."""
+        max_norm = self.grad_clip if self.grad_clip > 0 else math.inf
+        sharded = getattr(self.trainer.strategy, "strategy_name", "") == "fsdp"
+        if sharded:  # every rank holds a shard: FSDP's own clipping all-reduces the norm
+            norm = self.trainer.strategy.model.clip_grad_norm_(max_norm)
+        else:
+            norm = clip_grad_norm(self.parameters(), max_norm)
+        self._grad_norm = norm.detach()
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """AdamW over decayed/non-decayed groups, with lr_at stepped every optimizer step up to trainer.max_steps."""
+        max_steps = self.trainer.max_steps
+        if max_steps is None or max_steps < 1:
+            raise UserError("Set trainer.max_steps (e.g. --trainer.max_steps 2000): the learning-rate schedule's "
+                            "length comes from it.")
+        c = self.optimizer_config
+        opt = AdamW(param_groups(self.model, c.weight_decay), lr=c.lr, betas=tuple(c.betas), eps=c.eps,
+                    weight_decay=c.weight_decay)
+        schedule = cosine_warmup_scheduler(opt, c.lr, c.min_lr, c.warmup_steps, max_steps)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step", "frequency": 1}}
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        """Tokens/s and MFU logging during fit."""
+        return [SpeedMonitor()]
+
+    # ------------------------------------------------------------------ evaluation
+    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+        x, y = batch
+        keep = y != IGNORE_INDEX
+        count = keep.sum()
+        loss = self.model.loss(x, y, ignore_index=IGNORE_INDEX)
+        nll = torch.where(count > 0, loss.double() * count, torch.zeros((), dtype=torch.float64, device=loss.device))
+        self.eval_nll.update(nll)
+        self.eval_tokens.update(count.double())
+        if self._token_bytes is not None:
+            if self._token_bytes.device != y.device:
+                self._token_bytes = self._token_bytes.to(y.device)
+            self.eval_bytes.update(self._token_bytes[y[keep]].sum())
+
+    def _log_eval(self, prefix: str) -> None:
+        tokens = self.eval_tokens.compute()
+        if tokens <= 0:
+            return
+        nll = self.eval_nll.compute()
+        loss = nll / tokens
+        metrics = {f"{prefix}/loss": loss, f"{prefix}/ppl": torch.exp(loss)}
+        if self._token_bytes is not None:
+            metrics[f"{prefix}/bpb"] = nll / math.log(2) / self.eval_bytes.compute()
+        for metric in (self.eval_nll, self.eval_tokens, self.eval_bytes):
+            metric.reset()
+        self.log_dict({k: v.float() for k, v in metrics.items()}, prog_bar=True, sync_dist=False)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        """Accumulate the exact token NLL, token count and byte count of a validation batch."""
+        self._eval_step(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        """Log val/loss, val/ppl, val/bpb (summed over all ranks), then a few sampled continuations."""
+        self._log_eval("val")
+        if not self.trainer.sanity_checking:
+            self._log_samples()
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        """Accumulate the exact token NLL, token count and byte count of a test batch."""
+        self._eval_step(batch)
+
+    def on_test_epoch_end(self) -> None:
+        """Log test/loss, test/ppl and test/bpb."""
+        self._log_eval("test")
+
+    # ------------------------------------------------------------------ sampling
+    def continue_texts(self, prompts: list[str]) -> list[dict[str, Any]]:
+        """Continue each prompt with `self.sampling`; returns `{"prompt", "completion", "num_tokens"}` per prompt."""
+        if self.tokenizer is None:
+            raise UserError("The model has no tokenizer; predict from a checkpoint written by llm_lit fit "
+                            "(--ckpt_path PATH).")
+        eot = self.tokenizer.token_to_id(END_OF_TEXT)
+        ids = []
+        for prompt in prompts:
+            encoded = self.tokenizer.encode(prompt)
+            if not encoded:
+                if eot is None:
+                    raise UserError("An empty prompt needs an <|endoftext|> token to start from; pass a non-empty prompt.")
+                encoded = [eot]
+            ids.append(encoded)
+        outputs = generate(self.model, ids, self.sampling, stop_tokens=[eot] if eot is not None else [])
+        return [{"prompt": p, "completion": self.tokenizer.decode(out), "num_tokens": len(out)}
+                for p, out in zip(prompts, outputs)]
+
+    def predict_step(self, batch: list[str], batch_idx: int) -> list[dict[str, Any]]:
+        """Continue a batch of prompt strings (see `continue_texts`)."""
+        return self.continue_texts(batch)
+
+    def _log_samples(self) -> None:
+        # Every rank generates (sharded models need all ranks in each forward); rank 0 logs.
+        if not self.sample_prompts or self.tokenizer is None:
+            return
+        rows = self.continue_texts(self.sample_prompts)
+        text = "\n\n".join(f"    {(r['prompt'] + r['completion'])}".replace("\n", "\n    ") for r in rows)
+        for logger in self.loggers:
+            experiment = getattr(logger, "experiment", None)
+            if hasattr(experiment, "add_text"):
+                experiment.add_text("samples", text, global_step=self.global_step)
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Embed the model config and tokenizer (plain JSON-able data) so the checkpoint is self-contained."""
+        checkpoint[CHECKPOINT_KEY] = {
+            "version": CHECKPOINT_VERSION,
+            "model_config": self.config.to_dict(),
+            "tokenizer": self.tokenizer.to_dict() if self.tokenizer is not None else None,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Take the tokenizer from the checkpoint, refusing one that differs from the DataModule's."""
+        payload = checkpoint.get(CHECKPOINT_KEY)
+        if not isinstance(payload, dict):
+            raise UserError("This checkpoint was not written by llm_lit (it has no 'llm_lit' section); "
+                            "pass a checkpoint saved by llm_lit fit.")
+        if payload.get("tokenizer") is None:
+            return
+        saved = Tokenizer.from_dict(payload["tokenizer"])
+        if self.tokenizer is not None and self.tokenizer.fingerprint() != saved.fingerprint():
+            raise UserError("The checkpoint's tokenizer differs from the data's tokenizer; use the same data "
+                            "settings as the run that wrote the checkpoint (or the checkpoint's tokenizer).")
+        if self.tokenizer is None:
+            self.set_tokenizer(saved)
