@@ -124,6 +124,7 @@ def _save_checkpoint_tokenizer(tokenizer_dict: dict, cache_dir: str) -> Path:
 _UNKNOWN_PATTERNS = [
     re.compile(r"unrecognized arguments: --?([\w.\-]+)"),
     re.compile(r"Group '([\w.]+)' does not accept option '([\w.]+)'"),
+    re.compile(r"does not accept option '([\w.]+)'"),
     re.compile(r"[Kk]ey ['\"]([\w.]+)['\"] is not expected"),
     re.compile(r"No action for key \"([\w.]+)\""),
 ]
