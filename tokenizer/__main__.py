@@ -9,8 +9,10 @@ Errors in the input are printed as one line on stderr, with exit status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from pathlib import Path
 
 from .bpe import Tokenizer
 from .errors import TokenizerError
@@ -39,11 +41,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_writable(path: str) -> None:
+    """Fail before long work, not after it, when `path` cannot be written."""
+    folder = Path(path).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TokenizerError(f"cannot create the folder of output {path} ({e.strerror or e}); choose a path in a writable folder.") from None
+    if Path(path).is_dir() or not os.access(folder, os.W_OK):
+        raise TokenizerError(f"cannot write output {path}; choose a path in a writable folder.")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 2 bad input)."""
     args = build_parser().parse_args(argv)
     start = time.perf_counter()
     try:
+        check_writable(args.output)
         if args.command == "train":
             vocab, merges = train_bpe(args.input, args.vocab_size, args.special_tokens, args.processes, progress=not args.quiet)
             tok = Tokenizer(vocab, merges, args.special_tokens)

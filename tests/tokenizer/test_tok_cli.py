@@ -44,3 +44,12 @@ def test_vocab_too_small_and_wrong_tokenizer_file(tmp_path, capsys):
     assert "use a vocab_size of at least 257" in capsys.readouterr().err
     assert main(["encode", "--tokenizer", str(corpus), "--input", str(corpus), "--output", str(tmp_path / "o.bin")]) == 2
     assert "is not valid JSON" in capsys.readouterr().err
+
+
+def test_unwritable_output_fails_before_training(tmp_path, capsys):
+    corpus = write_text(tmp_path / "c.txt", "hello")
+    blocker = write_text(tmp_path / "blocker", "x")
+    assert main(["train", "--input", str(corpus), "--vocab-size", "300", "--output", str(blocker / "t.json"), "--quiet"]) == 2
+    assert "choose a path in a writable folder" in capsys.readouterr().err
+    assert main(["train", "--input", str(corpus), "--vocab-size", "300", "--output", str(tmp_path), "--quiet"]) == 2
+    assert "cannot write output" in capsys.readouterr().err
