@@ -1,0 +1,185 @@
+"""Export a model to a Hugging Face folder that `transformers` loads with no code of ours.
+
+    llm_lit export --ckpt_path checkpoints/last.ckpt --output hf_model/
+    python -m llm_lit.interop.export --ckpt_path checkpoints/last.ckpt --output hf_model/
+
+Which layout a config exports to (everything else is refused with the reason):
+
+    position  norm      ffn     other                                   -> transformers class
+    rope      rmsnorm   swiglu  any bias, tying, n_kv_heads             -> LlamaForCausalLM
+    learned   layernorm gelu    bias=True, n_kv_heads == n_heads        -> GPT2LMHeadModel
+
+The folder holds `config.json`, `model.safetensors` (written by our own safetensors writer),
+`generation_config.json`, and the tokenizer as `tokenizer.json` + `vocab.json` + `merges.txt`
++ `tokenizer_config.json`. It is built in a temporary folder beside the output and renamed
+into place at the end, so a failed export never leaves a half-written model behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Literal, Optional
+
+import torch
+
+from llm_lit.errors import UserError
+from llm_lit.interop import hf_gpt2, hf_llama
+from llm_lit.interop.hf_tokenizer import end_of_text_id, write_hf_tokenizer, write_json
+from llm_lit.interop.safetensors_io import save_file
+from llm_lit.model import ModelConfig, TransformerLM
+from tokenizer import Tokenizer
+
+Layout = Literal["llama", "gpt2"]
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def hf_layout(config: ModelConfig) -> Layout:
+    """The Hugging Face layout `config` exports to: 'llama' or 'gpt2'; `UserError` saying why when none fits."""
+    c = config
+    if c.position in ("alibi", "sinusoidal", "none"):
+        raise UserError(
+            f"position='{c.position}' has no counterpart in LlamaForCausalLM (RoPE) or GPT2LMHeadModel (learned "
+            "positions), so this model cannot be exported to the Hugging Face layout; train with position='rope' or 'learned'."
+        )
+    if c.position == "rope":
+        if c.norm != "rmsnorm" or c.ffn != "swiglu":
+            raise UserError(
+                f"A RoPE model exports as LlamaForCausalLM, which needs norm='rmsnorm' and ffn='swiglu' but this one has "
+                f"norm='{c.norm}' and ffn='{c.ffn}'; train with the llama preset to export it."
+            )
+        return "llama"
+    wrong = [f"{name}={value!r}" for name, value, want in
+             (("norm", c.norm, "layernorm"), ("ffn", c.ffn, "gelu"), ("bias", c.bias, True)) if value != want]
+    if c.n_kv_heads != c.n_heads:
+        wrong.append(f"n_kv_heads={c.n_kv_heads} (n_heads={c.n_heads})")
+    if wrong:
+        raise UserError(
+            "A model with learned positions exports as GPT2LMHeadModel, which needs norm='layernorm', ffn='gelu', "
+            f"bias=True and n_kv_heads == n_heads but this one has {', '.join(wrong)}; train with the gpt2 preset to export it."
+        )
+    return "gpt2"
+
+
+def hf_files(model: TransformerLM, tokenizer: Tokenizer | None) -> tuple[dict, dict[str, torch.Tensor]]:
+    """`(config.json dict, safetensors tensors)` of `model` in its Hugging Face layout."""
+    layout = hf_layout(model.config)
+    module = hf_llama if layout == "llama" else hf_gpt2
+    eot = end_of_text_id(tokenizer) if tokenizer is not None else None
+    return module.to_hf_config(model.config, eot), module.to_hf_state_dict(model.state_dict(), model.config)
+
+
+def export_hf(model: TransformerLM, tokenizer: Tokenizer | None, out_dir: str | os.PathLike,
+              overwrite: bool = False, dtype: str = "float32") -> Path:
+    """Write `model` (and `tokenizer`) as a Hugging Face model folder at `out_dir`; returns its path.
+
+    Args:
+        model: the model to export; its config decides the layout (see `hf_layout`).
+        tokenizer: written as `tokenizer.json` etc.; None writes the weights only.
+        out_dir: the folder to create; an existing non-empty folder needs `overwrite=True`.
+        overwrite: replace an existing folder.
+        dtype: 'float32', 'bfloat16' or 'float16' for the stored weights.
+    """
+    if not isinstance(model, TransformerLM):
+        raise UserError(f"export_hf needs a TransformerLM, got {type(model).__name__}; pass the model itself (e.g. module.model).")
+    if dtype not in _DTYPES:
+        raise UserError(f"dtype must be one of {', '.join(_DTYPES)} (got {dtype!r}); pick one of them.")
+    if tokenizer is not None and tokenizer.vocab_size > model.config.vocab_size:
+        raise UserError(
+            f"The tokenizer has {tokenizer.vocab_size} ids but the model only {model.config.vocab_size}; "
+            "export the tokenizer the model was trained with."
+        )
+    out_dir = Path(out_dir).expanduser()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"The export destination {out_dir} is a file; pass a folder path.")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise UserError(f"The export folder {out_dir} already exists and is not empty; pass overwrite=True (--overwrite true) or another folder.")
+    config, tensors = hf_files(model, tokenizer)
+    config["torch_dtype"] = dtype
+    tensors = {k: v.to(_DTYPES[dtype]) for k, v in tensors.items()}
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        save_file(tensors, staging / "model.safetensors", metadata={"format": "pt"})
+        write_json(staging / "config.json", config)
+        write_json(staging / "generation_config.json", _generation_config(config))
+        if tokenizer is not None:
+            write_hf_tokenizer(tokenizer, staging, model.config.context_length)
+        _move_into_place(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _generation_config(config: dict) -> dict:
+    return {"bos_token_id": config["bos_token_id"], "eos_token_id": config["eos_token_id"]}
+
+
+def _move_into_place(staging: Path, out_dir: Path) -> None:
+    """Rename the finished staging folder onto `out_dir` (the old folder is removed only after success)."""
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+        os.replace(out_dir, old)
+        os.replace(staging, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, out_dir)
+
+
+def export_checkpoint(ckpt_path: str | os.PathLike, output: str | os.PathLike, overwrite: bool = False,
+                      dtype: str = "float32") -> Path:
+    """Export an llm_lit checkpoint (model config and tokenizer come from the checkpoint itself)."""
+    from llm_lit.checkpoint import load_checkpoint
+
+    model, tokenizer = load_checkpoint(ckpt_path)
+    return export_hf(model, tokenizer, output, overwrite=overwrite, dtype=dtype)
+
+
+def export(ckpt_path: str, output: str, format: Literal["hf"] = "hf", overwrite: bool = False,
+           dtype: Literal["float32", "bfloat16", "float16"] = "float32") -> None:
+    """Export an llm_lit checkpoint to a Hugging Face model folder (transformers loads it with from_pretrained).
+
+    Args:
+        ckpt_path: A .ckpt file written by llm_lit fit.
+        output: The folder to write (config.json, model.safetensors, tokenizer.json, ...).
+        format: The target layout family; 'hf' picks LlamaForCausalLM for RoPE models and GPT2LMHeadModel for learned positions.
+        overwrite: Replace the output folder if it already exists.
+        dtype: Precision of the stored weights.
+    """
+    from llm_lit.checkpoint import load_checkpoint
+
+    model, tokenizer = load_checkpoint(ckpt_path)
+    path = export_hf(model, tokenizer, output, overwrite=overwrite, dtype=dtype)
+    architecture = "LlamaForCausalLM" if hf_layout(model.config) == "llama" else "GPT2LMHeadModel"
+    print(f"Exported {ckpt_path} to {path} as {architecture}.")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """`llm_lit export ...`: parse `argv` with jsonargparse and export; returns the exit code.
+
+    Bad arguments and bad checkpoints raise `UserError` (the `llm_lit` CLI prints it as one line).
+    """
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(prog="llm_lit export", description=export.__doc__.splitlines()[0], exit_on_error=False)
+    parser.add_function_arguments(export)
+    try:
+        args = parser.parse_args(argv)
+    except Exception as e:  # jsonargparse's ArgumentError; --help exits by itself
+        raise UserError(f"{' '.join(str(e).split()).rstrip('.')}; see llm_lit export --help.") from None
+    export(**args.as_dict())
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except UserError as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        sys.exit(2)
