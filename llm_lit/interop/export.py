@@ -170,7 +170,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         args = parser.parse_args(argv)
     except Exception as e:  # jsonargparse's ArgumentError; --help exits by itself
-        raise UserError(f"{' '.join(str(e).split()).rstrip('.')}; see llm_lit export --help.") from None
+        message = " ".join(str(e).split()).replace('Parser key "', "Invalid value for ").replace('":', ":")
+        raise UserError(f"{message.rstrip('.')}; see llm_lit export --help.") from None
     export(**args.as_dict())
     return 0
 
@@ -178,8 +179,10 @@ def main(argv: Optional[list[str]] = None) -> int:
 if __name__ == "__main__":
     import sys
 
+    from tokenizer import TokenizerError
+
     try:
         sys.exit(main(sys.argv[1:]))
-    except UserError as e:
+    except (UserError, TokenizerError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         sys.exit(2)
