@@ -89,6 +89,9 @@ class LLMLitCLI(LightningCLI):
         except ArgumentError as e:
             raise UserError(_one_line(parser, e, args)) from None
         subcommand = self.config.get("subcommand")
+        if subcommand == "fit" and not (self.config.fit.trainer.max_steps or 0) >= 1:
+            raise UserError("Set trainer.max_steps (e.g. --trainer.max_steps 2000): the learning-rate schedule's "
+                            "length comes from it.")
         if subcommand:
             self._apply_checkpoint(subcommand, self.config[subcommand])
 
@@ -106,6 +109,7 @@ class LLMLitCLI(LightningCLI):
         model_config = dict(payload["model_config"])
         config.model.config = Namespace(**model_config)
         config.data.vocab_size = model_config["vocab_size"]
+        config.data.context_length = model_config["context_length"]  # the parse-time link ran before this
         if payload.get("tokenizer") is not None:
             config.data.tokenizer_path = str(_save_checkpoint_tokenizer(payload["tokenizer"], config.data.cache_dir))
 
@@ -171,6 +175,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     """Entry point of the `llm_lit` console script; returns the exit code (2 for user errors)."""
     # Our validation IterableDataset has an exact __len__ (it never uses workers), so this warning is noise.
     warnings.filterwarnings("ignore", message=".*IterableDataset.*has `__len__` defined.*")
+    if argv is not None:  # called from Python (tests, notebooks) with explicit arguments, on purpose
+        warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         if args and args[0] in EXTRA_COMMANDS:
