@@ -21,7 +21,8 @@ from llm_lit.model import ModelConfig, TransformerLM
 from tokenizer import Tokenizer
 
 CHECKPOINT_KEY = "llm_lit"
-SUPPORTED_VERSIONS = (1,)
+CHECKPOINT_VERSION = 1
+SUPPORTED_VERSIONS = (CHECKPOINT_VERSION,)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -56,7 +57,7 @@ def checkpoint_payload(checkpoint: dict[str, Any], path: str | os.PathLike = "ch
                         "pass a checkpoint saved by llm_lit fit.")
     if payload.get("version") not in SUPPORTED_VERSIONS:
         raise UserError(f"The checkpoint '{path}' has llm_lit format version {payload.get('version')!r}, which this "
-                        f"version reads not ({SUPPORTED_VERSIONS}); upgrade llm_lit.")
+                        f"version cannot read (it reads {SUPPORTED_VERSIONS}); upgrade llm_lit.")
     return payload
 
 

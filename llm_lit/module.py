@@ -18,6 +18,7 @@ import torch
 from torchmetrics import MeanMetric, SumMetric
 
 from llm_lit.callbacks import SpeedMonitor, is_logging_step
+from llm_lit.checkpoint import CHECKPOINT_KEY, CHECKPOINT_VERSION
 from llm_lit.data.datasets import IGNORE_INDEX
 from llm_lit.errors import UserError
 from llm_lit.generation import SamplingConfig, generate
@@ -25,8 +26,6 @@ from llm_lit.model import ModelConfig, TransformerLM
 from llm_lit.optim import AdamW, clip_grad_norm, cosine_warmup_scheduler, param_groups
 from tokenizer import Tokenizer
 
-CHECKPOINT_KEY = "llm_lit"
-CHECKPOINT_VERSION = 1
 END_OF_TEXT = "<|endoftext|>"
 
 
