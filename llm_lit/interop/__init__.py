@@ -10,9 +10,9 @@ direction needs `transformers` or `safetensors` installed.
 
 from llm_lit.interop.export import export_checkpoint, export_hf, hf_layout
 from llm_lit.interop.hf_tokenizer import load_hf_tokenizer, tokenizer_from_hf_json
-from llm_lit.interop.load import load_hf, load_hf_model, read_hf_config, read_hf_weights
+from llm_lit.interop.load import load_hf, load_hf_model, load_pretrained, read_hf_config, read_hf_weights
 
 __all__ = [
-    "export_checkpoint", "export_hf", "hf_layout", "load_hf", "load_hf_model", "load_hf_tokenizer",
+    "export_checkpoint", "export_hf", "hf_layout", "load_hf", "load_hf_model", "load_hf_tokenizer", "load_pretrained",
     "read_hf_config", "read_hf_weights", "tokenizer_from_hf_json",
 ]

@@ -156,3 +156,24 @@ def _read_json(path: Path) -> Any:
         raise UserError(f"{path} does not exist; pass a folder saved with save_pretrained.") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UserError(f"{path} is not valid JSON ({e}); re-save or re-download it.") from None
+
+
+def load_pretrained(source: str | os.PathLike, attention: str = "fused") -> tuple[TransformerLM, Tokenizer]:
+    """`(TransformerLM, Tokenizer)` from either a Hugging Face folder or an llm_lit `.ckpt` file.
+
+    The one call a "start training from these weights" option needs (e.g. `LanguageModel(init_from=...)`).
+    """
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return load_hf(path, attention=attention)
+    if path.is_file():
+        from llm_lit.checkpoint import load_checkpoint
+
+        model, tokenizer = load_checkpoint(path)
+        if model.config.attention != attention:
+            model.config.attention = attention
+            rebuilt = TransformerLM(ModelConfig.from_dict(model.config.to_dict()))
+            rebuilt.load_state_dict(model.state_dict())
+            model = rebuilt.eval()
+        return model, tokenizer
+    raise UserError(f"{path} does not exist; pass a Hugging Face model folder or an llm_lit .ckpt file.")

@@ -68,7 +68,7 @@ def save_file(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike,
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             f.write(header)
             for name in order:
-                f.write(_tensor_bytes(tensors[name]))
+                f.write(_tensor_view(tensors[name]))
     except OSError as e:
         raise SafetensorsError(f"Cannot write safetensors file {path} ({e.strerror or e}); choose a writable folder.") from None
 
@@ -117,12 +117,16 @@ def _check_tensors(tensors: Mapping[str, torch.Tensor]) -> None:
         storages[key] = name
 
 
-def _tensor_bytes(t: torch.Tensor) -> bytes:
-    """Row-major little-endian bytes of `t`."""
+def _tensor_view(t: torch.Tensor) -> memoryview:
+    """Row-major little-endian bytes of `t`, without a copy when `t` is a contiguous CPU tensor."""
     flat = t.detach().to("cpu").contiguous().reshape(-1)
     if flat.numel() == 0:
-        return b""
-    return flat.view(torch.uint8).numpy().tobytes()
+        return memoryview(b"")
+    return memoryview(flat.view(torch.uint8).numpy())
+
+
+def _tensor_bytes(t: torch.Tensor) -> bytes:
+    return _tensor_view(t).tobytes()
 
 
 # ---------------------------------------------------------------------------------------- read

@@ -75,3 +75,20 @@ def test_bad_arguments_name_the_fix(tmp_path):
     with pytest.raises(UserError, match=r"required: ckpt_path; see llm_lit export --help"):
         export_main(["--output", str(tmp_path)])
 
+
+
+def test_load_pretrained_reads_checkpoints_and_hf_folders(checkpoint, tmp_path):
+    from llm_lit.interop import export_checkpoint, load_pretrained
+
+    path, module = checkpoint
+    model, tok = load_pretrained(path, attention="reference")
+    assert model.config.attention == "reference"
+    assert tok.fingerprint() == module.tokenizer.fingerprint()
+    folder = export_checkpoint(path, tmp_path / "hf")
+    from_folder, _ = load_pretrained(folder, attention="reference")
+    for key, value in module.model.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value) and torch.equal(from_folder.state_dict()[key], value)
+    from llm_lit.errors import UserError
+
+    with pytest.raises(UserError, match=r"does not exist; pass a Hugging Face model folder or an llm_lit .ckpt file"):
+        load_pretrained(tmp_path / "nothing")
