@@ -96,7 +96,7 @@ def _check_supported(d: dict[str, Any], model: dict[str, Any], where: str) -> No
             "only GPT-2-style byte-level tokenizers can be imported."
         )
     post = d.get("post_processor")
-    if post is not None and not (isinstance(post, dict) and post.get("type") == "ByteLevel"):
+    if not _adds_nothing(post):
         raise HFTokenizerError(f"{where} adds tokens around the text ({_describe(post)}), which llm_lit's tokenizer does not; remove the post_processor.")
     for key in ("continuing_subword_prefix", "end_of_word_suffix", "dropout"):
         if model.get(key):
@@ -115,6 +115,21 @@ def _is_gpt2_byte_level(pre: Any) -> bool:
         pre = pre["pretokenizers"][0]
     return (isinstance(pre, dict) and pre.get("type") == "ByteLevel" and pre.get("use_regex", True)
             and not pre.get("add_prefix_space", False))
+
+
+def _adds_nothing(post: Any) -> bool:
+    """True for post-processors that leave the ids alone: none, ByteLevel (offsets only), a template of
+    just the text (what transformers writes for GPT-2), or a Sequence of those."""
+    if post is None:
+        return True
+    if not isinstance(post, dict):
+        return False
+    kind = post.get("type")
+    if kind == "Sequence":
+        return all(_adds_nothing(p) for p in post.get("processors") or [])
+    if kind == "TemplateProcessing":
+        return all(isinstance(piece, dict) and set(piece) == {"Sequence"} for piece in post.get("single") or [])
+    return kind == "ByteLevel"
 
 
 def _describe(component: Any) -> str:

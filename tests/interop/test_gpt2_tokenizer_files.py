@@ -81,3 +81,14 @@ def test_folder_with_gpt2_files_imports_the_same_tokenizer(gpt2_files, corpus_te
     reference = Tokenizer.from_gpt2_files(gpt2_files / "vocab.json", gpt2_files / "merges.txt", [EOT])
     assert ours.fingerprint() == reference.fingerprint()
     assert ours.special_tokens == [EOT]
+
+
+def test_tokenizer_json_written_by_transformers_imports_with_the_same_ids(gpt2_files, corpus_text, tmp_path):
+    from llm_lit.interop import tokenizer_from_hf_json
+
+    theirs = transformers.GPT2Tokenizer(str(gpt2_files / "vocab.json"), str(gpt2_files / "merges.txt"))
+    theirs.save_pretrained(tmp_path)
+    ours = tokenizer_from_hf_json(tmp_path / "tokenizer.json")
+    assert ours.special_tokens == [EOT]
+    text = corpus_text[:200_000] + TRICKY + EOT
+    assert ours.encode(text) == theirs(text)["input_ids"]
