@@ -1,43 +1,11 @@
-"""Fixtures for the interop tests: a tokenizer trained on the bundled corpus and tiny random models."""
+"""Fixtures for the interop tests: the bundled corpus and a tokenizer trained on it."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import torch
+from interop_helpers import CORPUS, EOT, VOCAB
 
-from llm_lit.model import ModelConfig, TransformerLM
 from tokenizer import Tokenizer, train_bpe
-
-CORPUS = Path(__file__).resolve().parents[2] / "llm_lit" / "data" / "corpora" / "tinyshakespeare.txt"
-EOT = "<|endoftext|>"
-VOCAB = 400
-TINY = dict(vocab_size=VOCAB, context_length=48, d_model=64, n_layers=2, n_heads=4)
-
-#: Every config that exports, by name: (preset, overrides).
-EXPORTABLE = {
-    "llama": ("llama", {}),
-    "llama-gqa-bias": ("llama", {"n_kv_heads": 2, "bias": True, "rope_theta": 500.0, "norm_eps": 1e-6}),
-    "llama-tied": ("llama", {"tie_embeddings": True, "d_ff": 96}),
-    "gpt2": ("gpt2", {}),
-    "gpt2-untied": ("gpt2", {"tie_embeddings": False, "d_ff": 80, "norm_eps": 1e-6}),
-}
-
-
-def make_config(name: str, **extra) -> ModelConfig:  # noqa: ANN003
-    preset, overrides = EXPORTABLE[name]
-    return getattr(ModelConfig, preset)(**{**TINY, **overrides, **extra})
-
-
-def random_model(config: ModelConfig, seed: int = 0) -> TransformerLM:
-    """A model whose every weight (norms and biases included) is random and large enough to give varied logits."""
-    torch.manual_seed(seed)
-    model = TransformerLM(config).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn_like(p) * (0.5 if p.dim() == 1 else 0.15) + (1.0 if p.dim() == 1 else 0.0))
-    return model
 
 
 @pytest.fixture(scope="session")

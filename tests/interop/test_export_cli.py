@@ -10,7 +10,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import make_config
+from interop_helpers import make_config
 
 from llm_lit.interop.export import main as export_main
 from llm_lit.module import LanguageModel

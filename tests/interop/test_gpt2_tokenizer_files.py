@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import EOT
+from interop_helpers import EOT
 
 from llm_lit.interop import load_hf_tokenizer
 from tokenizer import Tokenizer

@@ -11,7 +11,7 @@ import json
 
 import pytest
 import torch
-from conftest import EXPORTABLE, VOCAB, make_config, random_model
+from interop_helpers import EXPORTABLE, VOCAB, make_config, random_model
 
 from llm_lit.generation import SamplingConfig, generate
 from llm_lit.interop import export_hf, hf_layout, load_hf, read_hf_config

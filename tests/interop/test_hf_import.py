@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import VOCAB
+from interop_helpers import VOCAB
 
 from llm_lit.interop import load_hf, load_hf_model
 from llm_lit.optim import AdamW

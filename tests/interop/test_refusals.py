@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 import torch
-from conftest import TINY, make_config, random_model
+from interop_helpers import TINY, make_config, random_model
 
 from llm_lit.errors import UserError
 from llm_lit.interop import export_hf, hf_layout, load_hf, load_hf_model, tokenizer_from_hf_json
