@@ -171,12 +171,13 @@ class Tokenizer:
         yield from self.encode("".join(parts))
 
     def _last_safe_cut(self, text: str, hi: int) -> int:
-        """Largest p < hi with text[p] == '\\n', text[p-1] not whitespace, no special token across p; else 0."""
+        """Largest p < hi before a '\\n' (or '\\r\\n') after a non-space character, no special token across p; else 0."""
         specials = list(self._special_ids)
         p = text.rfind("\n", 1, max(hi, 1))
         while p > 0:
-            if not _SPACE.match(text, p - 1) and not crosses_special(text, p, specials):
-                return p
+            cut = p - 1 if text[p - 1] == "\r" else p  # before the "\r" of a "\r\n"
+            if cut > 0 and not _SPACE.match(text, cut - 1) and not crosses_special(text, cut, specials):
+                return cut
             p = text.rfind("\n", 1, p)
         return 0
 

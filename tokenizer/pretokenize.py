@@ -9,7 +9,8 @@ Big files are read in chunks. A chunk boundary must not change the pre-tokens, s
 put only where the whole-text split also has a boundary:
 
 * at the start of a special token that no other special-token occurrence overlaps, or
-* just before a line break whose preceding byte is printable non-space ASCII. The regex
+* just before a line break (`\n` or `\r\n`) whose preceding byte is printable non-space
+  ASCII. The regex
   pieces around such a point are a non-space piece ending there and a whitespace piece
   starting there, whatever comes before or after, so cutting there is exact.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 from typing import Iterator, Sequence
 
 import regex
@@ -84,10 +85,11 @@ def find_cut(buf: bytes, lo: int, hi: int, specials: Sequence[bytes]) -> int:
             best = q
     if best != -1:
         return best
-    q = buf.find(b"\n", max(lo, 1), hi)
+    q = buf.find(b"\n", max(lo, 2), hi)
     while q != -1:
-        if 0x21 <= buf[q - 1] <= 0x7E and not crosses_special(buf, q, specials):
-            return q
+        cut = q - 1 if buf[q - 1] == 0x0D else q  # before the "\r" of a "\r\n"
+        if 0x21 <= buf[cut - 1] <= 0x7E and cut >= lo and not crosses_special(buf, cut, specials):
+            return cut
         q = buf.find(b"\n", q + 1, hi)
     return -1
 
@@ -196,8 +198,9 @@ def count_pretokens(
                 total.update(counts)
                 bar.update(b - a)
         else:
-            # fork shares the imported modules; results are merged in any order (counts are sums).
-            with get_context("fork").Pool(num_processes) as pool:
+            # fork (where there is one) shares the imported modules; counts are sums, so order does not matter.
+            method = "fork" if "fork" in get_all_start_methods() else None
+            with get_context(method).Pool(num_processes) as pool:
                 for (_, a, b, _), counts in zip(tasks, pool.imap(_count_chunk, tasks)):
                     total.update(counts)
                     bar.update(b - a)

@@ -20,7 +20,7 @@ def test_split_special_longest_first():
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    text=st.lists(st.sampled_from(["a", "b", " ", "  ", "\n", "\n\n", " \n", "é", "😀", "'s", ".", "1", EOT, "<|end"]), max_size=300).map("".join),
+    text=st.lists(st.sampled_from(["a", "b", " ", "  ", "\n", "\n\n", " \n", "\r\n", "\r", "é", "😀", "'s", ".", "1", EOT, "<|end"]), max_size=300).map("".join),
     target=st.integers(1, 40),
 )
 def test_chunks_do_not_change_pretokens(tmp_path, text, target):
@@ -42,3 +42,10 @@ def test_chunks_prefer_special_tokens(tmp_path):
     path = write_text(tmp_path / "c.txt", text)
     bounds = chunk_boundaries(path, 100, [EOT])
     assert text.encode().index(EOT.encode()) in bounds
+
+
+def test_crlf_files_are_still_chunked(tmp_path):
+    text = "a line of text.\r\n" * 100
+    bounds = chunk_boundaries(write_text(tmp_path / "c.txt", text), 100, [])
+    assert len(bounds) > 10
+    assert all(text.encode()[b : b + 2] == b"\r\n" for b in bounds[1:-1])
