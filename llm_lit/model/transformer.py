@@ -9,7 +9,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from llm_lit.errors import UserError
+from torch.utils.checkpoint import checkpoint
+
 from llm_lit.model.attention import CausalSelfAttention, KVCache, causal_mask
+from llm_lit.model.chunked_loss import auto_chunk_tokens, chunked_linear_cross_entropy
 from llm_lit.model.config import ModelConfig
 from llm_lit.model.feedforward import GeluMLP, SwiGLU
 from llm_lit.model.functional import cross_entropy
@@ -87,6 +90,21 @@ class TransformerLM(nn.Module):
         self.lm_head = Linear(c.d_model, c.vocab_size, bias=False, init_std=c.init_std)
         if c.tie_embeddings:
             self.lm_head.weight = self.token_embeddings.weight
+        #: Recompute each block's activations in the backward pass instead of storing them
+        #: (less memory, about one more forward of compute); see `set_activation_checkpointing`.
+        self.activation_checkpointing = False
+        #: Default `chunk_tokens` of `loss` (None: chunk automatically when the logits are large).
+        self.loss_chunk_tokens: int | None = None
+
+    def compile(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - torch.compile's arguments
+        """`torch.compile` both `forward` and `loss`, so a training step (forward, lm_head and the
+        cross-entropy) is one graph; state-dict names are unchanged."""
+        super().compile(*args, **kwargs)
+        self.loss = torch.compile(self.loss, *args, **kwargs)
+
+    def set_activation_checkpointing(self, enabled: bool = True) -> None:
+        """Store only each block's input during training and recompute the block in backward."""
+        self.activation_checkpointing = bool(enabled)
 
     # ------------------------------------------------------------------ forward
     def forward(self, ids: Tensor, token_positions: Tensor | None = None, kv_cache: KVCache | None = None) -> Tensor:
@@ -100,6 +118,14 @@ class TransformerLM(nn.Module):
 
         Returns:
             logits `(batch, seq, vocab_size)`.
+        """
+        return self.lm_head(self.hidden_states(ids, token_positions, kv_cache))
+
+    def hidden_states(self, ids: Tensor, token_positions: Tensor | None = None,
+                      kv_cache: KVCache | None = None) -> Tensor:
+        """The final-normed hidden states `(batch, seq, d_model)` that `lm_head` turns into logits.
+
+        Arguments as in `forward`.
         """
         batch, seq = self._check_ids(ids, kv_cache)
         start = kv_cache.length if kv_cache is not None else 0
@@ -127,11 +153,15 @@ class TransformerLM(nn.Module):
 
         rope = self.rope.cos_sin(positions) if self.rope is not None else None
         mask, is_causal = self._attention_mask(positions, seq, start, kv_cache, ids.device)
+        recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled() and kv_cache is None
         for i, layer in enumerate(self.layers):
-            x = layer(x, rope, mask, is_causal, kv_cache, i)
+            if recompute:
+                x = checkpoint(layer, x, rope, mask, is_causal, None, i, use_reentrant=False)
+            else:
+                x = layer(x, rope, mask, is_causal, kv_cache, i)
         if kv_cache is not None:
             kv_cache.advance(seq)
-        return self.lm_head(self.ln_final(x))
+        return self.ln_final(x)
 
     def _attention_mask(self, positions: Tensor, seq: int, start: int, kv_cache: KVCache | None,
                         device: torch.device) -> tuple[Tensor | None, bool]:
@@ -199,11 +229,28 @@ class TransformerLM(nn.Module):
         return token_positions.to(device=device, dtype=torch.long)
 
     # ------------------------------------------------------------------ helpers
-    def loss(self, ids: Tensor, targets: Tensor, ignore_index: int = -100) -> Tensor:
-        """Mean next-token cross-entropy (float32) of `targets (batch, seq)` given `ids (batch, seq)`."""
-        logits = self(ids)
+    def loss(self, ids: Tensor, targets: Tensor, ignore_index: int = -100, chunk_tokens: int | None = None) -> Tensor:
+        """Mean next-token cross-entropy (float32) of `targets (batch, seq)` given `ids (batch, seq)`.
+
+        `chunk_tokens` > 0 computes `lm_head` and the loss that many tokens at a time, so float32
+        logits of the whole batch never exist at once (`chunked_linear_cross_entropy`, equal to the
+        plain path); 0 never chunks; None (default) takes `self.loss_chunk_tokens`, and when that
+        is None too, chunks only with `attention='fused'` and logits larger than
+        `AUTO_CHUNK_MIN_ELEMENTS` (about 256 MiB in float32).
+        """
         if targets.shape != ids.shape:
             raise UserError(f"targets have shape {tuple(targets.shape)} but ids have {tuple(ids.shape)}; pass one target per input token.")
+        if chunk_tokens is None:
+            chunk_tokens = self.loss_chunk_tokens
+        if chunk_tokens is None:
+            fused = self.config.attention == "fused"
+            chunk_tokens = auto_chunk_tokens(ids.numel(), self.config.vocab_size) if fused else 0
+        elif isinstance(chunk_tokens, bool) or not (isinstance(chunk_tokens, int) and chunk_tokens >= 0):
+            raise UserError(f"chunk_tokens must be a non-negative integer (got {chunk_tokens!r}); pass e.g. 1024, or 0 to disable chunking.")
+        hidden = self.hidden_states(ids)
+        if chunk_tokens > 0:
+            return chunked_linear_cross_entropy(hidden, self.lm_head.weight, targets, ignore_index, chunk_tokens)
+        logits = self.lm_head(hidden)
         if self.config.attention == "fused":
             return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
                                    ignore_index=ignore_index)

@@ -1,0 +1,97 @@
+"""Output layer + cross-entropy computed a chunk of tokens at a time.
+
+The plain loss builds logits `(tokens, vocab)` and upcasts them to float32: at GPT-2 small
+(16 x 1024 tokens, 50k vocabulary) that is 3.3 GB before the backward pass even starts.
+`chunked_linear_cross_entropy` instead walks over the tokens in chunks; for each chunk it
+computes the logits, their log-sum-exp and, right away, the gradient of the mean loss with
+respect to the chunk's hidden states and the output matrix. Only one chunk of logits exists
+at any moment; the backward pass just scales the stored gradients by the incoming one.
+
+The math is the plain path's exactly (tests compare values and gradients):
+    loss = sum_i keep_i * (logsumexp(z_i) - z_i[t_i]) / sum_i keep_i,   z_i = h_i W^T
+    dloss/dz_i = keep_i * (softmax(z_i) - onehot(t_i)) / sum_i keep_i
+    dloss/dh_i = dloss/dz_i W,   dloss/dW = sum_i dloss/dz_i^T h_i
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+#: Logits of more elements than this (tokens x vocab) make `TransformerLM.loss` chunk by default.
+AUTO_CHUNK_MIN_ELEMENTS = 2**26
+#: Target number of logit elements per chunk when chunking automatically (128 MiB in float32).
+AUTO_CHUNK_ELEMENTS = 2**25
+
+
+def auto_chunk_tokens(num_tokens: int, vocab_size: int) -> int:
+    """Tokens per chunk the loss uses by default: 0 (no chunking) for small logits, else a multiple of 128."""
+    if num_tokens * vocab_size <= AUTO_CHUNK_MIN_ELEMENTS:
+        return 0
+    return max(128, AUTO_CHUNK_ELEMENTS // vocab_size // 128 * 128)
+
+
+def chunked_linear_cross_entropy(hidden: Tensor, weight: Tensor, targets: Tensor, ignore_index: int = -100,
+                                 chunk_tokens: int = 1024) -> Tensor:
+    """Mean cross-entropy of `targets` under logits `hidden @ weight.T`, never holding all logits at once.
+
+    Shapes: `hidden (..., d_model)`, `weight (vocab, d_model)`, `targets (...)` -> scalar float32.
+    Targets equal to `ignore_index` are skipped; when all are, the result is NaN (as in PyTorch).
+    Under autocast the matmuls run in the autocast dtype (like the plain `lm_head`) and the
+    softmax in float32.
+    """
+    d_model = hidden.shape[-1]
+    device_type = hidden.device.type
+    if torch.is_autocast_enabled(device_type):
+        compute_dtype = torch.get_autocast_dtype(device_type)
+    else:
+        compute_dtype = torch.promote_types(hidden.dtype, weight.dtype)
+    want_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
+    return _ChunkedLinearCrossEntropy.apply(hidden.reshape(-1, d_model), weight, targets.reshape(-1),
+                                            ignore_index, chunk_tokens, compute_dtype, want_grad)
+
+
+class _ChunkedLinearCrossEntropy(torch.autograd.Function):
+    """Forward computes the loss and both gradients chunk by chunk; backward scales them."""
+
+    @staticmethod
+    def forward(ctx, hidden: Tensor, weight: Tensor, targets: Tensor, ignore_index: int, chunk_tokens: int,
+                compute_dtype: torch.dtype, want_grad: bool) -> Tensor:
+        with torch.autocast(hidden.device.type, enabled=False):
+            keep = targets != ignore_index
+            count = keep.sum()
+            scale = 1.0 / count.clamp(min=1).float()
+            w = weight.to(compute_dtype)
+            total = torch.zeros((), device=hidden.device, dtype=torch.float32)
+            grad_hidden = torch.empty_like(hidden) if want_grad else None
+            grad_weight = torch.zeros(weight.shape, device=weight.device, dtype=torch.float32) if want_grad else None
+            for start in range(0, hidden.shape[0], chunk_tokens):
+                end = min(start + chunk_tokens, hidden.shape[0])
+                h = hidden[start:end].to(compute_dtype)
+                k = keep[start:end]
+                safe_targets = torch.where(k, targets[start:end], torch.zeros_like(targets[start:end]))
+                logits = (h @ w.T).float()  # (chunk, vocab)
+                lse = torch.logsumexp(logits, dim=-1)
+                target_logit = logits.gather(-1, safe_targets.unsqueeze(-1)).squeeze(-1)
+                total = total + ((lse - target_logit) * k).sum()
+                if want_grad:
+                    # softmax - onehot, scaled by keep / count; reuses the logits' memory
+                    grad_logits = logits.sub_(lse.unsqueeze(-1)).exp_()
+                    grad_logits.scatter_add_(-1, safe_targets.unsqueeze(-1),
+                                             -torch.ones_like(target_logit).unsqueeze(-1))
+                    grad_logits.mul_((k.float() * scale).unsqueeze(-1))
+                    g = grad_logits.to(compute_dtype)
+                    grad_hidden[start:end] = (g @ w).to(hidden.dtype)
+                    grad_weight.add_(g.T @ h)
+            ctx.save_for_backward(grad_hidden, grad_weight)
+            ctx.weight_dtype = weight.dtype
+            return total / count
+
+    @staticmethod
+    def backward(ctx, grad_loss: Tensor):  # noqa: ANN205 - autograd signature
+        grad_hidden, grad_weight = ctx.saved_tensors
+        if grad_hidden is None:
+            raise RuntimeError("chunked_linear_cross_entropy was called without gradients but backward ran.")
+        d_hidden = grad_hidden * grad_loss.to(grad_hidden.dtype) if ctx.needs_input_grad[0] else None
+        d_weight = (grad_weight * grad_loss).to(ctx.weight_dtype) if ctx.needs_input_grad[1] else None
+        return d_hidden, d_weight, None, None, None, None, None
