@@ -1,9 +1,9 @@
 """Training-step throughput on CPU (fp32): ours vs a reference built from stock PyTorch modules.
 
 One step = forward + cross-entropy + backward + optimizer step at batch 8 x context 256.
-The reference is a GPT-2-shaped model (LayerNorm, GELU MLP, learned positions, tied
-embeddings, biases) made of `nn.Linear`, `nn.Embedding`, `nn.LayerNorm`,
-`F.scaled_dot_product_attention` and `torch.optim.AdamW`. Ours runs the same GPT-2 preset with
+The reference is `benchmarks/reference_model.py`'s `ReferenceLM` at the GPT-2 preset (LayerNorm,
+GELU MLP, learned positions, tied embeddings, biases), made of `nn.Linear`, `nn.Embedding`,
+`nn.LayerNorm`, `F.scaled_dot_product_attention`, with fused `torch.optim.AdamW`. Ours runs the same GPT-2 preset with
 `attention='fused'` (the headline ratio), plus `attention='reference'` and the Llama preset.
 Variants are timed in interleaved rounds; medians of tokens/s are printed.
 
@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -27,47 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from llm_lit.model import ModelConfig, TransformerLM  # noqa: E402
 from llm_lit.optim import AdamW, param_groups  # noqa: E402
 
-
-class RefBlock(nn.Module):
-    """Pre-norm GPT-2 block from stock modules (one fused qkv Linear, as nanoGPT does)."""
-
-    def __init__(self, d: int, n_heads: int, d_ff: int) -> None:
-        super().__init__()
-        self.n_heads = n_heads
-        self.ln1 = nn.LayerNorm(d)
-        self.qkv = nn.Linear(d, 3 * d)
-        self.proj = nn.Linear(d, d)
-        self.ln2 = nn.LayerNorm(d)
-        self.fc = nn.Linear(d, d_ff)
-        self.out = nn.Linear(d_ff, d)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, d = x.shape
-        q, k, v = self.qkv(self.ln1(x)).split(d, dim=-1)
-        q, k, v = (z.view(b, t, self.n_heads, d // self.n_heads).transpose(1, 2) for z in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(b, t, d)
-        x = x + self.proj(y)
-        return x + self.out(F.gelu(self.fc(self.ln2(x))))
-
-
-class RefGPT(nn.Module):
-    """GPT-2-shaped reference LM: learned positions, tied lm_head, biases."""
-
-    def __init__(self, c: ModelConfig) -> None:
-        super().__init__()
-        self.tok = nn.Embedding(c.vocab_size, c.d_model)
-        self.pos = nn.Embedding(c.context_length, c.d_model)
-        self.blocks = nn.ModuleList(RefBlock(c.d_model, c.n_heads, c.d_ff) for _ in range(c.n_layers))
-        self.ln_f = nn.LayerNorm(c.d_model)
-        self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
-        self.head.weight = self.tok.weight
-
-    def loss(self, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        x = self.tok(ids) + self.pos(torch.arange(ids.shape[1]))
-        for block in self.blocks:
-            x = block(x)
-        logits = self.head(self.ln_f(x))
-        return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reference_model import ReferenceLM, reference_optimizer  # noqa: E402
 
 
 def make_variants(args: argparse.Namespace) -> dict[str, tuple[nn.Module, torch.optim.Optimizer]]:
@@ -75,8 +35,8 @@ def make_variants(args: argparse.Namespace) -> dict[str, tuple[nn.Module, torch.
                  n_layers=args.layers, n_heads=args.heads)
     variants = {}
     torch.manual_seed(0)
-    ref = RefGPT(ModelConfig.gpt2(**shape))
-    variants["reference (torch.nn + torch AdamW)"] = (ref, torch.optim.AdamW(ref.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1))
+    ref = ReferenceLM(ModelConfig.gpt2(**shape))
+    variants["reference (torch.nn + torch AdamW)"] = (ref, reference_optimizer(ref, lr=1e-4))
     for name, config in [
         ("ours gpt2 attention=fused", ModelConfig.gpt2(**shape, attention="fused")),
         ("ours gpt2 attention=reference", ModelConfig.gpt2(**shape, attention="reference")),
