@@ -17,11 +17,12 @@ into place at the end, so a failed export never leaves a half-written model behi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Iterator, Literal, Optional
 
 import torch
 
@@ -92,31 +93,41 @@ def export_hf(model: TransformerLM, tokenizer: Tokenizer | None, out_dir: str | 
             f"The tokenizer has {tokenizer.vocab_size} ids but the model only {model.config.vocab_size}; "
             "export the tokenizer the model was trained with."
         )
-    out_dir = Path(out_dir).expanduser()
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"The export destination {out_dir} is a file; pass a folder path.")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise UserError(f"The export folder {out_dir} already exists and is not empty; pass overwrite=True (--overwrite true) or another folder.")
     config, tensors = hf_files(model, tokenizer)
     config["torch_dtype"] = dtype
     tensors = {k: v.to(_DTYPES[dtype]) for k, v in tensors.items()}
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    try:
+    with staged_folder(out_dir, overwrite) as staging:
         save_file(tensors, staging / "model.safetensors", metadata={"format": "pt"})
         write_json(staging / "config.json", config)
         write_json(staging / "generation_config.json", _generation_config(config))
         if tokenizer is not None:
             write_hf_tokenizer(tokenizer, staging, model.config.context_length)
-        _move_into_place(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out_dir
+    return Path(out_dir).expanduser()
 
 
 def _generation_config(config: dict) -> dict:
     return {"bos_token_id": config["bos_token_id"], "eos_token_id": config["eos_token_id"]}
+
+
+@contextlib.contextmanager
+def staged_folder(out_dir: str | os.PathLike, overwrite: bool) -> Iterator[Path]:
+    """Yield an empty staging folder beside `out_dir`; on success it replaces `out_dir`, on error it is removed.
+
+    Refuses (UserError) a destination that is a file, or a non-empty folder unless `overwrite`.
+    """
+    out_dir = Path(out_dir).expanduser()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"The destination {out_dir} is a file; pass a folder path.")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise UserError(f"The output folder {out_dir} already exists and is not empty; pass overwrite=True (--overwrite true) or another folder.")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        yield staging
+        _move_into_place(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def _move_into_place(staging: Path, out_dir: Path) -> None:

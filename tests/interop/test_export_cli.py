@@ -58,7 +58,7 @@ def test_cli_errors_are_one_line(checkpoint, tmp_path, capsys):
     (tmp_path / "hf" / "keep").write_text("")
     assert main(["export", "--ckpt_path", str(path), "--output", str(tmp_path / "hf")]) == 2
     assert capsys.readouterr().err.splitlines() == [
-        f"error: The export folder {tmp_path / 'hf'} already exists and is not empty; "
+        f"error: The output folder {tmp_path / 'hf'} already exists and is not empty; "
         "pass overwrite=True (--overwrite true) or another folder."]
     assert main(["export", "--ckpt_path", str(tmp_path / "nope.ckpt"), "--output", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err

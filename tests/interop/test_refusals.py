@@ -50,7 +50,7 @@ def test_bad_export_arguments(tmp_path, tok):
         export_hf(model, tok, tmp_path / "full")
     assert (tmp_path / "full" / "x").read_text() == "keep me"
     (tmp_path / "file").write_text("")
-    with pytest.raises(UserError, match=r"is a file; pass a folder path"):
+    with pytest.raises(UserError, match=r"The destination .* is a file; pass a folder path"):
         export_hf(model, tok, tmp_path / "file")
     with pytest.raises(UserError, match=r"dtype must be one of float32, bfloat16, float16 \(got 'int8'\)"):
         export_hf(model, tok, tmp_path / "a", dtype="int8")

@@ -1,0 +1,99 @@
+"""Turn a Hugging Face model folder into a starting point for `llm_lit fit`.
+
+    llm_lit import --hf_dir path/to/hf_model --output imported/
+    llm_lit fit --config configs/shakespeare.yaml --config imported/config.yaml --ckpt_path imported/model.ckpt
+
+The output folder holds:
+
+* `model.ckpt`: a Lightning checkpoint of a `LanguageModel` with the imported weights and
+  tokenizer, at step 0 and with no optimizer state, so `fit --ckpt_path` starts fine-tuning
+  from these weights with a fresh optimizer and schedule (and `validate` / `predict
+  --ckpt_path` use it directly);
+* `tokenizer.json`: the imported tokenizer in our format;
+* `config.yaml`: the `model.config` of the imported architecture and `data.tokenizer_path` /
+  `data.vocab_size`, so the training data is encoded with the model's own tokenizer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from llm_lit.errors import UserError
+from llm_lit.interop.export import staged_folder
+from llm_lit.interop.load import load_hf
+from llm_lit.model import TransformerLM
+from tokenizer import Tokenizer
+from tokenizer.atomic import atomic_path, atomic_write
+
+
+def import_hf(hf_dir: str | os.PathLike, output: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write `model.ckpt`, `tokenizer.json` and `config.yaml` for a local Hugging Face folder; returns `output`."""
+    model, tokenizer = load_hf(hf_dir)
+    output = Path(output).expanduser().resolve()
+    with staged_folder(output, overwrite) as staging:
+        write_lightning_checkpoint(model, tokenizer, staging / "model.ckpt")
+        tokenizer.save(staging / "tokenizer.json")
+        config = {
+            "model": {"config": model.config.to_dict()},
+            "data": {"tokenizer_path": str(output / "tokenizer.json"), "vocab_size": model.config.vocab_size},
+        }
+        with atomic_write(staging / "config.yaml") as f:
+            f.write(f"# Architecture and tokenizer of {Path(hf_dir).expanduser().resolve()}, imported by llm_lit import.\n")
+            yaml.safe_dump(config, f, sort_keys=False)
+    return output
+
+
+def write_lightning_checkpoint(model: TransformerLM, tokenizer: Tokenizer, path: str | os.PathLike) -> None:
+    """Save `model` + `tokenizer` as the checkpoint `Trainer.save_checkpoint` writes for a fresh `LanguageModel`."""
+    import lightning as L
+
+    from llm_lit.module import LanguageModel
+
+    module = LanguageModel(model.config)
+    module.model.load_state_dict(model.state_dict())
+    module.set_tokenizer(tokenizer)
+    quiet = logging.getLogger("lightning.pytorch")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)  # no "GPU available" banner for a trainer that never runs
+    try:
+        trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, accelerator="cpu", devices=1)
+        trainer.strategy.connect(module)
+        with atomic_path(path) as tmp:
+            trainer.save_checkpoint(tmp, weights_only=False)
+    finally:
+        quiet.setLevel(level)
+
+
+def import_command(hf_dir: str, output: str, overwrite: bool = False) -> None:
+    """Import a local Hugging Face LlamaForCausalLM / GPT2LMHeadModel folder as a starting point for llm_lit fit.
+
+    Args:
+        hf_dir: The Hugging Face model folder (config.json, weights, tokenizer files); nothing is downloaded.
+        output: The folder to write (model.ckpt, tokenizer.json, config.yaml).
+        overwrite: Replace the output folder if it already exists.
+    """
+    path = import_hf(hf_dir, output, overwrite=overwrite)
+    print(f"Imported {hf_dir} to {path}; fine-tune with: llm_lit fit --config <your config> "
+          f"--config {path / 'config.yaml'} --ckpt_path {path / 'model.ckpt'}")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """`llm_lit import ...`: parse `argv` with jsonargparse and import; returns the exit code."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(prog="llm_lit import", description=import_command.__doc__.splitlines()[0],
+                            exit_on_error=False)
+    parser.add_function_arguments(import_command)
+    try:
+        args = parser.parse_args(argv)
+    except Exception as e:  # jsonargparse's ArgumentError; --help exits by itself
+        message = " ".join(str(e).split()).replace('Parser key "', "Invalid value for ").replace('":', ":")
+        raise UserError(f"{message.rstrip('.')}; see llm_lit import --help.") from None
+    import_command(**args.as_dict())
+    return 0
