@@ -99,7 +99,7 @@ class ReferenceLM(nn.Module):
         for block in self.blocks:
             x = block(x, rope)
         logits = self.head(self.ln_f(x))
-        return F.cross_entropy(logits.view(-1, logits.shape[-1]).float(), targets.view(-1))
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
 
 
 def reference_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.1,

@@ -1,0 +1,396 @@
+"""Honest accounting of a training run: parameters, FLOPs, memory, micro-batch size, MFU.
+
+    llm_lit accounting --preset gpt2-small --memory_gib 80 --device_name H100
+    llm_lit accounting --preset shakespeare --tokens_per_s 21000
+    llm_lit accounting --model.d_model 512 --model.n_layers 8 --batch_size 32 --precision bf16-mixed
+
+Every figure is computed from the `ModelConfig` (no model is allocated):
+
+* parameters, counted from the layer shapes (tests check it equals `TransformerLM.num_parameters()`);
+* FLOPs per token from `TransformerLM.flops_per_token` (6N plus the attention products);
+* memory of a training step = weights + gradients + AdamW's two moments (float32, 16 bytes per
+  parameter, also under mixed precision, where Lightning keeps float32 weights) + the
+  activations saved for the backward pass + the loss's logits; the activation count follows
+  the fused-attention path tensor by tensor (tests compare it with the bytes autograd saves);
+* the largest micro-batch whose estimate fits a given memory;
+* MFU: predicted tokens/s at a target MFU on a device from the peak table in
+  `llm_lit.callbacks.PEAK_FLOPS`, and the MFU of a measured tokens/s. A device without a
+  listed peak (any CPU) gets "unknown peak", never a guess.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import torch
+
+from llm_lit.callbacks import PEAK_FLOPS
+from llm_lit.errors import UserError
+from llm_lit.model import ModelConfig, TransformerLM
+from llm_lit.model.chunked_loss import auto_chunk_tokens
+
+Precision = Literal["32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true"]
+CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
+GIB = 2**30
+
+
+# ---------------------------------------------------------------------- presets
+def load_preset(name_or_path: str) -> tuple[ModelConfig, int, str]:
+    """`(model config, batch_size, precision)` of an `llm_lit fit` YAML: a name in `configs/` or a path.
+
+    The vocabulary comes from `data.vocab_size` (which `llm_lit fit` links into the model).
+    """
+    import yaml
+
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = CONFIGS_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        names = sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml")) if CONFIGS_DIR.is_dir() else []
+        raise UserError(f"No config '{name_or_path}' ({path} does not exist); pass one of {', '.join(names) or 'the configs/ files'} "
+                        "or the path of an llm_lit fit YAML.")
+    data = yaml.safe_load(path.read_text()) or {}
+    model = dict((data.get("model") or {}).get("config") or {})
+    data_section = data.get("data") or {}
+    if "vocab_size" in data_section:
+        model["vocab_size"] = data_section["vocab_size"]
+    config = ModelConfig.from_dict(model)
+    batch_size = int(data_section.get("batch_size", 32))
+    precision = str((data.get("trainer") or {}).get("precision", "32-true"))
+    return config, batch_size, precision
+
+
+# ---------------------------------------------------------------------- parameters and FLOPs
+def count_parameters(config: ModelConfig) -> int:
+    """Number of distinct parameters of `TransformerLM(config)`, from the layer shapes alone."""
+    c = config
+    d, f, kv = c.d_model, c.d_ff, c.n_kv_heads * c.d_head
+    norm = d * (2 if c.norm == "layernorm" and c.bias else 1)
+    attention = 2 * d * d + 2 * d * kv + ((2 * d + 2 * kv) if c.bias else 0)
+    if c.ffn == "swiglu":
+        ffn = 3 * d * f + ((2 * f + d) if c.bias else 0)
+    else:
+        ffn = 2 * d * f + ((f + d) if c.bias else 0)
+    total = c.vocab_size * d + c.n_layers * (2 * norm + attention + ffn) + norm
+    if c.position == "learned":
+        total += c.context_length * d
+    if not c.tie_embeddings:
+        total += c.vocab_size * d
+    return total
+
+
+def flops_per_token(config: ModelConfig, seq_len: Optional[int] = None) -> int:
+    """Training FLOPs per token (forward + backward), `TransformerLM.flops_per_token`, without allocating weights."""
+    with torch.device("meta"):
+        model = TransformerLM(config)
+    return model.flops_per_token(seq_len)
+
+
+# ---------------------------------------------------------------------- memory
+def activation_bytes_per_element(precision: str) -> int:
+    """Bytes of an activation produced by a matmul: 2 under 16-bit (mixed or true) precision, else 4."""
+    return 2 if "16" in precision else 4
+
+
+def _is_mixed(precision: str) -> bool:
+    return precision.endswith("-mixed")
+
+
+def layer_activation_bytes_per_token(config: ModelConfig, precision: str = "32-true") -> int:
+    """Bytes one block saves for its backward pass, per token, on the fused-attention path.
+
+    The residual stream (the inputs of ln1 and ln2) stays in the weights' dtype (float32
+    unless the precision is '-true'); everything a matmul produces is in the compute dtype.
+    """
+    a = activation_bytes_per_element(precision)
+    r = 2 if precision.endswith("-true") and "16" in precision else 4
+    c = config
+    d, f, kv, heads = c.d_model, c.d_ff, c.n_kv_heads * c.d_head, c.n_heads
+    norm_stats = 4 * (2 if c.norm == "layernorm" else 1)  # float32 mean/rstd per token
+    saved = 2 * d * r + 2 * norm_stats  # ln1 and ln2 inputs
+    saved += 2 * d * a  # ln1 and ln2 outputs (inputs of the projections)
+    if _is_mixed(precision):
+        saved += 2 * d * 4  # the norms' float32 outputs, besides the 16-bit copies the matmuls keep
+    if c.position == "rope":
+        saved += (d + kv) * a  # q and k before the rotation
+    saved += (2 * d + 2 * kv) * a + heads * 4  # attention's q, k, v, output and log-sum-exp
+    saved += d * a  # the heads merged back: input of output_proj
+    saved += (4 * f if c.ffn == "swiglu" else 2 * f) * a  # w1 (and w3) outputs, activation, w2 input
+    if c.dropout > 0:
+        saved += 3 * d  # three boolean dropout masks (embedding's is counted per layer for simplicity)
+    return saved
+
+
+def loss_bytes(config: ModelConfig, tokens: int, precision: str = "32-true", chunk_tokens: Optional[int] = None) -> dict[str, int]:
+    """Memory of `lm_head` + cross-entropy for `tokens` tokens: `{"saved": ..., "transient": ...}`.
+
+    Plain path: float32 log-probabilities `(tokens, vocab)` are saved, and while the loss is
+    computed and differentiated the logits and their gradient exist too. Chunked path
+    (`chunked_linear_cross_entropy`): the gradients of the hidden states and of the float32
+    output matrix are saved, and only one chunk of logits exists at a time.
+    """
+    a = activation_bytes_per_element(precision)
+    v, d = config.vocab_size, config.d_model
+    if chunk_tokens is None:
+        chunk_tokens = auto_chunk_tokens(tokens, v) if config.attention == "fused" else 0
+    if chunk_tokens > 0:
+        chunk = min(chunk_tokens, tokens)
+        return {"saved": tokens * d * 4 + v * d * 4, "transient": chunk * v * (a + 4) + v * d * a}
+    return {"saved": tokens * v * 4, "transient": tokens * v * (a + 4)}
+
+
+@dataclass
+class MemoryEstimate:
+    """Bytes of one training step of a micro-batch; `total` is the predicted peak."""
+
+    parameters: int
+    gradients: int
+    optimizer: int
+    weight_copies: int
+    activations: int
+    loss_saved: int
+    loss_transient: int
+
+    @property
+    def total(self) -> int:
+        """Weights + gradients + optimizer state + autocast's weight copies + saved activations + the loss's peak."""
+        return (self.parameters + self.gradients + self.optimizer + self.weight_copies + self.activations
+                + self.loss_saved + self.loss_transient)
+
+
+def estimate_memory(config: ModelConfig, batch_size: int, seq_len: Optional[int] = None, precision: str = "32-true",
+                    activation_checkpointing: bool = False, chunk_tokens: Optional[int] = None) -> MemoryEstimate:
+    """Predicted peak memory of a training step with AdamW at `batch_size x seq_len` tokens.
+
+    Weights, gradients and the two AdamW moments are float32 (16 bytes per parameter; 2-byte
+    weights and gradients under '-true' 16-bit precision). With activation checkpointing each
+    block keeps only its input, and one block's activations exist again while it is recomputed.
+    """
+    seq_len = seq_len or config.context_length
+    tokens = batch_size * seq_len
+    n = count_parameters(config)
+    w = 2 if precision.endswith("-true") and "16" in precision else 4
+    per_layer = layer_activation_bytes_per_token(config, precision) * tokens
+    embedding = tokens * config.d_model * w  # the embedding sum, before layer 0
+    final = tokens * config.d_model * (w + activation_bytes_per_element(precision))  # ln_final in, lm_head in
+    if _is_mixed(precision):
+        final += tokens * config.d_model * 4  # ln_final's float32 output
+    # autocast keeps a 16-bit copy of every matmul weight (the output layer's too) through the step
+    matmul_params = n - config.vocab_size * config.d_model * (0 if config.tie_embeddings else 1) \
+        - (config.context_length * config.d_model if config.position == "learned" else 0)
+    copies = matmul_params * 2 if _is_mixed(precision) and "16" in precision else 0
+    if activation_checkpointing:
+        activations = config.n_layers * tokens * config.d_model * w + per_layer + final
+    else:
+        activations = config.n_layers * per_layer + embedding + final
+    loss = loss_bytes(config, tokens, precision, chunk_tokens)
+    return MemoryEstimate(parameters=n * w, gradients=n * w, optimizer=n * 8, weight_copies=copies,
+                          activations=activations,
+                          loss_saved=loss["saved"], loss_transient=loss["transient"])
+
+
+def largest_micro_batch(config: ModelConfig, memory_bytes: float, seq_len: Optional[int] = None,
+                        precision: str = "32-true", activation_checkpointing: bool = False,
+                        chunk_tokens: Optional[int] = None) -> int:
+    """The largest batch size whose `estimate_memory(...).total` fits in `memory_bytes` (0 if none does)."""
+    def fits(b: int) -> bool:
+        return estimate_memory(config, b, seq_len, precision, activation_checkpointing, chunk_tokens).total <= memory_bytes
+
+    if not fits(1):
+        return 0
+    high = 1
+    while fits(high * 2):
+        high *= 2
+        if high > 2**24:
+            return high
+    low, high = high, high * 2  # fits(low), not fits(high)
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid)
+    return low
+
+
+# ---------------------------------------------------------------------- MFU
+def device_peak_flops(device_name: str, precision: str) -> Optional[float]:
+    """Dense peak FLOP/s of a device named like `torch.cuda.get_device_name` (e.g. 'NVIDIA H100 80GB HBM3')
+    at a precision, from `llm_lit.callbacks.PEAK_FLOPS`; None when the device is not listed.
+
+    Plain float32 counts as TF32 on tensor cores, as `torch.set_float32_matmul_precision('high')` gives.
+    """
+    kind = "bf16" if "16" in precision else "tf32"
+    for key, peaks in PEAK_FLOPS:
+        if key.lower() in device_name.lower():
+            return peaks.get(kind, peaks.get("32"))
+    return None
+
+
+def mfu(flops_per_token: float, tokens_per_s: float, peak: float) -> float:
+    """Model FLOPs utilisation: achieved training FLOP/s over the device's peak."""
+    return flops_per_token * tokens_per_s / peak
+
+
+# ---------------------------------------------------------------------- the subcommand
+def accounting(
+    preset: Optional[str] = None,
+    model: Optional[ModelConfig] = None,
+    batch_size: int = 16,
+    seq_len: Optional[int] = None,
+    precision: Precision = "32-true",
+    activation_checkpointing: bool = False,
+    chunk_tokens: Optional[int] = None,
+    memory_gib: Optional[float] = None,
+    device_name: Optional[str] = None,
+    tokens_per_s: Optional[float] = None,
+    target_mfu: float = 0.5,
+) -> dict[str, Any]:
+    """Print parameters, FLOPs per token, memory of a training step, the largest micro-batch and MFU.
+
+    Args:
+        preset: An llm_lit fit YAML (a name in configs/ such as gpt2-small, or a path) whose model, batch size and precision are the defaults.
+        model: The architecture (overrides the preset's, field by field: --model.d_model 512).
+        batch_size: Sequences per micro-batch.
+        seq_len: Tokens per sequence (default: the model's context_length).
+        precision: Lightning precision of training: 32-true, bf16-mixed, 16-mixed, bf16-true or 16-true.
+        activation_checkpointing: Estimate memory with each block recomputed in the backward pass.
+        chunk_tokens: Tokens per chunk of the loss (0: plain loss; default: TransformerLM.loss's automatic choice).
+        memory_gib: Device memory in GiB: report the largest micro-batch whose estimate fits.
+        device_name: Device to predict MFU for (e.g. H100, A100; default: this machine's GPU if any).
+        tokens_per_s: A measured training throughput (all devices together, per device count 1) to turn into MFU.
+        target_mfu: MFU at which to predict tokens/s and step time on the device.
+
+    Returns:
+        The figures, as a dict (also printed).
+    """
+    config = model if model is not None else ModelConfig()
+    seq_len = seq_len or config.context_length
+    problems = []
+    if batch_size < 1:
+        problems.append(f"batch_size must be >= 1 (got {batch_size})")
+    if not 1 <= seq_len <= config.context_length:
+        problems.append(f"seq_len must be in [1, {config.context_length}] (got {seq_len})")
+    if memory_gib is not None and not memory_gib > 0:
+        problems.append(f"memory_gib must be > 0 (got {memory_gib})")
+    if tokens_per_s is not None and not tokens_per_s > 0:
+        problems.append(f"tokens_per_s must be > 0 (got {tokens_per_s})")
+    if not 0 < target_mfu <= 1:
+        problems.append(f"target_mfu must be in (0, 1] (got {target_mfu})")
+    if chunk_tokens is not None and chunk_tokens < 0:
+        problems.append(f"chunk_tokens must be >= 0 (got {chunk_tokens})")
+    if problems:
+        raise UserError("Invalid accounting arguments: " + "; ".join(problems) + "; fix them and try again.")
+
+    fpt = flops_per_token(config, seq_len)
+    memory = estimate_memory(config, batch_size, seq_len, precision, activation_checkpointing, chunk_tokens)
+    if device_name is None and torch.cuda.is_available():
+        device_name = torch.cuda.get_device_name()
+    peak = device_peak_flops(device_name, precision) if device_name else None
+    result: dict[str, Any] = {
+        "parameters": count_parameters(config),
+        "non_embedding_parameters": count_parameters(config) - config.vocab_size * config.d_model
+        - (config.context_length * config.d_model if config.position == "learned" else 0),
+        "flops_per_token": fpt,
+        "tokens_per_step": batch_size * seq_len,
+        "memory": memory,
+        "largest_micro_batch": None,
+        "device": device_name or "cpu",
+        "peak_flops": peak,
+        "predicted_tokens_per_s": target_mfu * peak / fpt if peak else None,
+        "measured_mfu": mfu(fpt, tokens_per_s, peak) if (peak and tokens_per_s) else None,
+    }
+    if memory_gib is not None:
+        result["largest_micro_batch"] = largest_micro_batch(config, memory_gib * GIB, seq_len, precision,
+                                                            activation_checkpointing, chunk_tokens)
+    print(format_report(config, result, batch_size, seq_len, precision, memory_gib, tokens_per_s, target_mfu))
+    return result
+
+
+def format_report(config: ModelConfig, r: dict[str, Any], batch_size: int, seq_len: int, precision: str,
+                  memory_gib: Optional[float], tokens_per_s: Optional[float], target_mfu: float) -> str:
+    """The human-readable table `accounting` prints."""
+    m: MemoryEstimate = r["memory"]
+    c = config
+    lines = [
+        f"model: {c.n_layers} layers, d_model {c.d_model}, {c.n_heads} heads ({c.n_kv_heads} kv), d_ff {c.d_ff}, "
+        f"vocab {c.vocab_size}, {c.norm}/{c.ffn}/{c.position}, tied={c.tie_embeddings}",
+        f"parameters:          {r['parameters']:>16,d}  ({r['parameters'] / 1e6:.1f} M)",
+        f"FLOPs per token:     {r['flops_per_token']:>16,d}  (train, forward+backward, seq {seq_len})",
+        f"FLOPs per step:      {r['flops_per_token'] * r['tokens_per_step']:>16.3e}  (batch {batch_size} x {seq_len})",
+        f"memory of a step ({precision}, batch {batch_size} x {seq_len}):",
+        f"  weights            {_gib(m.parameters)}",
+        f"  gradients          {_gib(m.gradients)}",
+        f"  AdamW moments      {_gib(m.optimizer)}",
+        f"  autocast copies    {_gib(m.weight_copies)}",
+        f"  activations        {_gib(m.activations)}",
+        f"  loss (saved)       {_gib(m.loss_saved)}",
+        f"  loss (transient)   {_gib(m.loss_transient)}",
+        f"  total (estimate)   {_gib(m.total)}",
+    ]
+    if memory_gib is not None:
+        lines.append(f"largest micro-batch fitting {memory_gib:g} GiB: {r['largest_micro_batch']}")
+    peak = r["peak_flops"]
+    if peak is None:
+        lines.append(f"MFU on {r['device']}: unknown peak (not in llm_lit.callbacks.PEAK_FLOPS); no MFU is predicted or measured")
+    else:
+        predicted = r["predicted_tokens_per_s"]
+        step_s = r["tokens_per_step"] / predicted
+        lines.append(f"device {r['device']}: peak {peak / 1e12:.0f} TFLOP/s; at {target_mfu:.0%} MFU (predicted): "
+                     f"{predicted:,.0f} tokens/s, {step_s * 1e3:.1f} ms per micro-batch")
+        if tokens_per_s is not None:
+            lines.append(f"measured {tokens_per_s:,.0f} tokens/s -> MFU {r['measured_mfu']:.1%}")
+    return "\n".join(lines)
+
+
+def _gib(n: float) -> str:
+    return f"{n / GIB:>12.3f} GiB"
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """`llm_lit accounting ...`: parse `argv` with jsonargparse (from `accounting`'s signature) and print."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(prog="llm_lit accounting", description=accounting.__doc__.splitlines()[0],
+                            exit_on_error=False)
+    parser.add_function_arguments(accounting)
+    args = _parse(parser, argv)
+    if args.preset:  # the preset supplies defaults; flags given on the command line still win
+        config, batch_size, precision = load_preset(args.preset)
+        parser.set_defaults({"batch_size": batch_size, "precision": precision, "model": config})
+        args = _parse(parser, argv)
+    try:
+        kwargs = parser.instantiate(args).as_dict()
+    except Exception as e:  # e.g. a ModelConfigError raised while building --model
+        raise _user_error_in(e) from None
+    accounting(**kwargs)
+    return 0
+
+
+def _user_error_in(error: BaseException) -> UserError:
+    """The `UserError` somewhere in `error`'s chain of causes, else one made from its message."""
+    seen: Optional[BaseException] = error
+    while seen is not None:
+        if isinstance(seen, UserError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return UserError(f"{' '.join(str(error).split()).rstrip('.')}; see llm_lit accounting --help.")
+
+
+def _parse(parser: Any, argv: Optional[list[str]]) -> Any:
+    try:
+        return parser.parse_args(argv)
+    except UserError:
+        raise
+    except Exception as e:  # jsonargparse's ArgumentError, or a ModelConfigError raised while parsing
+        message = " ".join(str(e).split()).replace('Parser key "', "Invalid value for ").replace('":', ":")
+        raise UserError(f"{message.rstrip('.')}; see llm_lit accounting --help.") from None
+
+
+if __name__ == "__main__":
+    import sys
+
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except UserError as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        sys.exit(2)
