@@ -5,7 +5,7 @@ cosine-warmup schedule and global-norm clipping, in this one process. Runs are i
 (plain, Lightning, Lightning, plain, ...) and each figure is the median over repeats of the
 tokens/s measured after a few warm-up steps.
 
-    python benchmarks/lightning_overhead.py [--steps 60] [--warmup 10] [--repeats 3]
+    python benchmarks/lightning_overhead.py [--steps 60] [--warmup 10] [--repeats 3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -41,21 +41,20 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--vocab", type=int, default=1024)
     p.add_argument("--progress-bar", action="store_true", help="keep Lightning's progress bar on")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads for both loops (default: torch's)")
     return p.parse_args()
 
 
-def plain_loop(config: ModelConfig, tokens, args: argparse.Namespace, opt_config: OptimizerConfig) -> float:
-    """tokens/s of a hand-written loop: forward, backward, clip, AdamW step, schedule step."""
+def plain_loop(config: ModelConfig, tokens, args: argparse.Namespace, opt_config: OptimizerConfig) -> list[float]:
+    """Step times (s) of a hand-written loop: fetch, forward, backward, clip, AdamW step, schedule step."""
     torch.manual_seed(0)
     model = TransformerLM(config).train()
     opt = AdamW(param_groups(model, opt_config.weight_decay), lr=opt_config.lr, betas=opt_config.betas,
                 eps=opt_config.eps, weight_decay=opt_config.weight_decay)
     schedule = cosine_warmup_scheduler(opt, opt_config.lr, opt_config.min_lr, opt_config.warmup_steps, args.steps)
     loader = DataLoader(RandomWindows(tokens, args.context, args.batch_size, seed=1337), batch_size=None)
-    start = None
+    ends = [time.perf_counter()]
     for step, (x, y) in enumerate(loader):
-        if step == args.warmup:
-            start = time.perf_counter()
         if step == args.steps:
             break
         loss = model.loss(x, y)
@@ -64,41 +63,42 @@ def plain_loop(config: ModelConfig, tokens, args: argparse.Namespace, opt_config
         opt.step()
         schedule.step()
         opt.zero_grad(set_to_none=True)
-    return (args.steps - args.warmup) * args.batch_size * args.context / (time.perf_counter() - start)
+        ends.append(time.perf_counter())
+    return [b - a for a, b in zip(ends, ends[1:])][args.warmup:]
 
 
 class StepTimer(L.Callback):
-    """Wall time from the start of batch `warmup` to the end of the last batch."""
+    """Times between consecutive ends of training batches: everything the loop does per step."""
 
-    def __init__(self, warmup: int) -> None:
-        self.warmup = warmup
-        self.start = self.end = 0.0
+    def __init__(self) -> None:
+        self.ends: list[float] = []
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if batch_idx == self.warmup:
-            self.start = time.perf_counter()
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.ends = [time.perf_counter()]
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.end = time.perf_counter()
+        self.ends.append(time.perf_counter())
 
 
 def lightning_loop(config: ModelConfig, datamodule: TextDataModule, args: argparse.Namespace,
-                   opt_config: OptimizerConfig, log_dir: str) -> float:
-    """tokens/s of `Trainer.fit` with llm_lit's LanguageModel and its logging (TensorBoard, every 10 steps)."""
+                   opt_config: OptimizerConfig, log_dir: str) -> list[float]:
+    """Step times (s) of `Trainer.fit` with llm_lit's LanguageModel and its logging (TensorBoard, every 10 steps)."""
     torch.manual_seed(0)
     module = LanguageModel(config, opt_config, grad_clip=1.0, sample_prompts=[])
-    timer = StepTimer(args.warmup)
+    timer = StepTimer()
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=args.steps, limit_val_batches=0,
                         enable_checkpointing=False, enable_progress_bar=args.progress_bar,
                         enable_model_summary=False, log_every_n_steps=10, callbacks=[timer],
                         logger=L.pytorch.loggers.TensorBoardLogger(log_dir), num_sanity_val_steps=0)
     datamodule.train_batches_consumed = 0
     trainer.fit(module, datamodule=datamodule)
-    return (args.steps - args.warmup) * args.batch_size * args.context / (timer.end - timer.start)
+    return [b - a for a, b in zip(timer.ends, timer.ends[1:])][args.warmup:]
 
 
 def main() -> None:
     args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     config = ModelConfig(vocab_size=args.vocab, context_length=args.context, d_model=args.d_model,
                          n_layers=args.layers, n_heads=args.heads)
     opt_config = OptimizerConfig(lr=3e-3, min_lr=3e-4, warmup_steps=5)
@@ -109,20 +109,28 @@ def main() -> None:
     print(f"model: {config.d_model}x{config.n_layers} layers, vocab {config.vocab_size}, "
           f"batch {args.batch_size}x{args.context} tokens, {torch.get_num_threads()} threads; "
           f"{args.steps} steps, first {args.warmup} untimed, {args.repeats} interleaved repeats", flush=True)
-    plain, lit = [], []
+    tokens_per_step = args.batch_size * args.context
+    runs: dict[str, list[list[float]]] = {"plain": [], "lightning": []}
     with tempfile.TemporaryDirectory() as log_dir:
         for r in range(args.repeats):
             order = ("plain", "lightning") if r % 2 == 0 else ("lightning", "plain")
             for which in order:
                 if which == "plain":
-                    plain.append(plain_loop(config, datamodule.train_tokens, args, opt_config))
+                    times = plain_loop(config, datamodule.train_tokens, args, opt_config)
                 else:
-                    lit.append(lightning_loop(config, datamodule, args, opt_config, log_dir))
-                print(f"  repeat {r}: {which:9s} {(plain if which == 'plain' else lit)[-1]:10.0f} tokens/s", flush=True)
-    p, q = statistics.median(plain), statistics.median(lit)
-    print(f"plain PyTorch loop (reference): {p:10.0f} tokens/s (median)")
-    print(f"Lightning fit (ours):           {q:10.0f} tokens/s (median)")
-    print(f"ratio Lightning / plain:        {q / p:10.3f}")
+                    times = lightning_loop(config, datamodule, args, opt_config, log_dir)
+                runs[which].append(times)
+                print(f"  repeat {r}: {which:9s} median step {1e3 * statistics.median(times):7.1f} ms, "
+                      f"mean {1e3 * statistics.fmean(times):7.1f} ms", flush=True)
+
+    def figure(which: str, reduce) -> float:
+        # tokens/s of each run from its reduced step time, then the median over runs
+        return statistics.median(tokens_per_step / reduce(times) for times in runs[which])
+
+    for name, reduce in (("median step time", statistics.median), ("mean step time (all costs)", statistics.fmean)):
+        p, q = figure("plain", reduce), figure("lightning", reduce)
+        print(f"[{name}] plain PyTorch loop (reference): {p:8.0f} tokens/s | Lightning fit (ours): {q:8.0f} "
+              f"tokens/s | ratio {q / p:.3f}")
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def plot(scalars: dict[str, list[tuple[int, float]]], out: Path, title: str) -> 
         h, lab = right.get_legend_handles_labels()
         handles, labels = handles + h, labels + lab
         title += f" — final val bpb {values[-1]:.3f}"
-    ax.legend(handles, labels, loc="upper right", fontsize=8)
+    ax.legend(handles, labels, loc="center right", fontsize=8)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ from argparse import ArgumentError
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import torch
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -83,6 +84,9 @@ class LLMLitCLI(LightningCLI):
         parser.link_arguments("data.vocab_size", "model.config.vocab_size", apply_on="instantiate")
         parser.link_arguments("model.config.context_length", "data.context_length", apply_on="parse")
         parser.set_defaults({f"trainer.{k}": v for k, v in TRAINER_DEFAULTS.items()})
+        parser.add_argument("--torch_threads", type=Optional[int], default=None,
+                            help="CPU threads for torch's kernels (default: torch's choice, one per core). "
+                                 "1 is often fastest for small models on a shared, busy CPU.")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse, turning jsonargparse errors into one-line `UserError`s, then apply the checkpoint's settings."""
@@ -114,6 +118,12 @@ class LLMLitCLI(LightningCLI):
         config.data.context_length = model_config["context_length"]  # the parse-time link ran before this
         if payload.get("tokenizer") is not None:
             config.data.tokenizer_path = str(_save_checkpoint_tokenizer(payload["tokenizer"], config.data.cache_dir))
+
+    def before_instantiate_classes(self) -> None:
+        """Apply `torch_threads` before any tensor work."""
+        threads = self._get(self.config, "torch_threads")
+        if threads:
+            torch.set_num_threads(threads)
 
     def before_predict(self) -> None:
         """Print and write the continuations (JSONL at data.predictions_path)."""

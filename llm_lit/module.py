@@ -86,10 +86,10 @@ class LanguageModel(L.LightningModule):
         self._token_bytes: Optional[torch.Tensor] = None
         self._grad_norm: Optional[torch.Tensor] = None
         self._compiled = False
-        self.train_loss = MeanMetric()
-        self.eval_nll = SumMetric().set_dtype(torch.float64)
-        self.eval_tokens = SumMetric().set_dtype(torch.float64)
-        self.eval_bytes = SumMetric().set_dtype(torch.float64)
+        self.train_loss = MeanMetric(nan_strategy="disable")  # no NaN check: it would sync every step
+        self.eval_nll = SumMetric(nan_strategy="disable").set_dtype(torch.float64)
+        self.eval_tokens = SumMetric(nan_strategy="disable").set_dtype(torch.float64)
+        self.eval_bytes = SumMetric(nan_strategy="disable").set_dtype(torch.float64)
 
     # ------------------------------------------------------------------ tokenizer
     def set_tokenizer(self, tokenizer: Tokenizer) -> None:

@@ -153,3 +153,18 @@ def test_fit_without_max_steps_is_refused(tmp_path, capsys, monkeypatch):
     err = _one_line_error(["fit", "--config", str(DEBUG_CONFIG), "--trainer.max_steps", "-1",
                            "--trainer.enable_progress_bar", "false"], capsys)
     assert "max_steps" in err
+
+
+def test_resume_from_last_continues_the_step_count_and_data_position(debug_run, tmp_path):
+    import shutil
+
+    shutil.copytree(debug_run / "checkpoints", tmp_path / "checkpoints")
+    result = run_cli(["fit", "--config", str(DEBUG_CONFIG), "--ckpt_path", "last", "--trainer.max_steps", "35",
+                      "--data.cache_dir", str(debug_run / ".llm_lit_cache"), "--trainer.enable_progress_bar", "false"],
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    raw = read_checkpoint(tmp_path / "checkpoints" / "debug" / "last.ckpt")
+    assert raw["global_step"] == 35
+    assert raw["TextDataModule"] == {"train_batches_consumed": 35}
+    steps = [s for s, _ in scalars(tmp_path / "lightning_logs", "train/loss")]
+    assert steps and min(steps) >= 30  # the resumed run logs from where the first one stopped
