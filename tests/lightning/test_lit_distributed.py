@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-import pytest
 
 from lit_helpers import DEBUG_CONFIG, run_cli, scalars
 
@@ -24,7 +23,6 @@ def _final_val_loss(tmp_path, name: str, extra: list[str]) -> float:
     return val[0][1]
 
 
-@pytest.mark.slow  # three subprocess runs, one of them two-process: ~90 s on 2 busy cores
 def test_ddp_matches_one_process_and_gradient_accumulation(tmp_path):
     single = _final_val_loss(tmp_path, "single", ["--data.batch_size", "16"])
     ddp = _final_val_loss(tmp_path, "ddp", ["--data.batch_size", "8", "--trainer.devices", "2",
