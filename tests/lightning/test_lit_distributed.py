@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-
 from lit_helpers import DEBUG_CONFIG, run_cli, scalars
 
 SHORT = ["--config", str(DEBUG_CONFIG), "--trainer.max_steps", "10", "--trainer.val_check_interval", "10",
