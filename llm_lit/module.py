@@ -59,6 +59,7 @@ class LanguageModel(L.LightningModule):
         optimizer: OptimizerConfig = OptimizerConfig(),
         grad_clip: float = 1.0,
         compile: bool = False,
+        activation_checkpointing: bool = False,
         sampling: SamplingConfig = SamplingConfig(max_new_tokens=200, temperature=0.8, top_k=50, seed=1234),
         sample_prompts: list[str] = [""],
     ) -> None:
@@ -69,6 +70,7 @@ class LanguageModel(L.LightningModule):
             optimizer: AdamW and learning-rate schedule settings.
             grad_clip: Clip the global gradient norm to this value (0 disables clipping; the norm is logged either way).
             compile: Apply torch.compile to the transformer (worth it on GPUs; slow to start on CPU).
+            activation_checkpointing: Recompute each block in the backward pass instead of storing its activations (less memory for about a third more compute).
             sampling: How predict (and the samples logged at each validation) pick tokens.
             sample_prompts: Prompts continued at each validation and logged to TensorBoard's text tab ('' starts from <|endoftext|>; [] disables).
         """
@@ -79,6 +81,7 @@ class LanguageModel(L.LightningModule):
         self.optimizer_config = optimizer
         self.grad_clip = grad_clip
         self.compile = compile
+        self.activation_checkpointing = activation_checkpointing
         self.sampling = sampling
         self.sample_prompts = list(sample_prompts)
         self.model = TransformerLM(config)
@@ -115,7 +118,9 @@ class LanguageModel(L.LightningModule):
             raise UserError("Gradient clipping is set by model.grad_clip; remove trainer.gradient_clip_val.")
 
     def configure_model(self) -> None:
-        """Compile the transformer's forward when `compile` is on (state-dict names are unchanged)."""
+        """Turn on activation checkpointing and compile the transformer (forward and loss) when asked;
+        state-dict names are unchanged."""
+        self.model.set_activation_checkpointing(self.activation_checkpointing)
         if self.compile and not self._compiled:
             self.model.compile()
             self._compiled = True
