@@ -147,13 +147,18 @@ class TextDataModule(L.LightningDataModule):
         rank, world = self._rank_and_world()
         windows = RandomWindows(self.train_tokens, self.context_length, self.batch_size, seed=self.seed,
                                 rank=rank, world_size=world, start_batch=self.train_batches_consumed)
+        # pinned host memory lets Lightning's non_blocking copy to the GPU overlap the step
         return DataLoader(windows, batch_size=None, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+                          persistent_workers=self.num_workers > 0, pin_memory=self._on_cuda())
+
+    def _on_cuda(self) -> bool:
+        trainer = self.trainer
+        return trainer is not None and trainer.strategy.root_device.type == "cuda"
 
     def _sequential(self, tokens: np.ndarray) -> DataLoader:
         rank, world = self._rank_and_world()
         windows = SequentialWindows(tokens, self.context_length, self.val_batch_size, rank=rank, world_size=world)
-        return DataLoader(windows, batch_size=None)
+        return DataLoader(windows, batch_size=None, pin_memory=self._on_cuda())
 
     def val_dataloader(self) -> DataLoader:
         """The validation split once, in non-overlapping windows shared out across ranks."""
