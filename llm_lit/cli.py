@@ -32,6 +32,7 @@ from llm_lit.callbacks import PredictionWriter
 from llm_lit.checkpoint import checkpoint_payload, read_checkpoint
 from llm_lit.data import TextDataModule
 from llm_lit.errors import UserError
+from llm_lit.accounting import main as accounting_main
 from llm_lit.interop.export import main as export_main
 from llm_lit.interop.import_hf import main as import_main
 from llm_lit.module import LanguageModel
@@ -41,6 +42,7 @@ from tokenizer.errors import TokenizerError
 #: Subcommands handled outside LightningCLI: name -> function(argv) returning an exit code (or None for 0).
 EXTRA_COMMANDS: dict[str, Callable[[list[str]], Optional[int]]] = {
     "export": export_main,  # llm_lit export --ckpt_path X --output DIR: a Hugging Face model folder
+    "accounting": accounting_main,  # llm_lit accounting --preset gpt2-small --memory_gib 80: params, FLOPs, memory, MFU
     "import": import_main,  # llm_lit import --hf_dir DIR --output OUT: model.ckpt + config.yaml for fit
 }
 
