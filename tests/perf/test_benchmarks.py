@@ -1,0 +1,34 @@
+"""The speed benchmarks run end to end and print both sides and the ratio (slow: they spawn processes)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(script: str, *args: str) -> str:
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_train_throughput_prints_ours_reference_and_ratios() -> None:
+    out = run("train_throughput.py", "--config", "debug", "--steps", "3", "--warmup", "2", "--repeats", "1")
+    assert "reference" in out and "ours" in out and "unknown peak" in out
+    ours_row = next(line for line in out.splitlines() if line.startswith("off") and " ours " in line)
+    ratio, memory_ratio = (float(v) for v in ours_row.split()[-2:])
+    assert ratio > 0 and memory_ratio > 0
+
+
+@pytest.mark.slow
+def test_data_loading_prints_sampling_and_consumption() -> None:
+    out = run("data_loading.py", "--tokens", "200000", "--batches", "5", "--repeats", "1", "--model-steps", "0")
+    assert "ours: RandomWindows.batch" in out and "reference: nanoGPT get_batch" in out
+    assert "H100 bf16 at 50% MFU" in out
