@@ -14,6 +14,7 @@ NormKind = Literal["rmsnorm", "layernorm"]
 FfnKind = Literal["swiglu", "gelu"]
 PositionKind = Literal["rope", "alibi", "learned", "sinusoidal", "none"]
 AttentionKind = Literal["reference", "fused"]
+GeluApproximate = Literal["none", "tanh"]
 
 
 class ModelConfigError(UserError, ValueError):
@@ -42,6 +43,7 @@ class ModelConfig:
         attention: 'reference' runs the from-scratch math everywhere; 'fused' routes attention through torch's scaled_dot_product_attention and norms, activations and the loss through torch's fused kernels (each tested equal to the reference).
         norm_eps: Epsilon added inside the normalization layers.
         init_std: Standard deviation of the normal init of Linear and Embedding weights (residual projections are further scaled by 1/sqrt(2*n_layers)).
+        gelu_approximate: GELU of the 'gelu' feed-forward: 'none' is the exact erf form, 'tanh' the tanh approximation that GPT-2's released weights use (Hugging Face's 'gelu_new').
     """
 
     vocab_size: int = 8192
@@ -61,6 +63,7 @@ class ModelConfig:
     attention: AttentionKind = "fused"
     norm_eps: float = 1e-5
     init_std: float = 0.02
+    gelu_approximate: GeluApproximate = "none"
 
     def __post_init__(self) -> None:
         problems = _find_problems(self)
@@ -139,6 +142,7 @@ def _find_problems(c: ModelConfig) -> list[str]:
         "ffn": ("swiglu", "gelu"),
         "position": ("rope", "alibi", "learned", "sinusoidal", "none"),
         "attention": ("reference", "fused"),
+        "gelu_approximate": ("none", "tanh"),
     }
     for name, allowed in choices.items():
         if getattr(c, name) not in allowed:

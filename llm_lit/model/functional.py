@@ -55,6 +55,12 @@ def silu(x: Tensor) -> Tensor:
     return x * torch.sigmoid(x)
 
 
-def gelu(x: Tensor) -> Tensor:
-    """Exact GELU: x * Phi(x) = 0.5 * x * (1 + erf(x / sqrt(2))). Shapes: any `(...)`, preserved."""
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    """GELU: x * Phi(x). Shapes: any `(...)`, preserved.
+
+    `approximate='none'`: exact, 0.5 * x * (1 + erf(x / sqrt(2))).
+    `approximate='tanh'`: 0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))), GPT-2's form.
+    """
+    if approximate == "tanh":
+        return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3))))
     return 0.5 * x * (1.0 + torch.erf(x * (1.0 / math.sqrt(2.0))))

@@ -45,9 +45,11 @@ class Block(nn.Module):
             fused=fused, init_std=config.init_std, output_init_std=residual_std,
         )
         self.ln2 = make_norm(config)
-        ffn_class = SwiGLU if config.ffn == "swiglu" else GeluMLP
-        self.ffn = ffn_class(config.d_model, config.d_ff, bias=config.bias, fused=fused,
-                             init_std=config.init_std, output_init_std=residual_std)
+        ffn_options = dict(bias=config.bias, fused=fused, init_std=config.init_std, output_init_std=residual_std)
+        if config.ffn == "swiglu":
+            self.ffn = SwiGLU(config.d_model, config.d_ff, **ffn_options)
+        else:
+            self.ffn = GeluMLP(config.d_model, config.d_ff, approximate=config.gelu_approximate, **ffn_options)
         self.dropout = config.dropout
 
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None = None, mask: Tensor | None = None,
