@@ -155,6 +155,12 @@ class LanguageModel(L.LightningModule):
             norm = clip_grad_norm(self.parameters(), max_norm)
         self._grad_norm = norm.detach()
 
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
+        """Step, then free the gradients at once: Lightning would only drop them after the next forward,
+        so they would sit in memory next to that forward's activations (the step's peak)."""
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        optimizer.zero_grad(set_to_none=True)
+
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW over decayed/non-decayed groups, with lr_at stepped every optimizer step up to trainer.max_steps."""
         max_steps = self.trainer.max_steps
