@@ -10,7 +10,7 @@ import torch
 
 from llm_lit.data import TextDataModule
 from llm_lit.model import ModelConfig
-from llm_lit.module import LanguageModel
+from llm_lit.module import LanguageModel, OptimizerConfig
 
 CONFIG = ModelConfig(vocab_size=64, context_length=16, d_model=32, n_layers=2, n_heads=2)
 
@@ -37,3 +37,27 @@ def test_loaders_pin_memory_only_for_cuda(device: str, pinned: bool) -> None:
                                  world_size=1)
     assert dm.train_dataloader().pin_memory is pinned
     assert dm.val_dataloader().pin_memory is pinned
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_gradients_are_freed_right_after_each_optimizer_step(accumulate: int, tmp_path) -> None:
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    from llm_lit.data import RandomWindows
+
+    seen: list[tuple[int, bool]] = []
+
+    class Probe(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            seen.append((batch_idx, all(p.grad is None for p in pl_module.parameters())))
+
+    tokens = np.arange(2000, dtype=np.uint16) % 64
+    loader = DataLoader(RandomWindows(tokens, 16, 4, seed=0), batch_size=None)
+    trainer = L.Trainer(accelerator="cpu", max_steps=2, accumulate_grad_batches=accumulate, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[Probe()], default_root_dir=tmp_path)
+    module = LanguageModel(CONFIG, OptimizerConfig(warmup_steps=1), sample_prompts=[])
+    trainer.fit(module, train_dataloaders=loader)
+    # after a micro-batch that ends an optimizer step, no gradient is left; mid-accumulation they are kept
+    assert seen == [(i, (i + 1) % accumulate == 0) for i in range(2 * accumulate)]
