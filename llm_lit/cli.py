@@ -4,6 +4,7 @@
     llm_lit fit --config configs/shakespeare.yaml --ckpt_path last        # resume
     llm_lit validate --config configs/shakespeare.yaml --ckpt_path checkpoints/shakespeare/last.ckpt
     llm_lit predict --ckpt_path checkpoints/shakespeare/last.ckpt --data.prompts '["ROMEO:"]'
+    llm_lit accounting --preset gpt2-small --memory_gib 80 --device_name H100   # params, FLOPs, memory, MFU
 
 Everything is standard LightningCLI (`--config`, `--print_config`, `--trainer.*`,
 `--ckpt_path`). Added on top: `data.vocab_size` flows into `model.config.vocab_size` and
