@@ -42,14 +42,9 @@ EXACT_GELU = ("gelu",)
 TANH_GELU = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
 
 
-def gelu_approximate(config: ModelConfig) -> str:
-    """`'tanh'` when the config uses GELU's tanh approximation, else `'none'` (the exact erf form)."""
-    return getattr(config, "gelu_approximate", "none")
-
-
 def activation_name(config: ModelConfig) -> str:
     """GPT-2's `activation_function` for our GELU: 'gelu' (exact) or 'gelu_new' (tanh approximation)."""
-    return "gelu_new" if gelu_approximate(config) == "tanh" else "gelu"
+    return "gelu_new" if config.gelu_approximate == "tanh" else "gelu"
 
 
 def to_hf_state_dict(state_dict: dict[str, Tensor], config: ModelConfig) -> dict[str, Tensor]:
@@ -154,12 +149,7 @@ def from_hf_config(hf: dict[str, Any], where: str) -> ModelConfig:
     """Our `ModelConfig` for a GPT-2 `config.json` dict; `UserError` for features we do not implement."""
     get = lambda key: hf[key] if hf.get(key) is not None else DEFAULTS.get(key)  # noqa: E731
     activation = get("activation_function")
-    extra: dict[str, Any] = {}
-    if activation in TANH_GELU:
-        if not _has_tanh_gelu():
-            raise UserError(f"{where} uses activation_function={activation!r} (GELU's tanh approximation), which this llm_lit's GELU does not implement; only models with activation_function 'gelu' can be imported.")
-        extra["gelu_approximate"] = "tanh"
-    elif activation not in EXACT_GELU:
+    if activation not in EXACT_GELU + TANH_GELU:
         raise UserError(f"{where} uses activation_function={activation!r}, which llm_lit's GELU MLP does not implement; only 'gelu' and 'gelu_new' GPT-2 models can be imported.")
     if not get("scale_attn_weights") or get("scale_attn_by_inverse_layer_idx"):
         raise UserError(f"{where} scales attention other than by 1/sqrt(head size) (scale_attn_weights / scale_attn_by_inverse_layer_idx); only standard GPT-2 attention can be imported.")
@@ -170,11 +160,6 @@ def from_hf_config(hf: dict[str, Any], where: str) -> ModelConfig:
         n_layers=hf["n_layer"], n_heads=hf["n_head"], d_ff=get("n_inner") or 4 * hf["n_embd"], norm="layernorm",
         ffn="gelu", position="learned", tie_embeddings=bool(get("tie_word_embeddings")), bias=True,
         dropout=float(get("resid_pdrop")), norm_eps=float(get("layer_norm_epsilon")),
-        init_std=float(hf.get("initializer_range") or 0.02), **extra,
+        init_std=float(hf.get("initializer_range") or 0.02),
+        gelu_approximate="tanh" if activation in TANH_GELU else "none",
     )
-
-
-def _has_tanh_gelu() -> bool:
-    import dataclasses
-
-    return any(f.name == "gelu_approximate" for f in dataclasses.fields(ModelConfig))

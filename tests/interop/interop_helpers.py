@@ -20,6 +20,7 @@ EXPORTABLE = {
     "llama-tied": ("llama", {"tie_embeddings": True, "d_ff": 96}),
     "gpt2": ("gpt2", {}),
     "gpt2-untied": ("gpt2", {"tie_embeddings": False, "d_ff": 80, "norm_eps": 1e-6}),
+    "gpt2-tanh-gelu": ("gpt2", {"gelu_approximate": "tanh"}),  # released GPT-2's 'gelu_new'
 }
 
 

@@ -23,8 +23,9 @@ def _hf_llama(**overrides):  # noqa: ANN003
 
 
 def _hf_gpt2(**overrides):  # noqa: ANN003
+    overrides = {"activation_function": "gelu", **overrides}
     config = transformers.GPT2Config(vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4, n_positions=32,
-                                     activation_function="gelu", initializer_range=0.2, **overrides)
+                                     initializer_range=0.2, **overrides)
     return config, transformers.GPT2LMHeadModel
 
 
@@ -49,6 +50,8 @@ CASES = {
     "llama-sharded": ("llama", dict(shard="100KB")),
     "gpt2-safetensors": ("gpt2", dict()),
     "gpt2-bin-sharded": ("gpt2", dict(safe=False, shard="100KB")),
+    "gpt2-gelu-new": ("gpt2", dict(activation_function="gelu_new")),  # as in the released GPT-2
+    "gpt2-gelu-pytorch-tanh": ("gpt2", dict(activation_function="gelu_pytorch_tanh")),
 }
 
 
@@ -62,6 +65,9 @@ def test_import_gives_the_same_logits(case, tok, tmp_path):
         assert any(p.name.endswith(".index.json") for p in tmp_path.iterdir())
     model, loaded_tok = load_hf(tmp_path)
     assert loaded_tok.fingerprint() == tok.fingerprint()
+    if kind == "gpt2":
+        tanh = options.get("activation_function", "gelu") != "gelu"
+        assert model.config.gelu_approximate == ("tanh" if tanh else "none")
     ids = torch.randint(0, VOCAB, (2, 32), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         theirs = hf(ids).logits
