@@ -3,6 +3,11 @@
     from llm_lit.interop import export_hf, load_hf
     export_hf(model, tokenizer, "hf_model/")        # transformers: AutoModelForCausalLM.from_pretrained("hf_model/")
     model, tokenizer = load_hf("hf_model/")         # back into TransformerLM + Tokenizer
+    model, tokenizer = load_pretrained(path)        # an HF folder or an llm_lit .ckpt, whichever path is
+
+From the command line: `llm_lit export --ckpt_path X --output DIR` writes the folder, and
+`llm_lit import --hf_dir DIR --output OUT` writes `OUT/model.ckpt` + `OUT/config.yaml` from
+which `llm_lit fit --config ... --config OUT/config.yaml --ckpt_path OUT/model.ckpt` fine-tunes.
 
 Weights are stored with our own safetensors reader/writer (`safetensors_io`), so neither
 direction needs `transformers` or `safetensors` installed.
