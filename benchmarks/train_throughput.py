@@ -14,8 +14,8 @@ precision, each run trains `--warmup + --steps` optimizer steps and times the la
 Every run is its own child process (fresh allocator, clean peak memory), runs are interleaved
 (reference, ours, ours, reference, ...), and medians over `--repeats` are printed with the
 ratio ours / reference. Peak memory is `torch.cuda.max_memory_allocated` on GPU; on CPU it is
-the peak resident set (VmHWM, reset after warmup) minus the resident set before the model was
-built. MFU uses `llm_lit.callbacks.peak_flops` (a CPU has no listed peak: "unknown peak").
+the peak resident set (VmHWM, reset after warmup) minus the resident set just before the model
+was built (after the Trainer, for ours). MFU uses `llm_lit.callbacks.peak_flops` (a CPU has no listed peak: "unknown peak").
 
     python benchmarks/train_throughput.py --config shakespeare --compile both
     python benchmarks/train_throughput.py --config llama-small --batch-size 4 --steps 4 --warmup 2
@@ -62,14 +62,17 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--loss-chunk-tokens", type=int, default=None,
                    help="ours: tokens per chunk of the loss (0 = plain loss; default: automatic)")
     p.add_argument("--activation-checkpointing", action="store_true", help="ours: recompute blocks in backward")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per run (default: torch's)")
     p.add_argument("--only", choices=["ours", "reference"], default=None, help="run one loop only")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
 # ---------------------------------------------------------------------- memory
-def rss_bytes() -> int:
-    """Current resident set size of this process."""
+def memory_in_use(device: str) -> int:
+    """Bytes in use now: CUDA allocated memory, or this process's resident set on CPU."""
+    if device == "cuda":
+        return torch.cuda.memory_allocated()
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
@@ -101,8 +104,8 @@ def synchronize(device: str) -> None:
 
 
 # ---------------------------------------------------------------------- the two loops (child side)
-def run_ours(spec: dict[str, Any], config, tokens: np.ndarray) -> tuple[float, int]:
-    """Seconds for the timed steps of `Trainer.fit`, and the peak memory during them."""
+def run_ours(spec: dict[str, Any], config, tokens: np.ndarray) -> tuple[float, int, int]:
+    """Seconds for the timed steps of `Trainer.fit`, the peak memory during them and the memory before the model."""
     import lightning as L
     from torch.utils.data import DataLoader
 
@@ -131,10 +134,6 @@ def run_ours(spec: dict[str, Any], config, tokens: np.ndarray) -> tuple[float, i
             self.end = time.perf_counter()
             self.peak = peak_memory(device)
 
-    module = LanguageModel(config, OptimizerConfig(lr=LR, min_lr=MIN_LR, warmup_steps=WARMUP_LR_STEPS),
-                           grad_clip=CLIP, compile=spec["compile"], sample_prompts=[])
-    module.model.loss_chunk_tokens = spec["loss_chunk_tokens"]
-    module.model.set_activation_checkpointing(spec["activation_checkpointing"])
     timer = Timer()
     with tempfile.TemporaryDirectory() as log_dir:
         trainer = L.Trainer(accelerator=device, devices=1, precision=spec["precision"],
@@ -142,18 +141,24 @@ def run_ours(spec: dict[str, Any], config, tokens: np.ndarray) -> tuple[float, i
                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                             logger=L.pytorch.loggers.TensorBoardLogger(log_dir), log_every_n_steps=10,
                             callbacks=[timer])
+        baseline = memory_in_use(device)
+        module = LanguageModel(config, OptimizerConfig(lr=LR, min_lr=MIN_LR, warmup_steps=WARMUP_LR_STEPS),
+                               grad_clip=CLIP, compile=spec["compile"], activation_checkpointing=spec["activation_checkpointing"],
+                               sample_prompts=[])
+        module.model.loss_chunk_tokens = spec["loss_chunk_tokens"]
         trainer.fit(module, datamodule=Windows())
-    return timer.end - timer.start, timer.peak
+    return timer.end - timer.start, timer.peak, baseline
 
 
-def run_reference(spec: dict[str, Any], config, tokens: np.ndarray) -> tuple[float, int]:
-    """Seconds for the timed steps of the plain loop, and the peak memory during them."""
+def run_reference(spec: dict[str, Any], config, tokens: np.ndarray) -> tuple[float, int, int]:
+    """Seconds for the timed steps of the plain loop, the peak memory during them and the memory before the model."""
     from reference_model import ReferenceLM, reference_optimizer
 
     from llm_lit.optim import lr_at
 
     device, warmup, steps = spec["device"], spec["warmup"], spec["steps"]
     batch, context = spec["batch_size"], spec["context"]
+    baseline = memory_in_use(device)
     model = ReferenceLM(config).to(device)
     optimizer = reference_optimizer(model, LR)
     loss_fn = torch.compile(model.loss) if spec["compile"] else model.loss
@@ -189,7 +194,7 @@ def run_reference(spec: dict[str, Any], config, tokens: np.ndarray) -> tuple[flo
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     synchronize(device)
-    return time.perf_counter() - start, peak_memory(device)
+    return time.perf_counter() - start, peak_memory(device), baseline
 
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
@@ -200,16 +205,17 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 
     if spec["device"] == "cuda":
         torch.set_float32_matmul_precision("high")
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
     config = ModelConfig.from_dict(spec["config"])
     rng = np.random.default_rng(0)
     num_tokens = max(1 << 20, 4 * spec["batch_size"] * (spec["context"] + 1))
     dtype = np.uint16 if config.vocab_size <= 65536 else np.uint32
     tokens = rng.integers(0, config.vocab_size, size=num_tokens, dtype=dtype)
     torch.manual_seed(0)
-    baseline = rss_bytes() if spec["device"] == "cpu" else 0
     run = run_ours if spec["variant"] == "ours" else run_reference
     try:
-        seconds, peak = run(spec, config, tokens)
+        seconds, peak, baseline = run(spec, config, tokens)
     except torch.OutOfMemoryError:
         return {"oom": True}
     tokens_done = spec["steps"] * spec["batch_size"] * spec["context"]
@@ -247,12 +253,13 @@ def main(argv: Optional[list[str]] = None) -> None:
     variants = [args.only] if args.only else ["reference", "ours"]
     fpt = flops_per_token(config, context)
     peak = peak_flops(torch.device(device), args.precision) if device == "cuda" else None
-    name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {args.threads or torch.get_num_threads()} threads"
     print(f"{args.config}: {config.n_layers}L d{config.d_model} {config.n_heads}H vocab {config.vocab_size} ctx {context} "
           f"({config.norm}/{config.ffn}/{config.position}), {args.precision}, {name}, torch {torch.__version__}; "
           f"{args.repeats} interleaved repeats x {args.steps} timed steps after {args.warmup} warm-up", flush=True)
 
     medians: dict[tuple[bool, int, str], dict[str, float]] = {}
+    paired: dict[tuple[bool, int], list[float]] = {}
     for compiled in compile_modes:
         for batch in batch_sizes:
             runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
@@ -261,21 +268,26 @@ def main(argv: Optional[list[str]] = None) -> None:
                     spec = dict(variant=variant, config=config.to_dict(), batch_size=batch, context=context,
                                 precision=args.precision, compile=compiled, steps=args.steps, warmup=args.warmup,
                                 device=device, loss_chunk_tokens=args.loss_chunk_tokens,
-                                activation_checkpointing=args.activation_checkpointing)
+                                activation_checkpointing=args.activation_checkpointing, threads=args.threads)
                     result = spawn(spec)
                     runs[variant].append(result)
                     shown = "out of memory" if result.get("oom") else f"{result['tokens_per_s']:10.0f} tokens/s"
                     print(f"  compile={'on ' if compiled else 'off'} batch {batch:4d} repeat {r}: {variant:9s} {shown}",
                           flush=True)
+            pairs = [o["tokens_per_s"] / r["tokens_per_s"] for o, r in zip(runs.get("ours", []), runs.get("reference", []))
+                     if not (o.get("oom") or r.get("oom"))]
+            if pairs:
+                paired[(compiled, batch)] = pairs
             for variant, results in runs.items():
                 ok = [x for x in results if not x.get("oom")]
                 if ok:
                     medians[(compiled, batch, variant)] = {
                         k: statistics.median(x[k] for x in ok) for k in ("tokens_per_s", "step_s", "peak_bytes")}
-    report(medians, fpt, peak)
+    report(medians, paired, fpt, peak)
 
 
-def report(medians: dict[tuple[bool, int, str], dict[str, float]], fpt: int, peak: Optional[float]) -> None:
+def report(medians: dict[tuple[bool, int, str], dict[str, float]], paired: dict[tuple[bool, int], list[float]],
+           fpt: int, peak: Optional[float]) -> None:
     """The medians table, ratios ours / reference, and compile speed-ups."""
     print(f"\nmedians (FLOPs/token {fpt:,}; MFU {'from a peak of %.0f TFLOP/s' % (peak / 1e12) if peak else 'unknown peak'}):")
     print(f"{'compile':8s} {'batch':>5s} {'loop':10s} {'tokens/s':>10s} {'step ms':>9s} {'MFU':>7s} {'peak MiB':>9s}"
@@ -287,6 +299,10 @@ def report(medians: dict[tuple[bool, int, str], dict[str, float]], fpt: int, pea
         mem = f"{m['peak_bytes'] / ref['peak_bytes']:9.3f}" if ref and variant == "ours" and ref["peak_bytes"] > 0 else ""
         print(f"{'on' if compiled else 'off':8s} {batch:5d} {variant:10s} {m['tokens_per_s']:10.0f} {m['step_s'] * 1e3:9.1f}"
               f" {mfu} {m['peak_bytes'] / 2**20:9.1f} {ratio} {mem}")
+    for (compiled, batch), pairs in sorted(paired.items()):
+        # adjacent runs share the machine's load, so their ratio is steadier than a ratio of medians
+        print(f"ours / reference, median of {len(pairs)} adjacent pairs, compile {'on' if compiled else 'off'}, "
+              f"batch {batch}: {statistics.median(pairs):.3f}")
     for variant in ("ours", "reference"):
         for batch in sorted({b for (_, b, _) in medians}):
             eager, compiled = medians.get((False, batch, variant)), medians.get((True, batch, variant))
