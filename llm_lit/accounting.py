@@ -257,7 +257,7 @@ def accounting(
         chunk_tokens: Tokens per chunk of the loss (0: plain loss; default: TransformerLM.loss's automatic choice).
         memory_gib: Device memory in GiB: report the largest micro-batch whose estimate fits.
         device_name: Device to predict MFU for (e.g. H100, A100; default: this machine's GPU if any).
-        tokens_per_s: A measured training throughput (all devices together, per device count 1) to turn into MFU.
+        tokens_per_s: A measured training throughput of one device (tokens/s) to turn into MFU.
         target_mfu: MFU at which to predict tokens/s and step time on the device.
 
     Returns:
