@@ -25,8 +25,8 @@ CHECKPOINT_VERSION = 1
 SUPPORTED_VERSIONS = (CHECKPOINT_VERSION,)
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """The checkpoint at `path` as a dict, loaded with `weights_only=True` on the CPU (memory-mapped).
+def read_checkpoint(path: str | os.PathLike, mmap: bool = True) -> dict[str, Any]:
+    """The checkpoint at `path` as a dict, loaded with `weights_only=True` on the CPU (memory-mapped if `mmap`).
 
     Raises `UserError` when the file is missing, truncated, corrupt or holds arbitrary objects.
     """
@@ -37,7 +37,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise UserError(f"The checkpoint '{path}' is truncated or corrupt (not a complete torch zip file); "
                         "use another checkpoint, e.g. last.ckpt or an earlier one.")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         raise UserError(f"The checkpoint '{path}' holds objects other than tensors and plain data, which are not "
                         "loaded for safety; pass a checkpoint written by llm_lit fit.") from e

@@ -27,16 +27,22 @@ from typing import Any, Callable, Optional
 
 import torch
 from jsonargparse import Namespace
+from lightning.fabric.plugins import CheckpointIO
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from llm_lit.callbacks import PredictionWriter
 from llm_lit.checkpoint import checkpoint_payload, read_checkpoint
 from llm_lit.data import TextDataModule
 from llm_lit.errors import UserError
+from llm_lit.guards import check_devices, check_writable_dir
 from llm_lit.accounting import main as accounting_main
 from llm_lit.interop.export import main as export_main
 from llm_lit.interop.import_hf import main as import_main
 from llm_lit.module import LanguageModel
+from llm_lit.resume import AtomicCheckpointIO, InterruptCheckpoint
 from tokenizer import Tokenizer
 from tokenizer.errors import TokenizerError
 
@@ -127,6 +133,31 @@ class LLMLitCLI(LightningCLI):
         threads = self._get(self.config, "torch_threads")
         if threads:
             torch.set_num_threads(threads)
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The Trainer, with atomic checkpoint files and checkpoint-on-interrupt; device errors in one line."""
+        config = self._get(self.config_init, "trainer", default={})
+        check_devices(config.get("accelerator"), config.get("devices"))
+        plugins = config.get("plugins") or []
+        plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            plugins.append(AtomicCheckpointIO())
+        try:
+            trainer = super().instantiate_trainer(plugins=plugins, **kwargs)
+        except MisconfigurationException as e:
+            first = str(e).strip().splitlines()[0].rstrip(".")
+            raise UserError(f"Invalid trainer settings: {first}; fix the --trainer values.") from e
+        trainer.callbacks.append(InterruptCheckpoint())
+        return trainer
+
+    def before_fit(self) -> None:
+        """Check that checkpoints and logs can be written before any training time is spent."""
+        for callback in self.trainer.checkpoint_callbacks:
+            if isinstance(callback, ModelCheckpoint) and callback.dirpath:
+                check_writable_dir(callback.dirpath, "checkpoint", "dirpath in the ModelCheckpoint callback")
+        for logger in self.trainer.loggers:
+            if getattr(logger, "save_dir", None):
+                check_writable_dir(logger.save_dir, "log", "--trainer.default_root_dir (or logger save_dir)")
 
     def before_predict(self) -> None:
         """Print and write the continuations (JSONL at data.predictions_path)."""

@@ -10,6 +10,7 @@ self-contained checkpoints (model config and tokenizer travel inside them).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -22,8 +23,10 @@ from llm_lit.checkpoint import CHECKPOINT_KEY, CHECKPOINT_VERSION
 from llm_lit.data.datasets import IGNORE_INDEX
 from llm_lit.errors import UserError
 from llm_lit.generation import SamplingConfig, generate
+from llm_lit.guards import NonFiniteError, all_finite, config_differences, nonfinite_message, state_dict_mismatch
 from llm_lit.model import ModelConfig, TransformerLM
 from llm_lit.optim import AdamW, clip_grad_norm, cosine_warmup_scheduler, param_groups
+from llm_lit.resume import RNG_KEY, micro_batch_seed, rng_states, set_rng_states
 from tokenizer import Tokenizer
 
 END_OF_TEXT = "<|endoftext|>"
@@ -62,6 +65,8 @@ class LanguageModel(L.LightningModule):
         activation_checkpointing: bool = False,
         sampling: SamplingConfig = SamplingConfig(max_new_tokens=200, temperature=0.8, top_k=50, seed=1234),
         sample_prompts: list[str] = [""],
+        skip_nonfinite: bool = False,
+        truncate_prompts: bool = False,
     ) -> None:
         """Build the model; the tokenizer arrives from the DataModule (fit/validate/test) or the checkpoint.
 
@@ -73,6 +78,8 @@ class LanguageModel(L.LightningModule):
             activation_checkpointing: Recompute each block in the backward pass instead of storing its activations (less memory for about a third more compute).
             sampling: How predict (and the samples logged at each validation) pick tokens.
             sample_prompts: Prompts continued at each validation and logged to TensorBoard's text tab ('' starts from <|endoftext|>; [] disables).
+            skip_nonfinite: On a NaN/inf loss or gradient, skip that optimizer step (counted in train/skipped_steps) instead of stopping the run.
+            truncate_prompts: Keep the last context_length tokens of a prompt longer than the context (with a warning) instead of refusing it.
         """
         super().__init__()
         if not grad_clip >= 0:
@@ -84,6 +91,11 @@ class LanguageModel(L.LightningModule):
         self.activation_checkpointing = activation_checkpointing
         self.sampling = sampling
         self.sample_prompts = list(sample_prompts)
+        self.skip_nonfinite = skip_nonfinite
+        self.truncate_prompts = truncate_prompts
+        self.skipped_steps = 0
+        self._loss_finite: Optional[torch.Tensor] = None
+        self._last_loss: Optional[torch.Tensor] = None
         self.model = TransformerLM(config)
         self.tokenizer: Optional[Tokenizer] = None
         self._token_bytes: Optional[torch.Tensor] = None
@@ -116,6 +128,8 @@ class LanguageModel(L.LightningModule):
             self.set_tokenizer(tokenizer)
         if stage == "fit" and self.trainer.gradient_clip_val is not None:
             raise UserError("Gradient clipping is set by model.grad_clip; remove trainer.gradient_clip_val.")
+        if stage == "fit" and self.tokenizer is not None and self.sample_prompts:
+            self.encode_prompts(self.sample_prompts, what="model.sample_prompts")  # refuse too-long prompts now
 
     def configure_model(self) -> None:
         """Turn on activation checkpointing and compile the transformer (forward and loss) when asked;
@@ -126,11 +140,23 @@ class LanguageModel(L.LightningModule):
             self._compiled = True
 
     # ------------------------------------------------------------------ training
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Reseed torch's generator from (seed, micro-batch index, rank): dropout then needs no saved state."""
+        micro_batch = self.trainer.fit_loop.epoch_loop.total_batch_idx
+        if micro_batch % self.trainer.accumulate_grad_batches == 0:
+            for logger in self.loggers:  # the previous step's logs reach the disk before this step can crash
+                logger.save()
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        torch.manual_seed(micro_batch_seed(seed, micro_batch, self.trainer.global_rank))
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Mean next-token cross-entropy of a batch `(x, y)`, each `(batch, seq)`."""
         x, y = batch
         loss = self.model.loss(x, y)
         self.train_loss.update(loss.detach())
+        finite = torch.isfinite(loss.detach())  # checked once per optimizer step (one sync), see _guard_nonfinite
+        self._loss_finite = finite if self._loss_finite is None else self._loss_finite & finite
+        self._last_loss = loss.detach()
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -140,6 +166,8 @@ class LanguageModel(L.LightningModule):
         metrics = {"train/loss": self.train_loss.compute(), "lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
         if self._grad_norm is not None:
             metrics["grad_norm"] = self._grad_norm
+        if self.skip_nonfinite:
+            metrics["train/skipped_steps"] = float(self.skipped_steps)
         self.train_loss.reset()
         self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False)
         self.log("loss", metrics["train/loss"], on_step=True, on_epoch=False, prog_bar=True, logger=False)
@@ -154,6 +182,27 @@ class LanguageModel(L.LightningModule):
         else:
             norm = clip_grad_norm(self.parameters(), max_norm)
         self._grad_norm = norm.detach()
+        self._guard_nonfinite(optimizer, self._grad_norm)
+
+    def _guard_nonfinite(self, optimizer: torch.optim.Optimizer, grad_norm: torch.Tensor) -> None:
+        """Stop (or, with skip_nonfinite, skip this optimizer step) when the loss or gradient norm is not finite.
+
+        Runs before `optimizer.step`, so stopping leaves the weights (and every later checkpoint)
+        as they were after the last good step. Under fp16 mixed precision the gradient scaler
+        already skips steps with overflowing gradients, so only the loss is checked there.
+        """
+        loss_finite = self._loss_finite if self._loss_finite is not None else torch.ones((), dtype=torch.bool)
+        self._loss_finite = None
+        scaler_handles_grads = "16-mixed" in str(self.trainer.precision) and "bf16" not in str(self.trainer.precision)
+        ok = loss_finite if scaler_handles_grads else loss_finite & torch.isfinite(grad_norm).to(loss_finite.device)
+        if bool(ok):
+            return
+        if self.skip_nonfinite:
+            self.skipped_steps += 1
+            optimizer.zero_grad(set_to_none=True)  # AdamW leaves parameters without gradients untouched
+            return
+        loss = float(self._last_loss) if not bool(loss_finite) else 0.0  # 0.0: the loss was fine, the gradient was not
+        raise NonFiniteError(nonfinite_message(self.global_step, loss, float(grad_norm)))
 
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
         """Step, then free the gradients at once: Lightning would only drop them after the next forward,
@@ -229,17 +278,28 @@ class LanguageModel(L.LightningModule):
             raise UserError("The model has no tokenizer; predict from a checkpoint written by llm_lit fit "
                             "(--ckpt_path PATH).")
         eot = self.tokenizer.token_to_id(END_OF_TEXT)
+        ids = self.encode_prompts(prompts)
+        outputs = generate(self.model, ids, self.sampling, stop_tokens=[eot] if eot is not None else [])
+        return [{"prompt": p, "completion": self.tokenizer.decode(out), "num_tokens": len(out)}
+                for p, out in zip(prompts, outputs)]
+
+    def encode_prompts(self, prompts: list[str], what: str = "prompt") -> list[list[int]]:
+        """Token ids of each prompt ('' becomes <|endoftext|>); refuses one longer than the context unless truncate_prompts."""
+        eot = self.tokenizer.token_to_id(END_OF_TEXT)
         ids = []
-        for prompt in prompts:
+        for i, prompt in enumerate(prompts):
             encoded = self.tokenizer.encode(prompt)
             if not encoded:
                 if eot is None:
                     raise UserError("An empty prompt needs an <|endoftext|> token to start from; pass a non-empty prompt.")
                 encoded = [eot]
+            context = self.config.context_length
+            if len(encoded) > context and not self.truncate_prompts:
+                raise UserError(f"The {what} {prompt[:30]!r}... is {len(encoded)} tokens long, more than the model's "
+                                f"context of {context} tokens; shorten it or pass --model.truncate_prompts true to "
+                                f"keep its last {context} tokens.")
             ids.append(encoded)
-        outputs = generate(self.model, ids, self.sampling, stop_tokens=[eot] if eot is not None else [])
-        return [{"prompt": p, "completion": self.tokenizer.decode(out), "num_tokens": len(out)}
-                for p, out in zip(prompts, outputs)]
+        return ids
 
     def predict_step(self, batch: list[str], batch_idx: int) -> list[dict[str, Any]]:
         """Continue a batch of prompt strings (see `continue_texts`)."""
@@ -259,11 +319,17 @@ class LanguageModel(L.LightningModule):
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Embed the model config and tokenizer (plain JSON-able data) so the checkpoint is self-contained."""
+        if self._trainer is not None and self.trainer.state.fn == "fit" and not all_finite(self.model.parameters()):
+            raise NonFiniteError(f"The weights hold NaN or infinite values at step {self.global_step}, so no "
+                                 "checkpoint was written (the previous one is intact); lower model.optimizer.lr "
+                                 "and resume from it with --ckpt_path last.")
         checkpoint[CHECKPOINT_KEY] = {
             "version": CHECKPOINT_VERSION,
             "model_config": self.config.to_dict(),
             "tokenizer": self.tokenizer.to_dict() if self.tokenizer is not None else None,
+            "skipped_steps": self.skipped_steps,
         }
+        checkpoint[RNG_KEY] = rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Take the tokenizer from the checkpoint, refusing one that differs from the DataModule's."""
@@ -271,6 +337,10 @@ class LanguageModel(L.LightningModule):
         if not isinstance(payload, dict):
             raise UserError("This checkpoint was not written by llm_lit (it has no 'llm_lit' section); "
                             "pass a checkpoint saved by llm_lit fit.")
+        self._check_architecture(checkpoint, payload)
+        self.skipped_steps = int(payload.get("skipped_steps", 0))
+        if RNG_KEY in checkpoint and self._trainer is not None and self.trainer.state.fn == "fit":
+            set_rng_states(checkpoint[RNG_KEY])
         if payload.get("tokenizer") is None:
             return
         saved = Tokenizer.from_dict(payload["tokenizer"])
@@ -279,3 +349,17 @@ class LanguageModel(L.LightningModule):
                             "settings as the run that wrote the checkpoint (or the checkpoint's tokenizer).")
         if self.tokenizer is None:
             self.set_tokenizer(saved)
+
+    def _check_architecture(self, checkpoint: dict[str, Any], payload: dict[str, Any]) -> None:
+        """Refuse, in one sentence, a checkpoint whose architecture or weights differ from this model's."""
+        saved_config = payload.get("model_config")
+        differences = config_differences(saved_config, self.config.to_dict()) if isinstance(saved_config, dict) else []
+        if differences:
+            raise UserError(f"The checkpoint was written by another architecture ({'; '.join(differences[:3])}); "
+                            "use the model settings it was trained with, or a checkpoint of this model.")
+        expected = {k: v for k, v in self.state_dict().items() if not k.startswith(("train_loss", "eval_"))}
+        saved = {k: v for k, v in checkpoint.get("state_dict", {}).items() if not k.startswith(("train_loss", "eval_"))}
+        problem = state_dict_mismatch(expected, saved)
+        if problem:
+            raise UserError(f"The checkpoint's weights do not fit this model ({problem}); pass an unmodified "
+                            "checkpoint written by llm_lit fit for this architecture.")

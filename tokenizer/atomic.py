@@ -28,6 +28,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     os.close(fd)
     tmp = Path(tmp_name)
+    _chmod_like_open(tmp)
     try:
         yield tmp
         _fsync_file(tmp)
@@ -54,6 +55,14 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
         else:
             with open(tmp, "w", encoding=encoding, newline="\n") as f:
                 yield f
+
+
+def _chmod_like_open(path: Path) -> None:
+    # mkstemp creates files private (0600); give the file the mode open() would have (0666 minus the umask).
+    umask = os.umask(0)
+    os.umask(umask)
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o666 & ~umask)
 
 
 def _fsync_file(path: Path) -> None:

@@ -1,0 +1,103 @@
+"""Checks that stop a run early, in one sentence, instead of late with a traceback or bad files.
+
+* the non-finite guard: a NaN/inf loss or gradient norm stops training before the optimizer
+  step (so no checkpoint ever holds the weights it would have produced), or is skipped;
+* checkpoints of another architecture, compared field by field and tensor by tensor;
+* output folders that cannot be written, found before training rather than at the first save;
+* `trainer.devices` asking for accelerators the machine does not have.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional
+
+import torch
+
+from llm_lit.errors import UserError
+
+
+class NonFiniteError(UserError):
+    """The loss or the gradients became NaN or infinite; training stopped before updating the weights."""
+
+
+def nonfinite_message(step: int, loss: float, grad_norm: float) -> str:
+    """The one-sentence report of a non-finite step (`step` counts optimizer steps from 0)."""
+    what = f"loss is {loss}" if not math.isfinite(loss) else f"gradient norm is {grad_norm}"
+    return (f"Training stopped at step {step}: the {what}, so the weights were not updated and no checkpoint "
+            "holds them; lower model.optimizer.lr or model.grad_clip, or pass --model.skip_nonfinite true "
+            "to skip such steps.")
+
+
+def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
+    """Whether every floating-point tensor holds only finite values (one device sync)."""
+    flags = [torch.isfinite(t).all() for t in tensors if t.is_floating_point()]
+    return bool(torch.stack(flags).all()) if flags else True
+
+
+def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """`"name: saved -> current"` for each architecture field that differs (runtime-only fields ignored)."""
+    runtime_only = {"attention", "dropout"}  # fused vs reference attention and dropout do not change the weights
+    names = sorted((set(saved) | set(current)) - runtime_only)
+    return [f"{n} {saved.get(n)!r} in the checkpoint vs {current.get(n)!r}" for n in names
+            if saved.get(n) != current.get(n)]
+
+
+def state_dict_mismatch(expected: Mapping[str, torch.Tensor], saved: Mapping[str, torch.Tensor]) -> Optional[str]:
+    """The first difference in names or shapes between two state dicts, or None when they match."""
+    missing = [k for k in expected if k not in saved]
+    if missing:
+        return f"it lacks '{missing[0]}'" + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+    extra = [k for k in saved if k not in expected]
+    if extra:
+        return f"it has an unexpected '{extra[0]}'" + (f" and {len(extra) - 1} more" if len(extra) > 1 else "")
+    for name, tensor in expected.items():
+        if tuple(saved[name].shape) != tuple(tensor.shape):
+            return f"'{name}' is {tuple(saved[name].shape)} in the checkpoint but {tuple(tensor.shape)} in the model"
+    return None
+
+
+def check_writable_dir(path: str | os.PathLike, what: str, setting: str) -> None:
+    """Create folder `path` if needed and check that files can be created in it (else `UserError`)."""
+    folder = Path(path).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".llm_lit_write_test.{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"The {what} folder '{folder}' cannot be written ({e.strerror or e}); "
+                        f"pass a writable {setting}.") from e
+
+
+def check_devices(accelerator: Any, devices: Any) -> None:
+    """Refuse `devices` asking for more GPUs than this machine has, in one sentence (before Lightning does)."""
+    name = str(accelerator).lower() if accelerator is not None else "auto"
+    if name not in ("gpu", "cuda"):
+        return
+    available = torch.cuda.device_count()
+    if available == 0:
+        raise UserError(f"trainer.accelerator is '{accelerator}' but this machine has no usable GPU; "
+                        "pass --trainer.accelerator cpu (or auto).")
+    wanted = _requested_count(devices, available)
+    if wanted is not None and wanted > available:
+        raise UserError(f"trainer.devices asks for {wanted} GPUs but this machine has {available}; "
+                        f"pass --trainer.devices {available} or fewer (or 'auto').")
+
+
+def _requested_count(devices: Any, available: int) -> Optional[int]:
+    """How many GPUs a `devices` value asks for: an int, a list of indices, '0,1' or '-1'/'auto' (all)."""
+    if devices in (None, "auto", -1, "-1"):
+        return None
+    if isinstance(devices, (list, tuple)):
+        return max(int(d) for d in devices) + 1 if devices else None
+    text = str(devices).strip()
+    if "," in text:
+        indices = [int(d) for d in text.split(",") if d.strip()]
+        return max(indices) + 1 if indices else None
+    try:
+        return int(text)
+    except ValueError:
+        return None

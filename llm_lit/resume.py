@@ -1,0 +1,203 @@
+"""Exact resume: atomic checkpoint files, restorable randomness, and checkpoints on interrupts.
+
+* `AtomicCheckpointIO` writes every checkpoint under a temporary name and renames it, so a
+  run killed mid-write leaves the previous `last.ckpt` (or none), never half of one; it
+  loads with `weights_only=True` and turns unreadable files and full disks into one-line
+  `UserError`s.
+* Training randomness (dropout) needs no saved state: before each training micro-batch
+  torch's generator is reseeded from a hash of `(seed, micro-batch index, rank)` -- the same
+  idea as the data windows -- so a resumed run draws the same masks as the uninterrupted one.
+  The global python/numpy/torch RNG states are saved in checkpoints and restored too, for
+  anything else that draws from them.
+* `InterruptCheckpoint`: the first Ctrl-C (SIGINT) or SIGTERM lets the current optimizer step
+  finish, then writes `last.ckpt` and exits (code 130 / 143); a second Ctrl-C aborts at once.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import signal
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from llm_lit.checkpoint import read_checkpoint
+from llm_lit.data.datasets import _splitmix64
+from llm_lit.errors import UserError
+from tokenizer.atomic import atomic_path
+
+RNG_KEY = "llm_lit_rng"
+
+
+# ---------------------------------------------------------------------- atomic checkpoint files
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's torch checkpoint IO, writing atomically and loading with `weights_only=True`."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike,
+                        storage_options: Optional[Any] = None) -> None:
+        """Write `checkpoint` to `path` via a temporary file renamed on success (the old file survives failures)."""
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO.save_checkpoint takes no storage_options.")
+        try:
+            with atomic_path(path) as tmp:
+                torch.save(checkpoint, tmp)
+        except OSError as e:
+            raise UserError(write_failure_message(path, e, "checkpoint", "the checkpoint callback's dirpath")) from e
+
+    def load_checkpoint(self, path: str | os.PathLike, map_location: Any = None,
+                        weights_only: Optional[bool] = None) -> dict[str, Any]:
+        """The checkpoint at `path`, loaded with `weights_only=True`; `UserError` if missing, truncated or corrupt."""
+        return read_checkpoint(path, mmap=False)
+
+
+def write_failure_message(path: str | os.PathLike, error: OSError, what: str, setting: str) -> str:
+    """One sentence for a failed write: which file, why (full disk, no permission, ...) and the fix."""
+    reason = error.strerror or str(error)
+    if error.errno == errno.ENOSPC:
+        fix = f"free some space (the previous {what} is intact) or point {setting} at another disk"
+    else:
+        fix = f"make its folder writable or point {setting} at a writable folder"
+    return f"Cannot write the {what} '{path}' ({reason}); {fix}."
+
+
+# ---------------------------------------------------------------------- randomness
+def micro_batch_seed(seed: int, micro_batch: int, rank: int) -> int:
+    """The torch seed of training micro-batch `micro_batch` on `rank`: a hash of the three (63-bit)."""
+    mixed = _splitmix64(np.asarray([seed], dtype=np.uint64)) ^ np.uint64(micro_batch)
+    mixed = _splitmix64(_splitmix64(mixed) ^ np.uint64(rank))
+    return int(mixed[0] >> np.uint64(1))
+
+
+def rng_states() -> dict[str, Any]:
+    """The global RNG states (python, numpy, torch CPU and CUDA) as tensors and plain data (weights_only-safe)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    states: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Restore states saved by `rng_states` (those present)."""
+    if "python" in states:
+        version, internal, gauss = states["python"]
+        random.setstate((version, tuple(internal), gauss))
+    if "numpy" in states:
+        n = states["numpy"]
+        np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    if "torch" in states:
+        torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+# ---------------------------------------------------------------------- interrupts
+class InterruptCheckpoint(L.Callback):
+    """On Ctrl-C or SIGTERM during fit: finish the optimizer step, write `last.ckpt`, exit.
+
+    Lightning already turns SIGTERM into a stop at the next step boundary (`SIGTERMException`,
+    agreed by all DDP ranks); this callback makes the first SIGINT do the same, and writes the
+    checkpoint where `--ckpt_path last` finds it (the `last.ckpt` of the first checkpoint
+    callback that keeps one). A second Ctrl-C raises `KeyboardInterrupt` at once (no checkpoint:
+    the state may be mid-update; the previous `last.ckpt` stays).
+    """
+
+    def __init__(self) -> None:
+        self.signal_received: Optional[int] = None
+        self.saved_path: Optional[Path] = None
+        self._previous_handler: Any = None
+        self._held_back = False
+        self._saving = False
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.signal_received, self.saved_path = None, None
+        self._previous_handler = _install(signal.SIGINT, self._on_sigint(trainer))
+
+    def _on_sigint(self, trainer: L.Trainer) -> Callable:
+        def handler(signum: int, frame: Any) -> None:
+            if self.signal_received is not None:
+                raise KeyboardInterrupt
+            self.signal_received = signum
+            print("\nInterrupted: finishing this step, then saving a checkpoint (Ctrl-C again to abort now).",
+                  flush=True)
+            trainer._signal_connector.received_sigterm = True  # Lightning's own stop-at-step-boundary flag
+        return handler
+
+    # Lightning aborts a validation run midway on SIGTERM, which a resumed run would not repeat (its
+    # val/loss would be lost): hold the stop request back until the validation run has finished.
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:
+        if trainer.state.fn == "fit" and trainer._signal_connector.received_sigterm:
+            self._held_back = True
+            trainer._signal_connector.received_sigterm = False
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._held_back:
+            self._held_back = False
+            trainer._signal_connector.received_sigterm = True
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._restore()
+        if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit":
+            return
+        # The exit code tells a scheduler (or a shell) which signal stopped the run.
+        exception.code = 128 + (self.signal_received or signal.SIGTERM)
+        path = last_checkpoint_path(trainer)
+        if path is None:
+            if trainer.is_global_zero:
+                print(f"Stopped at step {trainer.global_step}; no checkpoint written (checkpointing is off).", flush=True)
+            return
+        self._saving = True
+        try:
+            trainer.save_checkpoint(path)
+        finally:
+            self._saving = False
+        self.saved_path = path
+        if trainer.is_global_zero:
+            print(f"Stopped at step {trainer.global_step}; saved {path}; continue with --ckpt_path last.", flush=True)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        if self._saving:
+            # Taken after the step's loop bookkeeping, unlike the checkpoints Lightning takes during a step:
+            # undo the logger step's increment, which Lightning redoes when it resumes.
+            checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"] -= 1
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        if self._previous_handler is not None:
+            _install(signal.SIGINT, self._previous_handler)
+            self._previous_handler = None
+
+
+def _install(signum: int, handler: Any) -> Any:
+    """Set a signal handler from the main thread (elsewhere Python forbids it); returns the previous one."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signum)
+    signal.signal(signum, handler)
+    return previous
+
+
+def last_checkpoint_path(trainer: L.Trainer) -> Optional[Path]:
+    """Where `--ckpt_path last` looks: `last.ckpt` of the first ModelCheckpoint with `save_last` (None if none)."""
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.save_last and callback.dirpath:
+            return Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
+    return None
