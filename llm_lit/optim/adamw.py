@@ -8,12 +8,18 @@ The math (and its order of operations) matches `torch.optim.AdamW`, which the te
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
 
 from llm_lit.errors import UserError
+
+
+#: Elements per tile of the update: small on a CPU so a tile's eight passes hit the cache,
+#: large on accelerators where each pass is a kernel launch.
+TILE_ELEMENTS_CPU = 2**18
+TILE_ELEMENTS_ACCELERATOR = 2**26
 
 
 class OptimizerConfigError(UserError, ValueError):
@@ -87,18 +93,51 @@ class AdamW(torch.optim.Optimizer):
                 exp_avg_sqs.append(state["exp_avg_sq"])
                 steps.append(state["step"])
 
-            if group["weight_decay"] != 0.0:
-                torch._foreach_mul_(params, 1.0 - lr * group["weight_decay"])
-            torch._foreach_lerp_(exp_avgs, grads, 1.0 - beta1)
-            torch._foreach_mul_(exp_avg_sqs, beta2)
-            torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1.0 - beta2)
-
             step_sizes = [-lr / (1.0 - beta1**t) for t in steps]
             bias_correction2_sqrts = [(1.0 - beta2**t) ** 0.5 for t in steps]
-            denoms = torch._foreach_sqrt(exp_avg_sqs)
-            torch._foreach_div_(denoms, bias_correction2_sqrts)
-            torch._foreach_add_(denoms, group["eps"])
-            torch._foreach_addcdiv_(params, exp_avgs, denoms, step_sizes)
+            tile = TILE_ELEMENTS_CPU if params[0].device.type == "cpu" else TILE_ELEMENTS_ACCELERATOR
+            for tiles in _tiles([params, grads, exp_avgs, exp_avg_sqs, step_sizes, bias_correction2_sqrts], tile):
+                self._update_tiles(*tiles, lr=lr, beta1=beta1, beta2=beta2, eps=group["eps"],
+                                   weight_decay=group["weight_decay"])
+
+    @staticmethod
+    def _update_tiles(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor],
+                      step_sizes: list[float], bias_correction2_sqrts: list[float], *, lr: float, beta1: float,
+                      beta2: float, eps: float, weight_decay: float) -> None:
+        """The AdamW update of one tile: lists of same-shaped pieces of parameters and their states."""
+        if weight_decay != 0.0:
+            torch._foreach_mul_(params, 1.0 - lr * weight_decay)
+        torch._foreach_lerp_(exp_avgs, grads, 1.0 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1.0 - beta2)
+        denoms = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_div_(denoms, bias_correction2_sqrts)
+        torch._foreach_add_(denoms, eps)
+        torch._foreach_addcdiv_(params, exp_avgs, denoms, step_sizes)
+
+
+def _tiles(columns: list[list[Any]], tile: int) -> Iterator[list[list[Any]]]:
+    """Split parallel lists (tensors of equal shapes per row, or per-row numbers) into tiles of at most
+    `tile` elements: small tensors are grouped, large ones cut into flat views of the same storage.
+
+    Each tile's temporaries (the denominators) are then at most `tile` elements, and on a CPU
+    all of a tile's operations run while its data is still in cache.
+    """
+    current: list[list[Any]] = [[] for _ in columns]
+    size = 0
+    for row in zip(*columns):
+        numel = row[0].numel()
+        split = numel > tile and all(item.is_contiguous() for item in row if isinstance(item, Tensor))
+        for start in range(0, numel, tile if split else max(numel, 1)):
+            end = min(start + tile, numel) if split else numel
+            for out, item in zip(current, row):
+                out.append(item.view(-1)[start:end] if split and isinstance(item, Tensor) else item)
+            size += end - start
+            if size >= tile:
+                yield current
+                current, size = [[] for _ in columns], 0
+    if size:
+        yield current
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
