@@ -19,6 +19,7 @@ was built (after the Trainer, for ours). MFU uses `llm_lit.callbacks.peak_flops`
 
     python benchmarks/train_throughput.py --config shakespeare --compile both
     python benchmarks/train_throughput.py --config llama-small --batch-size 4 --steps 4 --warmup 2
+    python benchmarks/train_throughput.py --config shakespeare --vocab-size 50304   # chunked loss
     python benchmarks/train_throughput.py --config gpt2-small --precision bf16-mixed --compile on \\
         --batch-size 8,16,32 --device cuda                                   # on a GPU
 """
@@ -55,6 +56,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--compile", default="off", choices=["off", "on", "both"], help="torch.compile both loops")
     p.add_argument("--batch-size", default=None, help="micro-batch size(s), comma-separated (default: the config's)")
     p.add_argument("--context", type=int, default=None, help="sequence length (default: the config's context_length)")
+    p.add_argument("--vocab-size", type=int, default=None, help="vocabulary size (default: the config's)")
     p.add_argument("--steps", type=int, default=20, help="timed optimizer steps per run")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation happens here)")
     p.add_argument("--repeats", type=int, default=3, help="runs of each loop (interleaved); medians are printed")
@@ -246,8 +248,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     config, preset_batch, _ = load_preset(args.config)
     context = args.context or config.context_length
-    if context != config.context_length:
-        config = type(config).from_dict({**config.to_dict(), "context_length": context})
+    overrides = {"context_length": context, "vocab_size": args.vocab_size or config.vocab_size}
+    config = type(config).from_dict({**config.to_dict(), **overrides})
     batch_sizes = [int(b) for b in args.batch_size.split(",")] if args.batch_size else [preset_batch]
     compile_modes = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
     variants = [args.only] if args.only else ["reference", "ours"]
