@@ -357,6 +357,8 @@ class LanguageModel(L.LightningModule):
         if differences:
             raise UserError(f"The checkpoint was written by another architecture ({'; '.join(differences[:3])}); "
                             "use the model settings it was trained with, or a checkpoint of this model.")
+        if "state_dict" not in checkpoint:
+            return
         expected = {k: v for k, v in self.state_dict().items() if not k.startswith(("train_loss", "eval_"))}
         saved = {k: v for k, v in checkpoint.get("state_dict", {}).items() if not k.startswith(("train_loss", "eval_"))}
         problem = state_dict_mismatch(expected, saved)

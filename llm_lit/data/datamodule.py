@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import lightning as L
 import numpy as np
@@ -51,6 +51,7 @@ class TextDataModule(L.LightningDataModule):
         prompts_file: Optional[str] = None,
         predictions_path: str = "predictions.jsonl",
         predict_batch_size: int = 8,
+        utf8_errors: Literal["strict", "replace"] = "strict",
     ) -> None:
         """Configure the data; nothing is read or written until `prepare_data`.
 
@@ -71,6 +72,7 @@ class TextDataModule(L.LightningDataModule):
             prompts_file: A text file of prompts for `predict`, one per line (or a JSONL file of {"prompt": ...} objects).
             predictions_path: JSONL file `predict` writes its continuations to.
             predict_batch_size: Prompts generated together in one batch by `predict`.
+            utf8_errors: 'strict' refuses a corpus that is not UTF-8 (naming the byte offset); 'replace' replaces invalid bytes with U+FFFD.
         """
         super().__init__()
         problems = _check_numbers(val_fraction=val_fraction, vocab_size=vocab_size, context_length=context_length,
@@ -92,6 +94,7 @@ class TextDataModule(L.LightningDataModule):
         self.prompts_file = prompts_file
         self.predictions_path = predictions_path
         self.predict_batch_size = predict_batch_size
+        self.utf8_errors = utf8_errors
 
         self.given_tokenizer = _load_tokenizer(tokenizer_path) if tokenizer_path else None
         self.tokenizer: Optional[Tokenizer] = self.given_tokenizer
@@ -120,7 +123,8 @@ class TextDataModule(L.LightningDataModule):
 
     def _prepare(self) -> TokenCache:
         return prepare_token_cache(self.train_files, self.val_files, self.val_fraction, self._requested_vocab_size,
-                                   self.special_tokens, self.cache_dir, tokenizer=self.given_tokenizer)
+                                   self.special_tokens, self.cache_dir, tokenizer=self.given_tokenizer,
+                                   utf8_errors=self.utf8_errors)
 
     def setup(self, stage: str) -> None:
         """Open the cached tokenizer and token files (memory-mapped, read-only); predict opens nothing."""
@@ -129,8 +133,8 @@ class TextDataModule(L.LightningDataModule):
         # prepare_data already built the cache on local rank 0; this only recomputes its paths.
         self.cache = self._prepare()
         self.tokenizer = self.given_tokenizer or Tokenizer.load(self.cache.tokenizer_path)
-        self.train_tokens = open_tokens(self.cache.train_path, self.tokenizer)
-        self.val_tokens = open_tokens(self.cache.val_path, self.tokenizer)
+        self.train_tokens = open_tokens(self.cache.train_path, self.tokenizer, check_ids=True)
+        self.val_tokens = open_tokens(self.cache.val_path, self.tokenizer, check_ids=True)
         for name, tokens in (("training", self.train_tokens), ("validation", self.val_tokens)):
             if len(tokens) < self.context_length + 1:
                 raise UserError(

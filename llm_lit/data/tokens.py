@@ -14,6 +14,7 @@ checked through its sidecar before reuse; a file that fails the check is rebuilt
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import os
@@ -59,35 +60,67 @@ def check_text_files(paths: Sequence[str | os.PathLike], what: str) -> list[Path
     return checked
 
 
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
+def file_sha256(path: Path, check_utf8: bool = False) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB chunks; with `check_utf8`, `UserError` at the first
+    byte that is not UTF-8 (naming the file, byte offset and line)."""
     digest = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    offset, lines = 0, 0
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
+            if check_utf8:
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as e:
+                    _not_utf8(path, chunk, offset, lines, e)
+                lines += chunk.count(b"\n")
+            offset += len(chunk)
+        if check_utf8:
+            try:
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                raise UserError(f"The corpus file '{path}' is not UTF-8 text (it ends inside a character, at byte "
+                                f"offset {offset}); convert it to UTF-8 or pass --data.utf8_errors replace.") from None
     return digest.hexdigest()
 
 
-def cache_key(train_files: Sequence[Path], val_files: Sequence[Path], settings: dict) -> str:
+def _not_utf8(path: Path, chunk: bytes, offset: int, lines: int, error: UnicodeDecodeError) -> None:
+    # The incremental decoder may hold back up to 3 bytes of a character begun in the previous chunk;
+    # the error's start is relative to those held bytes plus this chunk, so locate the bad byte directly.
+    start = max(error.start - (len(error.object) - len(chunk)), 0)
+    line = lines + chunk[:start].count(b"\n") + 1
+    raise UserError(f"The corpus file '{path}' is not UTF-8 text (bad byte {chunk[start]:#04x} at byte offset "
+                    f"{offset + start}, line {line}); convert it to UTF-8 (e.g. iconv -t UTF-8) or pass "
+                    "--data.utf8_errors replace to replace invalid bytes with U+FFFD.")
+
+
+def cache_key(train_files: Sequence[Path], val_files: Sequence[Path], settings: dict, check_utf8: bool = False) -> str:
     """Fingerprint of the corpus bytes and the settings: the name of the cache folder."""
     payload = {
         "version": CACHE_FORMAT_VERSION,
-        "train": [file_sha256(p) for p in train_files],
-        "val": [file_sha256(p) for p in val_files],
+        "train": [file_sha256(p, check_utf8) for p in train_files],
+        "val": [file_sha256(p, check_utf8) for p in val_files],
         "settings": settings,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def concatenate(paths: Sequence[Path], out: Path, separator: bytes) -> None:
-    """Write the files' bytes one after another, `separator` between files, atomically to `out`."""
+def concatenate(paths: Sequence[Path], out: Path, separator: bytes, utf8_errors: str = "strict") -> None:
+    """Write the files' bytes one after another, `separator` between files, atomically to `out`.
+
+    With `utf8_errors="replace"` each invalid UTF-8 byte sequence becomes U+FFFD on the way.
+    """
     with atomic_write(out, "wb") as dst:
         for i, path in enumerate(paths):
             if i:
                 dst.write(separator)
+            decoder = codecs.getincrementaldecoder("utf-8")("replace") if utf8_errors == "replace" else None
             with open(path, "rb") as src:
                 while chunk := src.read(_CHUNK):
-                    dst.write(chunk)
+                    dst.write(chunk if decoder is None else decoder.decode(chunk).encode("utf-8"))
+            if decoder is not None:
+                dst.write(decoder.decode(b"", final=True).encode("utf-8"))
 
 
 def utf8_boundary(data: bytes, pos: int) -> int:
@@ -125,10 +158,19 @@ def train_tokenizer(train_text: Path, vocab_size: int, special_tokens: list[str]
     return Tokenizer(vocab, merges, special_tokens=special_tokens)
 
 
-def open_tokens(path: Path, tokenizer: Tokenizer) -> np.memmap:
-    """Open a token file read-only after checking its sidecar against `tokenizer` (else `TokenizerError`)."""
-    return read_token_file(path, expected_tokenizer_fingerprint=tokenizer.fingerprint(),
-                           vocab_size=tokenizer.vocab_size)
+def open_tokens(path: Path, tokenizer: Tokenizer, check_ids: bool = False) -> np.memmap:
+    """Open a token file read-only after checking its sidecar against `tokenizer` (else `TokenizerError`).
+
+    With `check_ids`, also read every id once and refuse a file holding ids outside the vocabulary.
+    """
+    tokens = read_token_file(path, expected_tokenizer_fingerprint=tokenizer.fingerprint(),
+                             vocab_size=tokenizer.vocab_size)
+    if check_ids:
+        largest = max((int(tokens[i:i + (1 << 24)].max()) for i in range(0, len(tokens), 1 << 24)), default=0)
+        if largest >= tokenizer.vocab_size:
+            raise TokenizerError(f"token file {path} holds id {largest}, outside the tokenizer's {tokenizer.vocab_size} "
+                                 "ids; delete it (and its .json sidecar) so that it is rebuilt.")
+    return tokens
 
 
 def is_trusted(path: Path, tokenizer: Tokenizer) -> bool:
@@ -142,7 +184,7 @@ def is_trusted(path: Path, tokenizer: Tokenizer) -> bool:
 
 def prepare_token_cache(train_files: Sequence[str | os.PathLike], val_files: Optional[Sequence[str | os.PathLike]],
                         val_fraction: float, vocab_size: int, special_tokens: list[str], cache_dir: str | os.PathLike,
-                        tokenizer: Optional[Tokenizer] = None) -> TokenCache:
+                        tokenizer: Optional[Tokenizer] = None, utf8_errors: str = "strict") -> TokenCache:
     """Build (or reuse) the token cache of a corpus; returns its paths.
 
     Args:
@@ -152,13 +194,19 @@ def prepare_token_cache(train_files: Sequence[str | os.PathLike], val_files: Opt
         vocab_size, special_tokens: settings of the tokenizer trained on the training split.
         cache_dir: parent folder of the cache folders.
         tokenizer: use this tokenizer instead of training one.
+        utf8_errors: "strict" refuses a corpus that is not UTF-8 (naming the byte offset); "replace" replaces
+            invalid bytes with U+FFFD.
     """
+    if utf8_errors not in ("strict", "replace"):
+        raise UserError(f"utf8_errors must be 'strict' or 'replace' (got {utf8_errors!r}); fix --data.utf8_errors.")
     train_paths = check_text_files(train_files, "training corpus")
     val_paths = check_text_files(val_files, "validation") if val_files else []
     settings = {"vocab_size": vocab_size, "special_tokens": list(special_tokens),
                 "val_fraction": None if val_paths else val_fraction,
                 "tokenizer": tokenizer.fingerprint() if tokenizer is not None else None}
-    key = cache_key(train_paths, val_paths, settings)
+    if utf8_errors != "strict":
+        settings["utf8_errors"] = utf8_errors  # (absent when strict, so existing caches keep their keys)
+    key = cache_key(train_paths, val_paths, settings, check_utf8=utf8_errors == "strict")
     folder = Path(cache_dir).expanduser() / f"{train_paths[0].stem}-{key}"
     cache = TokenCache(folder, folder / "tokenizer.json", folder / "train.bin", folder / "val.bin")
     try:
@@ -174,7 +222,7 @@ def prepare_token_cache(train_files: Sequence[str | os.PathLike], val_files: Opt
     separator = (special_tokens[0] if special_tokens else "\n\n").encode("utf-8")
     texts = {"corpus": folder / "corpus.txt", "train": folder / "train.txt", "val": folder / "val.txt"}
     try:
-        _write_split_texts(train_paths, val_paths, val_fraction, separator, texts)
+        _write_split_texts(train_paths, val_paths, val_fraction, separator, texts, utf8_errors)
         if tok is None:
             tok = train_tokenizer(texts["train"], vocab_size, list(special_tokens))
             tok.save(cache.tokenizer_path)
@@ -195,11 +243,11 @@ def _load_cached_tokenizer(cache: TokenCache) -> Optional[Tokenizer]:
 
 
 def _write_split_texts(train_paths: list[Path], val_paths: list[Path], val_fraction: float, separator: bytes,
-                       texts: dict[str, Path]) -> None:
+                       texts: dict[str, Path], utf8_errors: str = "strict") -> None:
     """Write `texts["train"]` and `texts["val"]`: the files as given, or the corpus split in two."""
     if val_paths:
-        concatenate(train_paths, texts["train"], separator)
-        concatenate(val_paths, texts["val"], separator)
+        concatenate(train_paths, texts["train"], separator, utf8_errors)
+        concatenate(val_paths, texts["val"], separator, utf8_errors)
         return
-    concatenate(train_paths, texts["corpus"], separator)
+    concatenate(train_paths, texts["corpus"], separator, utf8_errors)
     split_tail(texts["corpus"], texts["train"], texts["val"], val_fraction)

@@ -1,0 +1,177 @@
+"""Every bad input of issue 5 gets one clear sentence on stderr, a non-zero exit, no traceback, and
+leaves no partial file behind."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import lightning
+import pytest
+import torch
+
+from fault_helpers import DEBUG_CONFIG
+from llm_lit.cli import main
+from llm_lit.data.tokens import BUNDLED_CORPUS
+from llm_lit.model import ModelConfig, TransformerLM
+from llm_lit.module import LanguageModel
+from tokenizer import Tokenizer, train_bpe
+
+
+@pytest.fixture()
+def workdir(tmp_path, monkeypatch) -> Path:
+    """An empty working folder (logs, checkpoints and the cache land there) with a small corpus in it."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LLM_LIT_DEBUG", raising=False)
+    (tmp_path / "small.txt").write_bytes(BUNDLED_CORPUS.read_bytes()[:60_000])
+    return tmp_path
+
+
+def fit_args(*extra: str, checkpoints: bool = False, logger: bool = False) -> list[str]:
+    """A 2-step fit of debug.yaml on the small corpus; checkpoint callbacks and logger off unless asked."""
+    args = ["fit", "--config", str(DEBUG_CONFIG), "--data.train_files", '["small.txt"]', "--data.vocab_size", "270",
+            "--trainer.max_steps", "2", "--model.optimizer.warmup_steps", "1", "--trainer.enable_progress_bar", "false"]
+    if not logger:
+        args += ["--trainer.logger", "false"]
+    if not checkpoints:
+        args += ["--trainer.callbacks", "[]", "--trainer.enable_checkpointing", "false"]
+    return [*args, *extra]
+
+
+def one_line_error(argv: list[str], capsys) -> str:
+    """Run the CLI in-process; assert exit code 2 and a single `error: ...` line without a traceback."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    last = err.splitlines()[-1]
+    assert last.startswith("error: ") and last.endswith((".", "?")), err[-2000:]
+    return last
+
+
+def no_temp_files(root: Path) -> bool:
+    return not [p for p in root.rglob("*.tmp")] and not list(root.rglob("corpus.txt"))
+
+
+def test_missing_corpus(workdir, capsys):
+    err = one_line_error(fit_args("--data.train_files", '["nope.txt"]'), capsys)
+    assert "nope.txt' does not exist" in err
+
+
+def test_empty_corpus(workdir, capsys):
+    (workdir / "empty.txt").write_text("")
+    err = one_line_error(fit_args("--data.train_files", '["empty.txt"]'), capsys)
+    assert "is empty" in err
+
+
+def test_corpus_shorter_than_one_window(workdir, capsys):
+    (workdir / "tiny.txt").write_text("To be, or not to be: that is the question.\n")
+    err = one_line_error(fit_args("--data.train_files", '["tiny.txt"]'), capsys)
+    assert "fewer than one window of 33" in err and "context_length" in err
+    assert no_temp_files(workdir)
+
+
+def test_non_utf8_corpus_names_the_byte_offset_and_the_flag(workdir, capsys):
+    data = BUNDLED_CORPUS.read_bytes()[:40_000]
+    (workdir / "latin1.txt").write_bytes(data[:12_345] + "é".encode("latin-1") + data[12_345:])
+    err = one_line_error(fit_args("--data.train_files", '["latin1.txt"]'), capsys)
+    assert "latin1.txt' is not UTF-8" in err and "byte offset 12345" in err and "0xe9" in err
+    line = data[:12_345].count(b"\n") + 1
+    assert f"line {line}" in err
+    assert "--data.utf8_errors replace" in err
+    assert no_temp_files(workdir)
+
+
+def test_non_utf8_corpus_with_replace_trains(workdir, capsys):
+    data = BUNDLED_CORPUS.read_bytes()[:40_000]
+    (workdir / "latin1.txt").write_bytes(data[:100] + b"\xe9\xff" + data[100:])
+    assert main(fit_args("--data.train_files", '["latin1.txt"]', "--data.utf8_errors", "replace",
+                         "--trainer.limit_val_batches", "1")) == 0
+
+
+def test_tokenizer_vocab_larger_than_the_model(tmp_path):
+    (tmp_path / "c.txt").write_text(BUNDLED_CORPUS.read_text()[:20_000])
+    vocab, merges = train_bpe(tmp_path / "c.txt", 300, special_tokens=["<|endoftext|>"])
+    lm = LanguageModel(ModelConfig(vocab_size=280, context_length=16, d_model=16, n_layers=1, n_heads=2))
+    with pytest.raises(Exception, match=r"tokenizer has 300 tokens but the model's vocab_size is 280; set "
+                                        r"model.config.vocab_size >= 300"):
+        lm.set_tokenizer(Tokenizer(vocab, merges, ["<|endoftext|>"]))
+
+
+def _fake_checkpoint(path: Path, config: ModelConfig) -> None:
+    model = TransformerLM(config)
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}, "global_step": 0,
+                "pytorch-lightning_version": lightning.__version__, "llm_lit": {"version": 1, "model_config": config.to_dict(), "tokenizer": None}}, path)
+
+
+def test_checkpoint_from_another_architecture(workdir, capsys):
+    _fake_checkpoint(workdir / "other.ckpt", ModelConfig(vocab_size=270, context_length=32, d_model=48, n_layers=2,
+                                                         n_heads=2))
+    err = one_line_error(fit_args("--ckpt_path", "other.ckpt"), capsys)
+    assert "another architecture (d_model 48 in the checkpoint vs 32)" in err
+
+
+def test_checkpoint_with_weights_that_do_not_fit_its_config(workdir, capsys):
+    config = ModelConfig(vocab_size=270, context_length=32, d_model=32, n_layers=2, n_heads=2)
+    _fake_checkpoint(workdir / "edited.ckpt", config)
+    ckpt = torch.load(workdir / "edited.ckpt", weights_only=True)
+    ckpt["state_dict"]["model.ln_final.weight"] = torch.ones(7)
+    torch.save(ckpt, workdir / "edited.ckpt")
+    err = one_line_error(fit_args("--ckpt_path", "edited.ckpt"), capsys)
+    assert "'model.ln_final.weight' is (7,) in the checkpoint but (32,) in the model" in err
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04garbage", None], ids=["empty", "garbage", "truncated"])
+def test_truncated_or_corrupt_last_checkpoint(workdir, capsys, content):
+    last = workdir / "checkpoints" / "debug" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    if content is None:  # a real checkpoint cut in half
+        _fake_checkpoint(last, ModelConfig(vocab_size=270, context_length=32, d_model=32, n_layers=2, n_heads=2))
+        content = last.read_bytes()[: last.stat().st_size // 2]
+    last.write_bytes(content)
+    err = one_line_error(fit_args("--ckpt_path", "last", checkpoints=True), capsys)
+    assert "last.ckpt' is truncated or corrupt" in err
+
+
+def test_prompt_longer_than_the_context(workdir, capsys):
+    err = one_line_error(fit_args("--model.sample_prompts", '["' + "ROMEO: " * 40 + '"]'), capsys)
+    assert "tokens long, more than the model's context of 32 tokens" in err
+    assert "--model.truncate_prompts true" in err
+
+
+def test_unwritable_checkpoint_folder(workdir, capsys):
+    (workdir / "a_file").write_text("not a folder")
+    err = one_line_error(fit_args("--trainer.callbacks", "[]", "--trainer.callbacks+=ModelCheckpoint",
+                                  "--trainer.callbacks.dirpath", "a_file/ckpts", checkpoints=True), capsys)
+    assert "a_file/ckpts' cannot be written (Not a directory)" in err
+
+
+def test_unwritable_log_folder(workdir, capsys):
+    (workdir / "a_file").write_text("not a folder")
+    err = one_line_error(fit_args("--trainer.default_root_dir", "a_file/logs", logger=True), capsys)
+    assert "log folder 'a_file/logs' cannot be written" in err
+
+
+def test_more_gpus_than_exist(workdir, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    err = one_line_error(fit_args("--trainer.accelerator", "gpu", "--trainer.devices", "4"), capsys)
+    assert "asks for 4 GPUs but this machine has 1" in err
+
+
+def test_gpu_accelerator_without_gpus(workdir, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    err = one_line_error(fit_args("--trainer.accelerator", "gpu", "--trainer.devices", "2"), capsys)
+    assert "has no usable GPU" in err
+
+
+def test_unknown_config_key_and_invalid_model_config(workdir, capsys):
+    err = one_line_error(fit_args("--model.skip_nonfinte", "true"), capsys)
+    assert "did you mean 'model.skip_nonfinite'?" in err
+    err = one_line_error(fit_args("--model.config.n_heads", "5"), capsys)
+    assert "divisible" in err
+
+
+def test_traceback_only_with_llm_lit_debug(workdir, capsys, monkeypatch):
+    monkeypatch.setenv("LLM_LIT_DEBUG", "1")
+    assert main(fit_args("--data.train_files", '["nope.txt"]')) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1].startswith("error: ")

@@ -1,0 +1,142 @@
+"""A NaN injected into the loss at step k: the run stops with a message naming the step (or, with
+skip_nonfinite, skips it and counts it), and no checkpoint ever holds non-finite weights."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from fault_helpers import DEBUG_CONFIG, cli_env
+from llm_lit.data import TextDataModule
+from llm_lit.data.tokens import BUNDLED_CORPUS
+from llm_lit.guards import NonFiniteError
+from llm_lit.model import ModelConfig
+from llm_lit.module import LanguageModel, OptimizerConfig
+from llm_lit.resume import AtomicCheckpointIO
+
+NAN_AT = 5  # optimizer step (0-based global_step) whose loss becomes NaN
+
+
+def _fit(tmp_path: Path, skip: bool, max_steps: int = 8, extra_callbacks: tuple = ()) -> tuple[L.Trainer, LanguageModel]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "small.txt").write_bytes(BUNDLED_CORPUS.read_bytes()[:60_000])
+    data = TextDataModule(train_files=[str(tmp_path / "small.txt")], vocab_size=270, context_length=16, batch_size=8,
+                          cache_dir=str(tmp_path / "cache"))
+    config = ModelConfig(vocab_size=270, context_length=16, d_model=32, n_layers=1, n_heads=2)
+    module = LanguageModel(config, optimizer=OptimizerConfig(lr=1e-2, warmup_steps=1), sample_prompts=[],
+                           skip_nonfinite=skip)
+    plain_loss = module.model.loss
+
+    def loss_with_a_nan(x, y, **kwargs):
+        loss = plain_loss(x, y, **kwargs)
+        if module.trainer.training and module.global_step == NAN_AT:
+            loss = loss * float("nan")
+        return loss
+
+    module.model.loss = loss_with_a_nan
+    trainer = L.Trainer(max_steps=max_steps, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0, log_every_n_steps=1,
+                        plugins=[AtomicCheckpointIO()],
+                        callbacks=[ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=1, save_top_k=0,
+                                                   save_last=True), *extra_callbacks])
+    trainer.fit(module, datamodule=data)
+    return trainer, module
+
+
+def _finite_checkpoint(path: Path) -> dict:
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    for name, tensor in checkpoint["state_dict"].items():
+        assert torch.isfinite(tensor).all(), name
+    return checkpoint
+
+
+def test_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    with pytest.raises(NonFiniteError, match=rf"Training stopped at step {NAN_AT}: the loss is nan.*skip_nonfinite"):
+        _fit(tmp_path, skip=False)
+    checkpoint = _finite_checkpoint(tmp_path / "ckpt" / "last.ckpt")
+    assert checkpoint["global_step"] == NAN_AT  # saved after the last good step, never after the bad one
+
+
+def test_skip_nonfinite_skips_the_step_and_counts_it(tmp_path):
+    trainer, module = _fit(tmp_path, skip=True)
+    assert trainer.global_step == 8 and module.skipped_steps == 1
+    assert trainer.logged_metrics["train/skipped_steps"] == 1
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+    checkpoint = _finite_checkpoint(tmp_path / "ckpt" / "last.ckpt")
+    assert checkpoint["llm_lit"]["skipped_steps"] == 1
+
+
+class Snapshots(L.Callback):
+    """Copies of the weights and optimizer state after every optimizer step."""
+
+    def __init__(self) -> None:
+        self.states: list[tuple[dict, dict]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        optimizer = trainer.optimizers[0].state_dict()
+        self.states.append(({k: v.clone() for k, v in pl_module.state_dict().items()},
+                            {k: {f: torch.as_tensor(v).clone() for f, v in st.items()}
+                             for k, st in optimizer["state"].items()}))
+
+
+def test_a_skipped_step_leaves_weights_and_optimizer_state_untouched(tmp_path):
+    snapshots = Snapshots()
+    _fit(tmp_path, skip=True, extra_callbacks=[snapshots])
+    (weights_before, optim_before), (weights_after, optim_after) = snapshots.states[NAN_AT - 1:NAN_AT + 1]
+    for name, tensor in weights_before.items():
+        assert torch.equal(tensor, weights_after[name]), name
+    for key, state in optim_before.items():
+        for field, value in state.items():
+            assert torch.equal(value, optim_after[key][field]), (key, field)
+    weights_next, _ = snapshots.states[NAN_AT + 1]
+    assert not torch.equal(weights_next["model.ln_final.weight"], weights_after["model.ln_final.weight"])
+
+
+def test_non_finite_weights_are_never_saved(tmp_path):
+    config = ModelConfig(vocab_size=270, context_length=16, d_model=32, n_layers=1, n_heads=2)
+    module = LanguageModel(config, sample_prompts=[])
+    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False)
+    module.trainer = trainer
+    trainer.state.fn = "fit"
+    with torch.no_grad():
+        module.model.ln_final.weight[0] = math.inf
+    with pytest.raises(NonFiniteError, match="weights hold NaN or infinite values"):
+        module.on_save_checkpoint({})
+
+
+SCRIPT = """
+import sys
+from llm_lit.model import TransformerLM
+from llm_lit.cli import main
+plain = TransformerLM.loss
+def loss(self, x, y, **kw):
+    out = plain(self, x, y, **kw)
+    return out * float("nan") if self.training and loss.calls == 7 else out
+def counting(self, x, y, **kw):
+    if self.training:
+        loss.calls += 1
+    return loss(self, x, y, **kw)
+loss.calls = -1
+TransformerLM.loss = counting
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_cli_nan_message_is_one_line_and_the_last_checkpoint_is_finite(tmp_path):
+    args = ["--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "false", "--trainer.max_steps", "12",
+            "--model.sample_prompts", "[]", "--trainer.val_check_interval", "12"]
+    result = subprocess.run([sys.executable, "-c", SCRIPT, "fit", *args], cwd=tmp_path, env=cli_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    err = result.stderr.strip().splitlines()
+    assert err[-1].startswith("error: Training stopped at step 7: the loss is nan")
+    assert "Traceback" not in result.stderr
+    checkpoint = _finite_checkpoint(tmp_path / "checkpoints" / "debug" / "last.ckpt")
+    assert checkpoint["global_step"] == 5  # debug.yaml checkpoints every 5 steps
