@@ -1,0 +1,195 @@
+"""Fault injection for every file the project writes: a write that fails midway (full disk) or a process
+killed between write and rename leaves the previous good file (or none) and no partial file; a token
+cache that cannot be trusted is detected and rebuilt."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fault_helpers import cli_env
+from llm_lit.callbacks import PredictionWriter
+from llm_lit.data.tokens import BUNDLED_CORPUS, open_tokens, prepare_token_cache
+from llm_lit.errors import UserError
+from llm_lit.resume import AtomicCheckpointIO
+from tokenizer import Tokenizer, train_bpe
+from tokenizer.errors import TokenizerError
+from tokenizer.token_file import read_token_file, write_token_file
+
+
+def _disk_full_after(limit: int, monkeypatch) -> None:
+    """Make every binary file write fail with ENOSPC once `limit` bytes have been written in total."""
+    import builtins
+
+    real_open = builtins.open
+    written = [0]
+
+    class Filling:
+        def __init__(self, f):
+            self._f = f
+
+        def write(self, data):
+            written[0] += len(data)
+            if written[0] > limit:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self._f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self._f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self._f.__exit__(*exc)
+
+    def filling_open(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        return Filling(f) if ("w" in mode or "a" in mode) else f
+
+    monkeypatch.setattr(builtins, "open", filling_open)
+
+
+def _leftovers(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_checkpoint_write_on_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"state_dict": {"w": torch.ones(3)}, "global_step": 5}, path)
+    good = path.read_bytes()
+
+    def torch_save_filling_the_disk(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"PK\x03\x04 half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", torch_save_filling_the_disk)
+    with pytest.raises(UserError, match=r"Cannot write the checkpoint '.*last.ckpt' \(No space left on device\); "
+                                        r"free some space \(the previous checkpoint is intact\)"):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "global_step": 10}, path)
+    assert path.read_bytes() == good and not _leftovers(tmp_path)
+    assert io.load_checkpoint(path)["global_step"] == 5
+
+
+def test_checkpoint_killed_between_write_and_rename_keeps_the_previous_checkpoint(tmp_path):
+    """A real SIGKILL after torch.save wrote the temporary file but before the rename."""
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"global_step": 5}, path)
+    script = (
+        "import os, signal, torch\n"
+        "from llm_lit.resume import AtomicCheckpointIO\n"
+        "os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"AtomicCheckpointIO().save_checkpoint({{'global_step': 10, 'w': torch.ones(1000)}}, {str(path)!r})\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], env=cli_env(), capture_output=True, timeout=120)
+    assert result.returncode == -signal.SIGKILL
+    assert AtomicCheckpointIO().load_checkpoint(path)["global_step"] == 5
+    # the orphaned temporary file is hidden and never mistaken for a checkpoint by `--ckpt_path last`
+    assert all(p.name.startswith(".last.ckpt.") and p.suffix == ".tmp" for p in tmp_path.iterdir() if p != path)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory) -> Tokenizer:
+    folder = tmp_path_factory.mktemp("tok")
+    (folder / "c.txt").write_bytes(BUNDLED_CORPUS.read_bytes()[:30_000])
+    vocab, merges = train_bpe(folder / "c.txt", 270, special_tokens=["<|endoftext|>"])
+    return Tokenizer(vocab, merges, ["<|endoftext|>"])
+
+
+def test_tokenizer_save_on_a_full_disk_keeps_the_previous_file(tokenizer, tmp_path, monkeypatch):
+    path = tmp_path / "tok.json"
+    tokenizer.save(path)
+    good = path.read_bytes()
+    other = Tokenizer({i: bytes([i]) for i in range(256)}, [], ["<|endoftext|>"])
+    _disk_full_after(100, monkeypatch)
+    with pytest.raises(TokenizerError, match="No space left on device"):
+        other.save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == good and not _leftovers(tmp_path)
+
+
+def test_token_file_on_a_full_disk_keeps_the_previous_file_and_sidecar(tokenizer, tmp_path, monkeypatch):
+    text = tmp_path / "t.txt"
+    text.write_bytes(BUNDLED_CORPUS.read_bytes()[:20_000])
+    out = tmp_path / "t.bin"
+    write_token_file(tokenizer, text, out)
+    good, good_sidecar = out.read_bytes(), Path(f"{out}.json").read_bytes()
+    text.write_bytes(BUNDLED_CORPUS.read_bytes()[:40_000])
+    def fsync_reporting_a_full_disk(fd):  # where delayed-allocation file systems report ENOSPC
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", fsync_reporting_a_full_disk)
+    with pytest.raises(TokenizerError, match=r"cannot write token file .*No space left on device"):
+        write_token_file(tokenizer, text, out)
+    monkeypatch.undo()
+    assert out.read_bytes() == good and Path(f"{out}.json").read_bytes() == good_sidecar
+    assert not _leftovers(tmp_path)
+    assert len(read_token_file(out, tokenizer.fingerprint())) == len(good) // 2
+
+
+def test_predictions_on_a_full_disk_keep_the_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "preds.jsonl"
+    path.write_text('{"prompt": "a", "completion": "b", "num_tokens": 1}\n')
+    writer = PredictionWriter(path, echo=False)
+    writer._rows = [{"prompt": "x" * 500, "completion": "y" * 500, "num_tokens": 9}] * 10
+
+    class OneRank:
+        world_size, global_rank, is_global_zero = 1, 0, True
+
+    _disk_full_after(2000, monkeypatch)
+    with pytest.raises(OSError):
+        writer.on_predict_end(OneRank(), None)
+    monkeypatch.undo()
+    assert json.loads(path.read_text())["prompt"] == "a" and not _leftovers(tmp_path)
+
+
+def _cache(tmp_path: Path, tokenizer: Tokenizer):
+    corpus = tmp_path / "c.txt"
+    if not corpus.exists():
+        corpus.write_bytes(BUNDLED_CORPUS.read_bytes()[:30_000])
+    return prepare_token_cache([corpus], None, 0.1, 270, ["<|endoftext|>"], tmp_path / "cache", tokenizer=tokenizer)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "drop_sidecar", "corrupt_sidecar", "other_tokenizer", "bad_ids"])
+def test_an_untrustworthy_token_cache_is_detected_and_rebuilt(tokenizer, tmp_path, damage):
+    cache = _cache(tmp_path, tokenizer)
+    good = cache.train_path.read_bytes()
+    sidecar = Path(f"{cache.train_path}.json")
+    if damage == "truncate":  # e.g. killed while copying the cache, or a full disk
+        cache.train_path.write_bytes(good[: len(good) // 2])
+        with pytest.raises(TokenizerError, match=r"has \d+ bytes but its sidecar promises"):
+            open_tokens(cache.train_path, tokenizer)
+    elif damage == "drop_sidecar":
+        sidecar.unlink()
+        with pytest.raises(TokenizerError, match="has no sidecar"):
+            open_tokens(cache.train_path, tokenizer)
+    elif damage == "corrupt_sidecar":
+        sidecar.write_text('{"format": "llm_lit.tok')
+        with pytest.raises(TokenizerError, match="not valid JSON"):
+            open_tokens(cache.train_path, tokenizer)
+    elif damage == "other_tokenizer":
+        meta = json.loads(sidecar.read_text())
+        meta["tokenizer_fingerprint"] = "0" * 64
+        sidecar.write_text(json.dumps(meta))
+        with pytest.raises(TokenizerError, match="made by another tokenizer"):
+            open_tokens(cache.train_path, tokenizer)
+    else:  # ids beyond the vocabulary, with a sidecar that does not say so
+        ids = np.frombuffer(good, dtype=np.uint16).copy()
+        ids[7] = 60_000
+        cache.train_path.write_bytes(ids.tobytes())
+        with pytest.raises(TokenizerError, match="holds id 60000, outside the tokenizer's 270 ids"):
+            open_tokens(cache.train_path, tokenizer, check_ids=True)
+        cache.train_path.unlink()  # what the message tells the user to do
+    _cache(tmp_path, tokenizer)
+    assert cache.train_path.read_bytes() == good
+    assert len(open_tokens(cache.train_path, tokenizer, check_ids=True)) == len(good) // 2
