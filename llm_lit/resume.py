@@ -35,6 +35,7 @@ from llm_lit.errors import UserError
 from tokenizer.atomic import atomic_path
 
 RNG_KEY = "llm_lit_rng"
+INTERRUPT_KEY = "llm_lit_interrupt"
 
 
 # ---------------------------------------------------------------------- atomic checkpoint files
@@ -121,6 +122,7 @@ class InterruptCheckpoint(L.Callback):
         self._previous_handler: Any = None
         self._held_back = False
         self._saving = False
+        self._logger_step: Optional[int] = None
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.signal_received, self.saved_path = None, None
@@ -171,9 +173,17 @@ class InterruptCheckpoint(L.Callback):
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         if self._saving:
-            # Taken after the step's loop bookkeeping, unlike the checkpoints Lightning takes during a step:
-            # undo the logger step's increment, which Lightning redoes when it resumes.
-            checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"] -= 1
+            # Taken between steps, unlike the checkpoints Lightning takes during a step, whose resume
+            # logic may then shift the logger's step counter: remember the right value.
+            checkpoint[INTERRUPT_KEY] = {"logger_step": trainer.fit_loop.epoch_loop._batches_that_stepped}
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        self._logger_step = checkpoint.get(INTERRUPT_KEY, {}).get("logger_step")
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        if self._logger_step is not None:  # first step after resuming from an interrupt checkpoint
+            trainer.fit_loop.epoch_loop._batches_that_stepped = self._logger_step
+            self._logger_step = None
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._restore()

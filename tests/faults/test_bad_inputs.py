@@ -175,3 +175,22 @@ def test_traceback_only_with_llm_lit_debug(workdir, capsys, monkeypatch):
     assert main(fit_args("--data.train_files", '["nope.txt"]')) == 2
     err = capsys.readouterr().err
     assert "Traceback" in err and err.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_truncate_prompts_keeps_the_last_context_tokens_with_a_warning():
+    from llm_lit.generation import SamplingConfig
+
+    tokenizer = Tokenizer({i: bytes([i]) for i in range(256)}, [], ["<|endoftext|>"])
+    config = ModelConfig(vocab_size=257, context_length=8, d_model=16, n_layers=1, n_heads=2)
+    refusing = LanguageModel(config, sample_prompts=[], sampling=SamplingConfig(max_new_tokens=2, temperature=0))
+    refusing.set_tokenizer(tokenizer)
+    with pytest.raises(Exception, match=r"is 12 tokens long, more than the model's context of 8 tokens"):
+        refusing.continue_texts(["abcdefghijkl"])
+    truncating = LanguageModel(config, sample_prompts=[], truncate_prompts=True,
+                               sampling=SamplingConfig(max_new_tokens=2, temperature=0))
+    truncating.load_state_dict(refusing.state_dict())
+    truncating.set_tokenizer(tokenizer)
+    with pytest.warns(UserWarning):
+        long = truncating.continue_texts(["abcdefghijkl"])
+    short = truncating.continue_texts(["efghijkl"])
+    assert long[0]["completion"] == short[0]["completion"]  # only the last 8 tokens count
