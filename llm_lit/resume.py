@@ -119,24 +119,42 @@ class InterruptCheckpoint(L.Callback):
     def __init__(self) -> None:
         self.signal_received: Optional[int] = None
         self.saved_path: Optional[Path] = None
-        self._previous_handler: Any = None
+        self._previous_handlers: dict[int, Any] = {}
         self._held_back = False
         self._saving = False
         self._logger_step: Optional[int] = None
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.signal_received, self.saved_path = None, None
-        self._previous_handler = _install(signal.SIGINT, self._on_sigint(trainer))
+        # Replaces Lightning's SIGTERM handler, whose collective inside the handler can deadlock DDP
+        # ranks that each receive the signal; ranks agree at the next step boundary instead.
+        handler = self._on_signal()
+        self._previous_handlers = {s: _install(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
 
-    def _on_sigint(self, trainer: L.Trainer) -> Callable:
+    def _on_signal(self) -> Callable:
         def handler(signum: int, frame: Any) -> None:
-            if self.signal_received is not None:
+            if self.signal_received is not None and signum == signal.SIGINT:
                 raise KeyboardInterrupt
-            self.signal_received = signum
-            print("\nInterrupted: finishing this step, then saving a checkpoint (Ctrl-C again to abort now).",
-                  flush=True)
-            trainer._signal_connector.received_sigterm = True  # Lightning's own stop-at-step-boundary flag
+            if self.signal_received is None:
+                self.signal_received = signum
+                print(f"\n{signal.Signals(signum).name}: finishing this step, then saving a checkpoint"
+                      + (" (Ctrl-C again to abort now)." if signum == signal.SIGINT else "."), flush=True)
         return handler
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        """At each optimizer-step boundary, stop (all ranks together) if any rank was signalled."""
+        if (batch_idx + 1) % trainer.accumulate_grad_batches:
+            return
+        stop = self.signal_received is not None
+        if trainer.world_size > 1:
+            flag = torch.tensor([self.signal_received or 0], device=pl_module.device)
+            flag = trainer.strategy.reduce(flag, reduce_op="max")
+            stop = int(flag.item()) > 0
+            if stop and self.signal_received is None:
+                self.signal_received = int(flag.item())
+        if stop:
+            trainer._signal_connector.received_sigterm = True  # Lightning stops at the end of this step
 
     # Lightning aborts a validation run midway on SIGTERM, which a resumed run would not repeat (its
     # val/loss would be lost): hold the stop request back until the validation run has finished.
@@ -189,9 +207,10 @@ class InterruptCheckpoint(L.Callback):
         self._restore()
 
     def _restore(self) -> None:
-        if self._previous_handler is not None:
-            _install(signal.SIGINT, self._previous_handler)
-            self._previous_handler = None
+        for signum, previous in self._previous_handlers.items():
+            if previous is not None:
+                _install(signum, previous)
+        self._previous_handlers = {}
 
 
 def _install(signum: int, handler: Any) -> Any:
