@@ -124,10 +124,11 @@ class InterruptCheckpoint(L.Callback):
         self._saving = False
         self._logger_step: Optional[int] = None
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.signal_received, self.saved_path = None, None
-        # Replaces Lightning's SIGTERM handler, whose collective inside the handler can deadlock DDP
-        # ranks that each receive the signal; ranks agree at the next step boundary instead.
+        # Replaces Lightning's SIGTERM handler (installed just before this hook), whose collective inside
+        # the handler can deadlock DDP ranks that each receive the signal; ranks agree at the next step
+        # boundary instead. Lightning restores the original handlers when fit ends.
         handler = self._on_signal()
         self._previous_handlers = {s: _install(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
 
