@@ -107,13 +107,14 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 # ---------------------------------------------------------------------- interrupts
 class InterruptCheckpoint(L.Callback):
-    """On Ctrl-C or SIGTERM during fit: finish the optimizer step, write `last.ckpt`, exit.
+    """On Ctrl-C or SIGTERM during fit: finish the optimizer step, write `last.ckpt`, exit (130 / 143).
 
-    Lightning already turns SIGTERM into a stop at the next step boundary (`SIGTERMException`,
-    agreed by all DDP ranks); this callback makes the first SIGINT do the same, and writes the
-    checkpoint where `--ckpt_path last` finds it (the `last.ckpt` of the first checkpoint
-    callback that keeps one). A second Ctrl-C raises `KeyboardInterrupt` at once (no checkpoint:
-    the state may be mid-update; the previous `last.ckpt` stays).
+    The signal handler only records the signal. At the end of each optimizer step the ranks agree
+    (one small all-reduce under DDP) whether any was signalled; if so Lightning's own
+    stop-at-step-boundary flag is raised on all of them, a running validation is allowed to finish,
+    and the checkpoint is written where `--ckpt_path last` finds it (the `last.ckpt` of the first
+    checkpoint callback that keeps one). A second Ctrl-C raises `KeyboardInterrupt` at once (no
+    checkpoint: the state may be mid-update; the previous `last.ckpt` stays).
     """
 
     def __init__(self) -> None:

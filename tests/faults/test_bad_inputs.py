@@ -3,7 +3,6 @@ leaves no partial file behind."""
 
 from __future__ import annotations
 
-import errno
 from pathlib import Path
 
 import lightning
