@@ -1,4 +1,5 @@
-"""Callbacks Lightning lacks: tokens/s + MFU logging, and writing `predict` output.
+"""Callbacks Lightning lacks: train metrics written before checkpoints, tokens/s + MFU logging, and
+writing `predict` output.
 
 (Sampled continuations at each validation are logged by `LanguageModel` itself, since it
 owns the tokenizer and the sampling settings.)
@@ -13,6 +14,7 @@ from typing import Any, Optional
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.apply_func import convert_tensors_to_scalars
 
 from tokenizer.atomic import atomic_write
 
@@ -98,6 +100,31 @@ class SpeedMonitor(L.Callback):
         if self._since is not None:
             self._elapsed += self._clock(pl_module) - self._since
             self._since = None
+
+
+class TrainMetricsWriter(L.Callback):
+    """Writes the train metrics of each logging step (`pl_module.train_step_metrics()`) to the loggers
+    and flushes them before any checkpoint of that step is saved.
+
+    Lightning writes what `self.log` collects only after every `on_train_batch_end` hook, so after
+    a ModelCheckpoint has saved in that hook; a SIGKILL in between would lose the log line of the
+    checkpointed step, which the resumed run starts after. This hook runs first (Lightning keeps
+    checkpoint callbacks last) and writes at the step Lightning would use, with the same tags.
+    The values also reach `trainer.callback_metrics` (and the progress bar's `loss`).
+    """
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if not is_logging_step(trainer, batch_idx):
+            return
+        metrics = pl_module.train_step_metrics()
+        pl_module.log_dict(metrics, on_step=True, on_epoch=False, logger=False)
+        pl_module.log("loss", metrics["train/loss"], on_step=True, on_epoch=False, prog_bar=True, logger=False)
+        step = trainer.fit_loop.epoch_loop._batches_that_stepped  # Lightning's own logger step
+        scalars = convert_tensors_to_scalars(metrics)
+        for logger in trainer.loggers:
+            logger.log_metrics(scalars, step=step)
+            logger.save()
 
 
 def is_logging_step(trainer: L.Trainer, batch_idx: int) -> bool:

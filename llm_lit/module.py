@@ -18,7 +18,7 @@ import lightning as L
 import torch
 from torchmetrics import MeanMetric, SumMetric
 
-from llm_lit.callbacks import SpeedMonitor, is_logging_step
+from llm_lit.callbacks import SpeedMonitor, TrainMetricsWriter
 from llm_lit.checkpoint import CHECKPOINT_KEY, CHECKPOINT_VERSION
 from llm_lit.data.datasets import IGNORE_INDEX
 from llm_lit.errors import UserError
@@ -159,18 +159,16 @@ class LanguageModel(L.LightningModule):
         self._last_loss = loss.detach()
         return loss
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        """At logging steps: the mean train loss since the last one (all ranks), lr and grad norm."""
-        if not is_logging_step(self.trainer, batch_idx):
-            return
+    def train_step_metrics(self) -> dict[str, Any]:
+        """The metrics of a logging step: the mean train loss since the last one (all ranks; the mean is
+        then reset), lr and grad norm. `TrainMetricsWriter` logs them before the step's checkpoint."""
         metrics = {"train/loss": self.train_loss.compute(), "lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
         if self._grad_norm is not None:
             metrics["grad_norm"] = self._grad_norm
         if self.skip_nonfinite:
             metrics["train/skipped_steps"] = float(self.skipped_steps)
         self.train_loss.reset()
-        self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False)
-        self.log("loss", metrics["train/loss"], on_step=True, on_epoch=False, prog_bar=True, logger=False)
+        return metrics
 
     def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: Any = None,
                                     gradient_clip_algorithm: Any = None) -> None:
@@ -223,8 +221,8 @@ class LanguageModel(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step", "frequency": 1}}
 
     def configure_callbacks(self) -> list[L.Callback]:
-        """Tokens/s and MFU logging during fit."""
-        return [SpeedMonitor()]
+        """Train metrics written before each checkpoint, and tokens/s and MFU logging, during fit."""
+        return [TrainMetricsWriter(), SpeedMonitor()]
 
     # ------------------------------------------------------------------ evaluation
     def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:

@@ -67,7 +67,7 @@ def test_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoi
 def test_skip_nonfinite_skips_the_step_and_counts_it(tmp_path):
     trainer, module = _fit(tmp_path, skip=True)
     assert trainer.global_step == 8 and module.skipped_steps == 1
-    assert trainer.logged_metrics["train/skipped_steps"] == 1
+    assert trainer.callback_metrics["train/skipped_steps"] == 1
     assert all(torch.isfinite(p).all() for p in module.parameters())
     checkpoint = _finite_checkpoint(tmp_path / "ckpt" / "last.ckpt")
     assert checkpoint["llm_lit"]["skipped_steps"] == 1
