@@ -4,4 +4,7 @@ import sys
 
 from llm_lit.cli import main
 
-sys.exit(main())
+# The guard matters: processes started by "forkserver"/"spawn" (the tokenizer's counting pool)
+# import this module again and must not run the CLI a second time.
+if __name__ == "__main__":
+    sys.exit(main())

@@ -198,10 +198,32 @@ def count_pretokens(
                 total.update(counts)
                 bar.update(b - a)
         else:
-            # fork (where there is one) shares the imported modules; counts are sums, so order does not matter.
-            method = "fork" if "fork" in get_all_start_methods() else None
-            with get_context(method).Pool(num_processes) as pool:
+            # Counts are sums, so the order in which chunks come back does not matter.
+            with get_context(pool_start_method()).Pool(num_processes) as pool:
                 for (_, a, b, _), counts in zip(tasks, pool.imap(_count_chunk, tasks)):
                     total.update(counts)
                     bar.update(b - a)
     return total
+
+
+def pool_start_method() -> str:
+    """How to start the counting processes: "fork" while this process has no other thread, else
+    "forkserver" (or "spawn").
+
+    fork is the fastest (nothing to re-import), but a forked child inherits every lock other
+    threads held at that instant (torch's OpenMP pool, a TensorBoard writer) and can deadlock
+    on one; the others start from a clean process, which needs the usual
+    `if __name__ == "__main__":` guard in the calling script.
+    """
+    methods = get_all_start_methods()
+    if "fork" in methods and _os_thread_count() == 1:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
+def _os_thread_count() -> int:
+    """Threads of this process as the OS sees them (native ones too); 0 where that is unknown."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 0
