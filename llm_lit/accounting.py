@@ -348,16 +348,14 @@ def _gib(n: float) -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     """`llm_lit accounting ...`: parse `argv` with jsonargparse (from `accounting`'s signature) and print."""
-    from jsonargparse import ArgumentParser
+    from llm_lit.commands import function_parser, parse
 
-    parser = ArgumentParser(prog="llm_lit accounting", description=accounting.__doc__.splitlines()[0],
-                            exit_on_error=False)
-    parser.add_function_arguments(accounting)
-    args = _parse(parser, argv)
+    parser = function_parser("llm_lit accounting", accounting)
+    args = parse(parser, argv)
     if args.preset:  # the preset supplies defaults; flags given on the command line still win
         config, batch_size, precision = load_preset(args.preset)
         parser.set_defaults({"batch_size": batch_size, "precision": precision, "model": config})
-        args = _parse(parser, argv)
+        args = parse(parser, argv)
     try:
         kwargs = parser.instantiate(args).as_dict()
     except Exception as e:  # e.g. a ModelConfigError raised while building --model
@@ -374,16 +372,6 @@ def _user_error_in(error: BaseException) -> UserError:
             return seen
         seen = seen.__cause__ or seen.__context__
     return UserError(f"{' '.join(str(error).split()).rstrip('.')}; see llm_lit accounting --help.")
-
-
-def _parse(parser: Any, argv: Optional[list[str]]) -> Any:
-    try:
-        return parser.parse_args(argv)
-    except UserError:
-        raise
-    except Exception as e:  # jsonargparse's ArgumentError, or a ModelConfigError raised while parsing
-        message = " ".join(str(e).split()).replace('Parser key "', "Invalid value for ").replace('":', ":")
-        raise UserError(f"{message.rstrip('.')}; see llm_lit accounting --help.") from None
 
 
 if __name__ == "__main__":

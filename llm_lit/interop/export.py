@@ -174,17 +174,9 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     Bad arguments and bad checkpoints raise `UserError` (the `llm_lit` CLI prints it as one line).
     """
-    from jsonargparse import ArgumentParser
+    from llm_lit.commands import run_function
 
-    parser = ArgumentParser(prog="llm_lit export", description=export.__doc__.splitlines()[0], exit_on_error=False)
-    parser.add_function_arguments(export)
-    try:
-        args = parser.parse_args(argv)
-    except Exception as e:  # jsonargparse's ArgumentError; --help exits by itself
-        message = " ".join(str(e).split()).replace('Parser key "', "Invalid value for ").replace('":', ":")
-        raise UserError(f"{message.rstrip('.')}; see llm_lit export --help.") from None
-    export(**args.as_dict())
-    return 0
+    return run_function("llm_lit export", export, argv)
 
 
 if __name__ == "__main__":

@@ -85,15 +85,6 @@ def import_command(hf_dir: str, output: str, overwrite: bool = False) -> None:
 
 def main(argv: Optional[list[str]] = None) -> int:
     """`llm_lit import ...`: parse `argv` with jsonargparse and import; returns the exit code."""
-    from jsonargparse import ArgumentParser
+    from llm_lit.commands import run_function
 
-    parser = ArgumentParser(prog="llm_lit import", description=import_command.__doc__.splitlines()[0],
-                            exit_on_error=False)
-    parser.add_function_arguments(import_command)
-    try:
-        args = parser.parse_args(argv)
-    except Exception as e:  # jsonargparse's ArgumentError; --help exits by itself
-        message = " ".join(str(e).split()).replace('Parser key "', "Invalid value for ").replace('":', ":")
-        raise UserError(f"{message.rstrip('.')}; see llm_lit import --help.") from None
-    import_command(**args.as_dict())
-    return 0
+    return run_function("llm_lit import", import_command, argv)

@@ -1,0 +1,35 @@
+"""The extra `llm_lit` subcommands (`export`, `import`, `accounting`): one documented function
+each, whose signature jsonargparse turns into options, and whose bad arguments become one line."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from llm_lit.errors import UserError
+
+
+def function_parser(prog: str, function: Callable[..., Any]) -> Any:
+    """A jsonargparse parser whose options are `function`'s parameters (help from its docstring)."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(prog=prog, description=(function.__doc__ or "").splitlines()[0], exit_on_error=False)
+    parser.add_function_arguments(function)
+    return parser
+
+
+def parse(parser: Any, argv: Optional[list[str]]) -> Any:
+    """Parse `argv`; any parsing error becomes a one-line `UserError` (`--help` exits by itself)."""
+    try:
+        return parser.parse_args(argv)
+    except UserError:
+        raise
+    except Exception as e:  # jsonargparse's ArgumentError, or a config error raised while parsing
+        message = " ".join(str(e).split()).replace('Parser key "', "Invalid value for ").replace('":', ":")
+        raise UserError(f"{message.rstrip('.')}; see {parser.prog} --help.") from None
+
+
+def run_function(prog: str, function: Callable[..., Any], argv: Optional[list[str]]) -> int:
+    """Parse `argv` into `function`'s arguments and call it; returns the exit code (0)."""
+    parser = function_parser(prog, function)
+    function(**parse(parser, argv).as_dict())
+    return 0
