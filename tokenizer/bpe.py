@@ -21,7 +21,7 @@ import regex
 from . import formats
 from .atomic import atomic_write
 from .errors import TokenizerError
-from .pretokenize import PRETOKEN_RE, crosses_special, special_token_regex, split_special
+from .pretokenize import crosses_special, pretokens, special_token_regex, split_special
 
 _SPACE = regex.compile(r"\s")
 
@@ -139,13 +139,13 @@ class Tokenizer:
             raise TokenizerError(f"encode takes a str, got {type(text).__name__}; decode bytes to str first.")
         lookup = self._cache.__getitem__
         if self._special_re is None:
-            return list(chain.from_iterable(map(lookup, PRETOKEN_RE.findall(text))))
+            return list(chain.from_iterable(map(lookup, pretokens(text))))
         ids: list[int] = []
         for piece, is_special in split_special(text, self._special_re):
             if is_special:
                 ids.append(self._special_ids[piece])
             else:
-                ids.extend(chain.from_iterable(map(lookup, PRETOKEN_RE.findall(piece))))
+                ids.extend(chain.from_iterable(map(lookup, pretokens(piece))))
         return ids
 
     def encode_iterable(self, iterable: Iterable[str]) -> Iterator[int]:

@@ -18,6 +18,7 @@ put only where the whole-text split also has a boundary:
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from multiprocessing import get_all_start_methods, get_context
 from typing import Iterator, Sequence
@@ -32,6 +33,20 @@ from .progress import Progress
 #: last character for the next piece).
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 PRETOKEN_RE = regex.compile(GPT2_PATTERN)
+
+# The same pattern for text that is all ASCII, where \p{L} is [A-Za-z], \p{N} is [0-9] and
+# the `regex` module's \s is [\t\n\v\f\r ] (stdlib `re`'s \s would add \x1c-\x1f). Letters
+# come first because they are the commonest match (no other alternative starts with a space
+# or a letter, so the order changes nothing else). The stdlib engine runs it about 2x faster
+# than `regex` runs the Unicode pattern.
+_WS = r"\t\n\v\f\r "
+ASCII_PRETOKEN_RE = re.compile(
+    rf""" ?[A-Za-z]+|'(?:[sdmt]|ll|ve|re)| ?[0-9]+| ?[^{_WS}A-Za-z0-9]+|[{_WS}]+(?![^{_WS}])|[{_WS}]+"""
+)
+_NON_ASCII_RUN = regex.compile(r"[^\x00-\x7f]+")  # `regex` scans for it 9x faster than `re`
+# An ASCII whitespace character after a non-space one: no pre-token spans it (see `pretokens`).
+# Stdlib \S is slightly narrower than `regex`'s, so every match here is a cut for both.
+_CUT_AFTER = re.compile(rf"(?<=\S)[{_WS}]")
 
 _MIB = 1 << 20
 
@@ -58,6 +73,44 @@ def split_special(text: str, special_re: "regex.Pattern | None") -> Iterator[tup
         pos = match.end()
     if pos < len(text):
         yield text[pos:], False
+
+
+def pretokens(text: str) -> list[str]:
+    """The GPT-2 pre-tokens of `text`, equal to `PRETOKEN_RE.findall(text)`.
+
+    Runs of ASCII go through the faster ASCII-only pattern; only the stretches around
+    non-ASCII characters go through the Unicode one. The text is cut just before an ASCII
+    whitespace character that follows a non-space one: the pre-token before it is a
+    non-space one that ends there (no alternative takes whitespace after a non-space
+    character) and the pattern has no lookbehind, so pre-tokens on either side are the
+    same as in the whole text.
+    """
+    if text.isascii():
+        return ASCII_PRETOKEN_RE.findall(text)
+    out: list[str] = []
+    done = 0  # text[:done] is split
+    for run in _NON_ASCII_RUN.finditer(text):
+        if run.start() < done:
+            continue
+        lo = _last_cut(text, done, run.start())
+        after = _CUT_AFTER.search(text, run.end())
+        hi = after.start() if after else len(text)
+        out += ASCII_PRETOKEN_RE.findall(text, done, lo)
+        out += PRETOKEN_RE.findall(text, lo, hi)
+        done = hi
+    out += ASCII_PRETOKEN_RE.findall(text, done)
+    return out
+
+
+def _last_cut(text: str, lo: int, hi: int) -> int:
+    """The last cut (see `pretokens`) at a space or line break in `text[lo:hi]`, else `lo`."""
+    c = hi
+    while True:
+        c = max(text.rfind(" ", lo, c), text.rfind("\n", lo, c))
+        if c <= lo:
+            return lo
+        if not text[c - 1].isspace():
+            return c
 
 
 def crosses_special(buf: bytes | str, p: int, specials: Sequence[bytes | str]) -> bool:
@@ -160,7 +213,7 @@ def count_text(text: str, special_re: "regex.Pattern | None", counts: Counter) -
     """Add the pre-tokens of `text` (special tokens dropped) to `counts` (str -> count)."""
     pieces = special_re.split(text) if special_re is not None else (text,)
     for piece in pieces:
-        counts.update(PRETOKEN_RE.findall(piece))
+        counts.update(pretokens(piece))
 
 
 def _count_chunk(args: tuple) -> Counter:

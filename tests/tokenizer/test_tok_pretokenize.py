@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tok_helpers import EOT, GPT2_SPLIT, write_text
 
-from tokenizer.pretokenize import chunk_boundaries, count_text, special_token_regex, split_special
+from tokenizer.pretokenize import chunk_boundaries, count_text, pretokens, special_token_regex, split_special
 
 
 def test_split_special_longest_first():
@@ -49,3 +49,30 @@ def test_crlf_files_are_still_chunked(tmp_path):
     bounds = chunk_boundaries(write_text(tmp_path / "c.txt", text), 100, [])
     assert len(bounds) > 10
     assert all(text.encode()[b : b + 2] == b"\r\n" for b in bounds[1:-1])
+
+
+# Characters where the ASCII fast path and the Unicode pattern could disagree: whitespace
+# only one engine counts as whitespace, non-ASCII whitespace next to ASCII whitespace,
+# letters and digits outside ASCII, contractions, and control characters.
+_MIXED = st.lists(
+    st.one_of(
+        st.sampled_from([" ", "  ", "\n", "\t", "\r\n", "\x0b", "\x0c", "\x1c", "\x1f", "\x85", "\xa0", "\u3000", "\u2028",
+                         "a", "Z", "7", "'s", "'ll", "'", ".", "é", "語", "٣", "\u0301", "😀", "x\xa0  y"]),
+        st.text(st.characters(blacklist_categories=("Cs",)), max_size=6),
+        st.text(st.characters(max_codepoint=127), max_size=12),
+    ),
+    max_size=60,
+).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=_MIXED)
+def test_pretokens_equal_the_unicode_pattern(text):
+    assert pretokens(text) == GPT2_SPLIT.findall(text)
+
+
+def test_pretokens_cut_only_where_the_whole_text_has_a_boundary():
+    # "\xa0  " is one whitespace pre-token before " y": a cut before the first ASCII space
+    # would split it, so the fast path must not cut there.
+    for text in ["x\xa0  y", "é  \n\nb", "a\u3000 b c", "ascii only 'll do\n\n  ", "\x1c a\x1c\x1cé b", "語 " * 5]:
+        assert pretokens(text) == GPT2_SPLIT.findall(text), text
