@@ -20,6 +20,9 @@ from .token_file import write_token_file
 from .train import train_bpe
 
 
+UTF8_HELP = "strict: refuse input that is not UTF-8, saying where (default); replace: invalid bytes become U+FFFD"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with the `train` and `encode` subcommands."""
     parser = argparse.ArgumentParser(prog="python -m tokenizer", description="Train a byte-level BPE tokenizer and encode text files.")
@@ -31,12 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--special-tokens", nargs="*", default=["<|endoftext|>"], help="tokens never split or merged (default: <|endoftext|>)")
     train.add_argument("--output", required=True, help="tokenizer JSON file to write")
     train.add_argument("--processes", type=int, default=None, help="pre-tokenization processes (default: one per CPU)")
+    train.add_argument("--utf8-errors", choices=["strict", "replace"], default="strict", help=UTF8_HELP)
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
     encode = sub.add_parser("encode", help="encode a UTF-8 text file into a flat binary token file + JSON sidecar")
     encode.add_argument("--tokenizer", required=True, help="tokenizer JSON file written by `train`")
     encode.add_argument("--input", required=True, help="UTF-8 text file to encode")
     encode.add_argument("--output", required=True, help="token file to write (its sidecar is OUTPUT.json)")
+    encode.add_argument("--utf8-errors", choices=["strict", "replace"], default="strict", help=UTF8_HELP)
     encode.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -59,13 +64,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_writable(args.output)
         if args.command == "train":
-            vocab, merges = train_bpe(args.input, args.vocab_size, args.special_tokens, args.processes, progress=not args.quiet)
+            vocab, merges = train_bpe(
+                args.input, args.vocab_size, args.special_tokens, args.processes, progress=not args.quiet, utf8_errors=args.utf8_errors
+            )
             tok = Tokenizer(vocab, merges, args.special_tokens)
             tok.save(args.output)
             print(f"wrote {args.output}: {tok.vocab_size} ids, {len(merges)} merges in {time.perf_counter() - start:.1f} s")
         else:
             tok = Tokenizer.load(args.tokenizer)
-            sidecar = write_token_file(tok, args.input, args.output, progress=not args.quiet)
+            sidecar = write_token_file(tok, args.input, args.output, progress=not args.quiet, utf8_errors=args.utf8_errors)
             print(
                 f"wrote {args.output}: {sidecar['num_tokens']:,} {sidecar['dtype']} tokens from "
                 f"{sidecar['source_bytes']:,} bytes in {time.perf_counter() - start:.1f} s"

@@ -187,16 +187,32 @@ def chunk_boundaries(path: str | os.PathLike, target_size: int, special_tokens: 
     return bounds
 
 
-def read_text(path: str | os.PathLike, start: int, end: int) -> str:
-    """Bytes `[start, end)` of the file decoded as UTF-8; TokenizerError saying where if it is not UTF-8."""
+UTF8_ERRORS = ("strict", "replace")
+
+
+def check_utf8_errors(utf8_errors: str) -> None:
+    """TokenizerError unless `utf8_errors` is "strict" or "replace"."""
+    if utf8_errors not in UTF8_ERRORS:
+        raise TokenizerError(f"utf8_errors must be 'strict' or 'replace', got {utf8_errors!r}; pick one of the two.")
+
+
+def read_text(path: str | os.PathLike, start: int, end: int, utf8_errors: str = "strict") -> str:
+    """Bytes `[start, end)` of the file decoded as UTF-8 (see `decode_utf8`)."""
     with open(path, "rb") as f:
         f.seek(start)
         data = f.read(end - start)
-    return decode_utf8(data, path, start)
+    return decode_utf8(data, path, start, utf8_errors)
 
 
-def decode_utf8(data: bytes, path: str | os.PathLike, offset: int) -> str:
-    """Decode `data` (read from `path` at byte `offset`) or say where it stops being UTF-8."""
+def decode_utf8(data: bytes, path: str | os.PathLike, offset: int, utf8_errors: str = "strict") -> str:
+    """Decode `data` (read from `path` at byte `offset`): "strict" says where it stops being UTF-8,
+    "replace" turns each invalid sequence into U+FFFD.
+
+    Chunks are cut before ASCII bytes or special tokens, where a UTF-8 decoder starts
+    afresh, so decoding chunk by chunk gives the same text as decoding the whole file.
+    """
+    if utf8_errors == "replace":
+        return data.decode("utf-8", "replace")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -205,7 +221,7 @@ def decode_utf8(data: bytes, path: str | os.PathLike, offset: int) -> str:
             line = f.read(where).count(b"\n") + 1
         raise TokenizerError(
             f"{path} is not UTF-8 text (bad byte {data[e.start]:#04x} at byte offset {where}, line {line}); "
-            "convert it to UTF-8 first, e.g. with `iconv -t UTF-8`."
+            "convert it to UTF-8 (e.g. `iconv -t UTF-8`) or pass --utf8-errors replace."
         ) from None
 
 
@@ -217,9 +233,9 @@ def count_text(text: str, special_re: "regex.Pattern | None", counts: Counter) -
 
 
 def _count_chunk(args: tuple) -> Counter:
-    path, start, end, special_tokens = args
+    path, start, end, special_tokens, utf8_errors = args
     counts: Counter = Counter()
-    count_text(read_text(path, start, end), special_token_regex(special_tokens), counts)
+    count_text(read_text(path, start, end, utf8_errors), special_token_regex(special_tokens), counts)
     return Counter({token.encode("utf-8"): n for token, n in counts.items()})
 
 
@@ -228,32 +244,34 @@ def count_pretokens(
     special_tokens: Sequence[str] = (),
     num_processes: int | None = None,
     progress: bool = False,
+    utf8_errors: str = "strict",
 ) -> Counter:
     """Count each distinct pre-token (as UTF-8 bytes) of a text file, in parallel processes.
 
     The file is cut at exact boundaries (see `chunk_boundaries`) into chunks of at most a
     few MiB, so memory grows with the number of distinct pre-tokens, not the file size.
     The result is the same for any `num_processes` (default: one per CPU, at most 8, and
-    none extra for files under 1 MiB).
+    none extra for files under 1 MiB). `utf8_errors` is as in `decode_utf8`.
     """
+    check_utf8_errors(utf8_errors)
     size = os.path.getsize(path)
     if num_processes is None:
         num_processes = min(os.cpu_count() or 1, 8, max(1, size // _MIB))
     num_processes = max(1, int(num_processes))
     target = min(max(size // (2 * num_processes) + 1, _MIB), 4 * _MIB)
     bounds = chunk_boundaries(path, target, special_tokens)
-    tasks = [(str(path), a, b, list(special_tokens)) for a, b in zip(bounds, bounds[1:])]
+    tasks = [(str(path), a, b, list(special_tokens), utf8_errors) for a, b in zip(bounds, bounds[1:])]
     total: Counter = Counter()
     with Progress(size, "pre-tokenize", enabled=progress, unit="MB", unit_scale=1e6) as bar:
         if num_processes == 1 or len(tasks) == 1:
             results = map(_count_chunk, tasks)
-            for (_, a, b, _), counts in zip(tasks, results):
+            for (_, a, b, _, _), counts in zip(tasks, results):
                 total.update(counts)
                 bar.update(b - a)
         else:
             # Counts are sums, so the order in which chunks come back does not matter.
             with get_context(pool_start_method()).Pool(num_processes) as pool:
-                for (_, a, b, _), counts in zip(tasks, pool.imap(_count_chunk, tasks)):
+                for (_, a, b, _, _), counts in zip(tasks, pool.imap(_count_chunk, tasks)):
                     total.update(counts)
                     bar.update(b - a)
     return total

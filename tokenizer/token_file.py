@@ -18,7 +18,7 @@ import numpy as np
 from .atomic import atomic_path, atomic_write
 from .bpe import Tokenizer
 from .errors import TokenizerError
-from .pretokenize import decode_utf8, next_cut
+from .pretokenize import check_utf8_errors, decode_utf8, next_cut
 from .progress import Progress
 
 FORMAT = "llm_lit.tokens"
@@ -31,12 +31,16 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
 
 
-def write_token_file(tok: Tokenizer, input_path: str | os.PathLike, output_path: str | os.PathLike, progress: bool = False) -> dict[str, Any]:
+def write_token_file(
+    tok: Tokenizer, input_path: str | os.PathLike, output_path: str | os.PathLike, progress: bool = False, utf8_errors: str = "strict"
+) -> dict[str, Any]:
     """Encode the UTF-8 text file `input_path` into `output_path` (+ `.json` sidecar); returns the sidecar.
 
     Streams the input in blocks of a few MiB cut at exact pre-token boundaries, so memory
-    stays bounded however large the input.
+    stays bounded however large the input. `utf8_errors="replace"` turns invalid UTF-8 into
+    U+FFFD instead of refusing the file.
     """
+    check_utf8_errors(utf8_errors)
     input_path, output_path = str(input_path), str(output_path)
     if not os.path.isfile(input_path):
         raise TokenizerError(f"input file {input_path} does not exist; pass the path of a UTF-8 text file.")
@@ -57,7 +61,7 @@ def write_token_file(tok: Tokenizer, input_path: str | os.PathLike, output_path:
                     src.seek(start)
                     data = src.read(end - start)
                     sha.update(data)
-                    ids = np.array(tok.encode(decode_utf8(data, input_path, start)), dtype=dtype)
+                    ids = np.array(tok.encode(decode_utf8(data, input_path, start, utf8_errors)), dtype=dtype)
                     ids.tofile(out)
                     num_tokens += len(ids)
                     bar.update(end - start)
@@ -72,6 +76,7 @@ def write_token_file(tok: Tokenizer, input_path: str | os.PathLike, output_path:
             "source_path": os.path.abspath(input_path),
             "source_bytes": size,
             "source_sha256": sha.hexdigest(),
+            "utf8_errors": utf8_errors,
             "tokenizer_fingerprint": tok.fingerprint(),
         }
         with atomic_write(output_path + ".json") as f:

@@ -37,6 +37,7 @@ def train_bpe(
     special_tokens: Sequence[str] | None = None,
     num_processes: int | None = None,
     progress: bool = False,
+    utf8_errors: str = "strict",
 ) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
     """Train a byte-level BPE tokenizer on the UTF-8 text file at `input_path`.
 
@@ -44,11 +45,13 @@ def train_bpe(
     `merges` (pairs of token bytes, in the order they were learned). Training stops early
     (a smaller vocab) if the corpus runs out of pairs. The result is the same for any
     `num_processes` (pre-tokenization runs in that many processes; default one per CPU).
+    A file that is not UTF-8 is refused, saying where, unless `utf8_errors="replace"`
+    (invalid bytes become U+FFFD).
     """
     special_tokens = _check_special_tokens(special_tokens)
     _check_vocab_size(vocab_size, special_tokens)
     _check_corpus(input_path)
-    word_counts = count_pretokens(input_path, special_tokens, num_processes, progress)
+    word_counts = count_pretokens(input_path, special_tokens, num_processes, progress, utf8_errors)
     vocab = {i: bytes([i]) for i in range(256)}
     for token in special_tokens:
         vocab[len(vocab)] = token.encode("utf-8")

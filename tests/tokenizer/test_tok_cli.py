@@ -5,11 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from tok_helpers import REPO, write_text
 
-from tokenizer import Tokenizer
+from tokenizer import Tokenizer, TokenizerError, train_bpe
 from tokenizer.__main__ import main
-from tokenizer.token_file import read_token_file
+from tokenizer.token_file import read_token_file, write_token_file
 
 
 def test_train_then_encode(tmp_path, shakespeare_text, capsys):
@@ -53,3 +54,30 @@ def test_unwritable_output_fails_before_training(tmp_path, capsys):
     assert "choose a path in a writable folder" in capsys.readouterr().err
     assert main(["train", "--input", str(corpus), "--vocab-size", "300", "--output", str(tmp_path), "--quiet"]) == 2
     assert "cannot write output" in capsys.readouterr().err
+
+
+def test_utf8_errors_replace_trains_and_encodes_a_file_that_is_not_utf8(tmp_path, shakespeare_text, capsys):
+    # Invalid bytes at the ends of lines, where chunks and encode blocks are cut, and mid-line.
+    data = (shakespeare_text[:20_000].replace("\n", "\xe9\n", 50).encode("utf-8").replace(b"\xc3\xa9", b"\xe9")
+            + b"tail \xff\xfe end \xe2\x82\n")
+    corpus = tmp_path / "latin1.txt"
+    corpus.write_bytes(data)
+    tok_path, bin_path = tmp_path / "tok.json", tmp_path / "c.bin"
+    args = ["--input", str(corpus), "--quiet"]
+    assert main(["train", *args, "--vocab-size", "400", "--output", str(tok_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is not UTF-8 text (bad byte 0xe9" in err and "or pass --utf8-errors replace" in err
+    assert main(["train", *args, "--vocab-size", "400", "--output", str(tok_path), "--utf8-errors", "replace"]) == 0
+    assert main(["encode", *args, "--tokenizer", str(tok_path), "--output", str(bin_path)]) == 2
+    assert main(["encode", *args, "--tokenizer", str(tok_path), "--output", str(bin_path), "--utf8-errors", "replace"]) == 0
+    tok = Tokenizer.load(tok_path)
+    assert tok.decode(read_token_file(bin_path, tok.fingerprint())) == data.decode("utf-8", "replace")
+    assert tok.encode(data.decode("utf-8", "replace")) == read_token_file(bin_path).tolist()
+
+
+def test_utf8_errors_must_be_strict_or_replace(tmp_path, small_tokenizer):
+    corpus = write_text(tmp_path / "c.txt", "some text\n")
+    with pytest.raises(TokenizerError, match=r"utf8_errors must be 'strict' or 'replace', got 'ignore'; pick one of the two"):
+        train_bpe(corpus, 300, utf8_errors="ignore")
+    with pytest.raises(TokenizerError, match=r"utf8_errors must be 'strict' or 'replace', got 'ignore'"):
+        write_token_file(small_tokenizer, corpus, tmp_path / "o.bin", utf8_errors="ignore")
