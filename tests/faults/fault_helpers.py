@@ -31,6 +31,13 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.Comp
                           text=True, timeout=timeout)
 
 
+def uninterrupted_run(root: Path, args: list[str], cache: Path) -> Path:
+    """Run `llm_lit` with `args` to the end in `root` (token cache in `cache`); returns `root`."""
+    result = run_cli([*args, "--data.cache_dir", str(cache)], cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root
+
+
 def checkpoint_step(path: Path) -> int:
     """global_step of a checkpoint file, or -1 when it does not exist (yet)."""
     if not path.is_file():

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fault_helpers import DEBUG_CONFIG, assert_same_logs, assert_same_training_state, run_and_interrupt, run_cli
+from fault_helpers import (DEBUG_CONFIG, assert_same_logs, assert_same_training_state, run_and_interrupt, run_cli,
+                           uninterrupted_run)
 
 ARGS = ["fit", "--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "false",
         "--trainer.log_every_n_steps", "1", "--model.config.dropout", "0.1", "--trainer.max_steps", "20",
@@ -24,10 +25,7 @@ def cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, cache) -> Path:
-    root = tmp_path_factory.mktemp("ddp_uninterrupted")
-    result = run_cli([*ARGS, "--data.cache_dir", str(cache)], cwd=root)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return root
+    return uninterrupted_run(tmp_path_factory.mktemp("ddp_uninterrupted"), ARGS, cache)
 
 
 # SIGTERM is the DDP-specific path (all ranks agree on the stopping step) and runs by default; SIGKILL

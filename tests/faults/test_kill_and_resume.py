@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from fault_helpers import (DEBUG_CONFIG, assert_same_logs, assert_same_training_state, run_and_interrupt, run_cli)
+from fault_helpers import (DEBUG_CONFIG, assert_same_logs, assert_same_training_state, run_and_interrupt, run_cli,
+                           uninterrupted_run)
 
 ARGS = ["fit", "--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "false",
         "--trainer.log_every_n_steps", "1", "--model.config.dropout", "0.1"]
@@ -27,10 +28,7 @@ def cache(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, cache) -> Path:
     """One uninterrupted run (30 steps, validation every 10, checkpoints every 5)."""
-    root = tmp_path_factory.mktemp("uninterrupted")
-    result = run_cli([*ARGS, "--data.cache_dir", str(cache)], cwd=root)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return root
+    return uninterrupted_run(tmp_path_factory.mktemp("uninterrupted"), ARGS, cache)
 
 
 def _interrupt_then_resume(root: Path, cache: Path, signum: int, after_step: int) -> tuple:
