@@ -65,11 +65,35 @@ class Embedding(nn.Module):
         """Weights from N(0, init_std)."""
         nn.init.normal_(self.weight, mean=0.0, std=self.init_std)
 
-    def forward(self, ids: Tensor) -> Tensor:
+    def forward(self, ids: Tensor, sparse_grad: bool = False) -> Tensor:
+        """Rows of the table for `ids`. With `sparse_grad`, the table's gradient from this lookup is a
+        sparse tensor of just those rows; only for a table whose dense gradient also comes from
+        elsewhere in the same graph (a tied output layer), so the sum reaching `.grad` is dense."""
+        if sparse_grad:
+            return _LookupWithSparseGrad.apply(self.weight, ids)
         return self.weight[ids]
 
     def extra_repr(self) -> str:
         return f"num_embeddings={self.num_embeddings}, embedding_dim={self.embedding_dim}"
+
+
+class _LookupWithSparseGrad(torch.autograd.Function):
+    """`weight[ids]`, whose backward gives `weight`'s gradient as a sparse COO tensor `(rows, dim)`
+    holding only the looked-up rows, instead of a dense table of zeros with those rows added in."""
+
+    @staticmethod
+    def forward(ctx, weight: Tensor, ids: Tensor) -> Tensor:  # noqa: ANN001 - autograd's ctx
+        ctx.save_for_backward(ids)
+        ctx.num_rows = weight.shape[0]
+        return weight[ids]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # noqa: ANN001 - autograd's ctx
+        (ids,) = ctx.saved_tensors
+        rows = grad.reshape(-1, grad.shape[-1])
+        table_grad = torch.sparse_coo_tensor(ids.reshape(1, -1), rows, (ctx.num_rows, rows.shape[1]),
+                                             check_invariants=False)
+        return table_grad, None
 
 
 class RMSNorm(nn.Module):

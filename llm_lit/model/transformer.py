@@ -121,13 +121,15 @@ class TransformerLM(nn.Module):
         Returns:
             logits `(batch, seq, vocab_size)`.
         """
-        return self.lm_head(self.hidden_states(ids, token_positions, kv_cache))
+        return self.lm_head(self.hidden_states(ids, token_positions, kv_cache, head_follows=True))
 
     def hidden_states(self, ids: Tensor, token_positions: Tensor | None = None,
-                      kv_cache: KVCache | None = None) -> Tensor:
+                      kv_cache: KVCache | None = None, head_follows: bool = False) -> Tensor:
         """The final-normed hidden states `(batch, seq, d_model)` that `lm_head` turns into logits.
 
-        Arguments as in `forward`.
+        Arguments as in `forward`. `head_follows=True` promises that the caller applies the output
+        layer to the result in the same graph (`forward` and `loss` do); with tied embeddings and
+        fused kernels the lookup's gradient is then sparse (see `_sparse_lookup_grad`).
         """
         batch, seq = self._check_ids(ids, kv_cache)
         start = kv_cache.length if kv_cache is not None else 0
@@ -138,7 +140,7 @@ class TransformerLM(nn.Module):
             positions = self._check_positions(token_positions, batch, seq, ids.device)
             max_position = None
 
-        x = self.token_embeddings(ids)
+        x = self.token_embeddings(ids, sparse_grad=head_follows and self._sparse_lookup_grad())
         if self.position_embeddings is not None:
             if max_position is None:
                 max_position = int(positions.max())
@@ -164,6 +166,19 @@ class TransformerLM(nn.Module):
         if kv_cache is not None:
             kv_cache.advance(seq)
         return self.ln_final(x)
+
+    def _sparse_lookup_grad(self) -> bool:
+        """Whether the token lookup may return a sparse gradient for the tied table.
+
+        Tied, the table gets a dense gradient from the output layer and one from the lookup, which
+        autograd sums. Dense, the lookup's is a zero-filled table with a few rows added in, and the
+        sum a third table-sized tensor (3 x 154 MB at GPT-2 small); sparse, it is only the batch's
+        rows, and the sum stays dense. Eager only (compiled graphs fuse this anyway), and only for
+        a plain leaf table (sharded wrappers see views of a flat parameter).
+        """
+        weight = self.token_embeddings.weight
+        return (self.config.tie_embeddings and self.config.attention == "fused" and torch.is_grad_enabled()
+                and weight.requires_grad and type(weight) is nn.Parameter and not torch.compiler.is_compiling())
 
     def _attention_mask(self, positions: Tensor, seq: int, start: int, kv_cache: KVCache | None,
                         device: torch.device) -> tuple[Tensor | None, bool]:
@@ -249,7 +264,7 @@ class TransformerLM(nn.Module):
             chunk_tokens = auto_chunk_tokens(ids.numel(), self.config.vocab_size) if fused else 0
         elif isinstance(chunk_tokens, bool) or not (isinstance(chunk_tokens, int) and chunk_tokens >= 0):
             raise UserError(f"chunk_tokens must be a non-negative integer (got {chunk_tokens!r}); pass e.g. 1024, or 0 to disable chunking.")
-        hidden = self.hidden_states(ids)
+        hidden = self.hidden_states(ids, head_follows=True)
         if chunk_tokens > 0:
             return chunked_linear_cross_entropy(hidden, self.lm_head.weight, targets, ignore_index, chunk_tokens)
         logits = self.lm_head(hidden)

@@ -128,7 +128,6 @@ class AdamW(torch.optim.Optimizer):
         torch._foreach_add_(denoms, eps)
         torch._foreach_addcdiv_(params, exp_avgs, denoms, step_sizes)
 
-
     @staticmethod
     def _update_compiled(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor],
                          exp_avg_sqs: list[Tensor], step_sizes: list[float], bias_correction2_sqrts: list[float], *,
@@ -139,8 +138,8 @@ class AdamW(torch.optim.Optimizer):
         # Low-precision parameters are updated in float32 arithmetic, as the eager foreach ops do.
         dtype = torch.float64 if params[0].dtype == torch.float64 else torch.float32
 
-        def scalar(x: float) -> Tensor:
-            return torch.tensor(x, device=device, dtype=dtype)
+        def scalar(x: float) -> Tensor:  # filled on the device: a copy from the host could wait for the GPU
+            return torch.full((), x, device=device, dtype=dtype)
 
         fixed = dict(decay=scalar(1.0 - lr * weight_decay), one_minus_beta1=scalar(1.0 - beta1),
                      beta2=scalar(beta2), one_minus_beta2=scalar(1.0 - beta2), eps=scalar(eps))

@@ -49,6 +49,21 @@ def test_embedding_matches_nn_embedding() -> None:
     _assert_same_forward_backward(ours, theirs, torch.randint(0, 50, (4, 9)))
 
 
+def test_embedding_sparse_grad_matches_nn_embedding_sparse() -> None:
+    torch.manual_seed(0)
+    ours = Embedding(50, 12)
+    theirs = nn.Embedding(50, 12, sparse=True)
+    theirs.load_state_dict(ours.state_dict())
+    ids = torch.randint(0, 50, (4, 9))  # repeated ids: their rows are summed
+    upstream = torch.randn(4, 9, 12)
+    out = ours(ids, sparse_grad=True)
+    torch.testing.assert_close(out, theirs(ids))
+    (out * upstream).sum().backward()
+    (theirs(ids) * upstream).sum().backward()
+    assert ours.weight.grad.is_sparse
+    torch.testing.assert_close(ours.weight.grad.to_dense(), theirs.weight.grad.to_dense())
+
+
 @pytest.mark.parametrize("fused", [False, True])
 def test_rmsnorm_matches_nn_rmsnorm(fused: bool) -> None:
     torch.manual_seed(0)

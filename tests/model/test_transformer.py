@@ -195,3 +195,50 @@ def test_runs_under_bf16_autocast_with_and_without_cache(position: str) -> None:
     torch.testing.assert_close(cached.float(), logits.float(), atol=0.02, rtol=0.02)
     assert loss.item() == pytest.approx(full32.item(), abs=0.02)
     assert model.lm_head.weight.grad is not None
+
+
+def _lookup_flags(model: TransformerLM) -> list[bool]:
+    """Record the `sparse_grad` flag of every token lookup the model makes."""
+    flags: list[bool] = []
+    lookup = model.token_embeddings.forward
+
+    def recording(ids: torch.Tensor, sparse_grad: bool = False) -> torch.Tensor:
+        flags.append(sparse_grad)
+        return lookup(ids, sparse_grad)
+
+    model.token_embeddings.forward = recording
+    return flags
+
+
+@pytest.mark.parametrize("chunk_tokens", [0, 8])
+def test_tied_table_gets_the_same_dense_gradient_through_the_sparse_lookup(chunk_tokens: int) -> None:
+    torch.manual_seed(0)
+    model = TransformerLM(ModelConfig.gpt2(**TINY))
+    dense = TransformerLM(ModelConfig.gpt2(**TINY))
+    dense.load_state_dict(model.state_dict())
+    dense._sparse_lookup_grad = lambda: False
+    flags = _lookup_flags(model)
+    ids = _ids()
+    for m in (model, dense):
+        m.loss(ids, ids.roll(1, dims=1), chunk_tokens=chunk_tokens).backward()
+        m(ids).logsumexp(-1).sum().backward()  # forward() applies the head too
+    assert flags == [True, True]
+    for (name, a), b in zip(model.named_parameters(), dense.parameters()):
+        assert a.grad.layout == torch.strided, name
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-6, rtol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("case", ["hidden_states alone", "untied", "reference attention", "no grad"])
+def test_the_lookup_stays_dense_where_no_tied_head_follows(case: str) -> None:
+    overrides = {"untied": dict(tie_embeddings=False), "reference attention": dict(attention="reference")}
+    model = TransformerLM(ModelConfig.gpt2(**{**TINY, **overrides.get(case, {})}))
+    flags = _lookup_flags(model)
+    if case == "hidden_states alone":
+        model.hidden_states(_ids()).sum().backward()
+        assert model.token_embeddings.weight.grad.layout == torch.strided
+    elif case == "no grad":
+        with torch.no_grad():
+            model(_ids())
+    else:
+        model.loss(_ids(), _ids(seed=2)).backward()
+    assert flags == [False]
