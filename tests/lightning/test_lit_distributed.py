@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from lit_helpers import DEBUG_CONFIG, run_cli, scalars
 
 SHORT = ["--config", str(DEBUG_CONFIG), "--trainer.max_steps", "10", "--trainer.val_check_interval", "10",
@@ -22,12 +24,15 @@ def _final_val_loss(tmp_path, name: str, extra: list[str]) -> float:
     return val[0][1]
 
 
-def test_ddp_matches_one_process_and_gradient_accumulation(tmp_path):
-    single = _final_val_loss(tmp_path, "single", ["--data.batch_size", "16"])
-    ddp = _final_val_loss(tmp_path, "ddp", ["--data.batch_size", "8", "--trainer.devices", "2",
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+def test_ddp_matches_one_process_and_gradient_accumulation(tmp_path, tied: bool):
+    # tied embeddings take the sparse lookup gradient, summed into the head's before DDP's all-reduce
+    model = ["--model.config.tie_embeddings", str(tied).lower()]
+    single = _final_val_loss(tmp_path, "single", [*model, "--data.batch_size", "16"])
+    ddp = _final_val_loss(tmp_path, "ddp", [*model, "--data.batch_size", "8", "--trainer.devices", "2",
                                              "--trainer.strategy", "ddp"])
     # val_check_interval counts micro-batches: 20 of them make the same 10 optimizer steps
-    accumulated = _final_val_loss(tmp_path, "accumulate", ["--data.batch_size", "8", "--trainer.val_check_interval",
+    accumulated = _final_val_loss(tmp_path, "accumulate", [*model, "--data.batch_size", "8", "--trainer.val_check_interval",
                                                            "20", "--trainer.accumulate_grad_batches", "2"])
     assert math.isclose(ddp, single, rel_tol=1e-4), (ddp, single)
     assert math.isclose(accumulated, single, rel_tol=1e-4), (accumulated, single)
