@@ -61,3 +61,11 @@ def test_gradients_are_freed_right_after_each_optimizer_step(accumulate: int, tm
     trainer.fit(module, train_dataloaders=loader)
     # after a micro-batch that ends an optimizer step, no gradient is left; mid-accumulation they are kept
     assert seen == [(i, (i + 1) % accumulate == 0) for i in range(2 * accumulate)]
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_optimizer_compile_option_reaches_adamw(compiled: bool) -> None:
+    module = LanguageModel(CONFIG, OptimizerConfig(warmup_steps=1, compile=compiled), sample_prompts=[])
+    module.trainer = SimpleNamespace(max_steps=10)
+    optimizer = module.configure_optimizers()["optimizer"]
+    assert optimizer.compile is compiled
