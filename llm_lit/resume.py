@@ -30,8 +30,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from llm_lit.checkpoint import read_checkpoint
-from llm_lit.data.datasets import _splitmix64
 from llm_lit.errors import UserError
+from llm_lit.hashing import splitmix64
 from tokenizer.atomic import atomic_path
 
 RNG_KEY = "llm_lit_rng"
@@ -72,8 +72,8 @@ def write_failure_message(path: str | os.PathLike, error: OSError, what: str, se
 # ---------------------------------------------------------------------- randomness
 def micro_batch_seed(seed: int, micro_batch: int, rank: int) -> int:
     """The torch seed of training micro-batch `micro_batch` on `rank`: a hash of the three (63-bit)."""
-    mixed = _splitmix64(np.asarray([seed], dtype=np.uint64)) ^ np.uint64(micro_batch)
-    mixed = _splitmix64(_splitmix64(mixed) ^ np.uint64(rank))
+    mixed = splitmix64(np.asarray([seed], dtype=np.uint64)) ^ np.uint64(micro_batch)
+    mixed = splitmix64(splitmix64(mixed) ^ np.uint64(rank))
     return int(mixed[0] >> np.uint64(1))
 
 
