@@ -27,7 +27,7 @@ from typing import Any, Literal, Optional
 import torch
 
 from llm_lit.callbacks import PEAK_FLOPS
-from llm_lit.errors import UserError
+from llm_lit.errors import UserError, one_line
 from llm_lit.model import ModelConfig, TransformerLM
 from llm_lit.model.chunked_loss import auto_chunk_tokens
 
@@ -371,14 +371,12 @@ def _user_error_in(error: BaseException) -> UserError:
         if isinstance(seen, UserError):
             return seen
         seen = seen.__cause__ or seen.__context__
-    return UserError(f"{' '.join(str(error).split()).rstrip('.')}; see llm_lit accounting --help.")
+    return UserError(f"{one_line(error).rstrip('.')}; see llm_lit accounting --help.")
 
 
 if __name__ == "__main__":
     import sys
 
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except UserError as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        sys.exit(2)
+    from llm_lit.cli import main as llm_lit_main
+
+    sys.exit(llm_lit_main(["accounting", *sys.argv[1:]]))
