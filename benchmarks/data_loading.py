@@ -32,7 +32,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from llm_lit.accounting import device_peak_flops, flops_per_token, load_preset  # noqa: E402
+from llm_lit.accounting import device_peak_flops, flops_per_token  # noqa: E402
+from llm_lit.presets import load_preset  # noqa: E402
 from llm_lit.data import RandomWindows  # noqa: E402
 from llm_lit.model import TransformerLM  # noqa: E402
 from llm_lit.optim import AdamW, clip_grad_norm, param_groups  # noqa: E402

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import llm_lit.optim.adamw as adamw  # noqa: E402
-from llm_lit.accounting import load_preset  # noqa: E402
+from llm_lit.presets import load_preset  # noqa: E402
 from llm_lit.model import TransformerLM  # noqa: E402
 from llm_lit.optim import AdamW, param_groups  # noqa: E402
 

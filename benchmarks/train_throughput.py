@@ -257,7 +257,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         print("RESULT " + json.dumps(child(json.loads(args.child))), flush=True)
         return
 
-    from llm_lit.accounting import flops_per_token, load_preset
+    from llm_lit.accounting import flops_per_token
+    from llm_lit.presets import load_preset
     from llm_lit.callbacks import peak_flops
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
