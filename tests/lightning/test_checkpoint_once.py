@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_helpers import DEBUG_CONFIG, run_cli
+from cli_helpers import DEBUG_CONFIG, run_cli
 from llm_lit.checkpoint import LoadedCheckpoint
 from llm_lit.cli import LLMLitCLI, main
 from llm_lit.data.tokens import BUNDLED_CORPUS
