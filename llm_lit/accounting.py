@@ -21,7 +21,6 @@ Every figure is computed from the `ModelConfig` (no model is allocated):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, Optional
 
 import torch
