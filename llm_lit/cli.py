@@ -117,23 +117,15 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
             except ArgumentError as e:
                 raise UserError(_one_line(parser, e, args)) from None
 
-    def instantiate_classes(self) -> None:
-        """Instantiate as LightningCLI does, then hand the checkpoint's tokenizer to the DataModule (in memory)."""
-        super().instantiate_classes()
-        if self.checkpoint is not None and self.config.get("subcommand") in CHECKPOINT_DEFINES_MODEL:
-            tokenizer = self.checkpoint.tokenizer()
-            if tokenizer is not None:
-                self.datamodule.use_tokenizer(tokenizer)
-
     def before_instantiate_classes(self) -> None:
         """Apply `torch_threads` before any tensor work."""
-        threads = self._get(self.config, "torch_threads")
+        threads = self._setting(self.config, "torch_threads")
         if threads:
             torch.set_num_threads(threads)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The Trainer, with atomic checkpoint files and checkpoint-on-interrupt; device errors in one line."""
-        config = self._get(self.config_init, "trainer", default={})
+        config = self._setting(self.config_init, "trainer", default={})
         check_devices(config.get("accelerator"), config.get("devices"))
         plugins = config.get("plugins") or []
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
@@ -146,6 +138,17 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
             raise UserError(f"Invalid trainer settings: {first}; fix the --trainer values.") from e
         trainer.callbacks.append(InterruptCheckpoint())
         return trainer
+
+    def after_instantiate_classes(self) -> None:
+        """Hand the checkpoint's tokenizer to the DataModule, in memory (validate, test and predict)."""
+        if self.checkpoint is not None and self.subcommand in CHECKPOINT_DEFINES_MODEL:
+            tokenizer = self.checkpoint.tokenizer()
+            if tokenizer is not None:
+                self.datamodule.use_tokenizer(tokenizer)
+
+    def _setting(self, config: Any, key: str, default: Any = None) -> Any:
+        """`key` of the running subcommand's part of `config` (all of `config` when there is no subcommand)."""
+        return config.get(str(self.subcommand), config).get(key, default)
 
     def before_fit(self) -> None:
         """Check that checkpoints and logs can be written before any training time is spent."""

@@ -22,8 +22,10 @@ Private names used (and the public ones that replaced earlier private uses):
 * `parser._subcommands_action` (jsonargparse) and `parser._actions` (argparse): the option
   names a subcommand accepts, for "did you mean" hints (`subcommand_parser`, `option_keys`).
 * the wording of jsonargparse's error messages (`unknown_key`, `reworded`).
-* `LightningModule._trainer` is no longer used: `attached_trainer` asks the public
-  `module.trainer` property.
+* no longer used, replaced by public APIs: `LightningModule._trainer` (`attached_trainer` asks
+  the `module.trainer` property), `LightningCLI._get` (the CLI reads its settings with
+  `Namespace.get`), reading `_signal_connector.received_sigterm` (`trainer.received_sigterm`),
+  and overriding `LightningCLI.instantiate_classes` (the `after_instantiate_classes` hook).
 """
 
 from __future__ import annotations
