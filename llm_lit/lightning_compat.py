@@ -24,8 +24,7 @@ Private names used (and the public ones that replaced earlier private uses):
 * the wording of jsonargparse's error messages (`unknown_key`, `reworded`).
 * no longer used, replaced by public APIs: `LightningModule._trainer` (`attached_trainer` asks
   the `module.trainer` property), `LightningCLI._get` (the CLI reads its settings with
-  `Namespace.get`), reading `_signal_connector.received_sigterm` (`trainer.received_sigterm`),
-  and overriding `LightningCLI.instantiate_classes` (the `after_instantiate_classes` hook).
+  `Namespace.get`) and reading `_signal_connector.received_sigterm` (`trainer.received_sigterm`).
 """
 
 from __future__ import annotations
