@@ -209,12 +209,15 @@ def read_given_checkpoint(ckpt_path: Optional[str]) -> Optional[LoadedCheckpoint
 def checkpoint_settings(checkpoint: LoadedCheckpoint) -> dict[str, Any]:
     """The settings a checkpoint imposes on validate, test and predict: its architecture and vocabulary.
 
-    `data.tokenizer_path` is cleared because the checkpoint's tokenizer goes to the DataModule in
-    memory (`TextDataModule.use_tokenizer`); `data.context_length` follows through the parse-time link.
+    When the checkpoint carries a tokenizer, `data.tokenizer_path` is cleared: that tokenizer goes to the
+    DataModule in memory (`TextDataModule.use_tokenizer`). `data.context_length` follows through the
+    parse-time link.
     """
     model_config = checkpoint.model_config().to_dict()
-    return {"model": {"config": model_config},
-            "data": {"vocab_size": model_config["vocab_size"], "tokenizer_path": None}}
+    data: dict[str, Any] = {"vocab_size": model_config["vocab_size"]}
+    if checkpoint.payload.get("tokenizer") is not None:
+        data["tokenizer_path"] = None
+    return {"model": {"config": model_config}, "data": data}
 
 
 def apply_to_config(parser: Any, config: Any, subcommand: str, checkpoint: LoadedCheckpoint) -> Any:
