@@ -18,7 +18,6 @@ tokens/s of gpt2-small measured here on this CPU (fp32, batch 1 x 1024, `--model
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -32,10 +31,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from llm_lit.accounting import device_peak_flops, flops_per_token, load_preset  # noqa: E402
+from llm_lit.accounting import device_peak_flops, flops_per_token  # noqa: E402
+from llm_lit.presets import load_preset  # noqa: E402
 from llm_lit.data import RandomWindows  # noqa: E402
 from llm_lit.model import TransformerLM  # noqa: E402
 from llm_lit.optim import AdamW, clip_grad_norm, param_groups  # noqa: E402
+from report import interleaved, print_medians  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -110,11 +111,8 @@ def main() -> None:
         }
         for sample in samplers.values():  # warm the page cache and the loader
             time_batches(sample, 20, tokens_per_batch)
-        rates: dict[str, list[float]] = {name: [] for name in samplers}
-        for r in range(args.repeats):
-            names = list(samplers) if r % 2 == 0 else list(samplers)[::-1]
-            for name in names:
-                rates[name].append(time_batches(samplers[name], args.batches, tokens_per_batch))
+        rates = interleaved({name: (lambda sample=sample: time_batches(sample, args.batches, tokens_per_batch))
+                             for name, sample in samplers.items()}, args.repeats, alternate=True)
         del loader_iter, tokens
 
     config, _, _ = load_preset("gpt2-small")
@@ -125,11 +123,8 @@ def main() -> None:
 
     print(f"window sampling, batch {args.batch_size} x {args.context} from a {args.tokens:,}-token uint16 memmap, "
           f"{args.repeats} interleaved repeats x {args.batches} batches, {torch.get_num_threads()} threads")
-    reference = statistics.median(rates["reference: nanoGPT get_batch"])
-    for name, values in rates.items():
-        median = statistics.median(values)
-        print(f"  {name:30s} {median / 1e6:9.1f} M tokens/s   ratio vs reference {median / reference:6.2f}")
-    ours = statistics.median(rates["ours: through DataLoader"])
+    ours = print_medians(rates, references=["reference: nanoGPT get_batch"], unit="M tokens/s",
+                         scale=1e-6)["ours: through DataLoader"]
     print(f"gpt2-small consumption (FLOPs/token {fpt:,}):")
     if gpu_need:
         print(f"  {args.device_name} bf16 at {args.mfu:.0%} MFU would consume {gpu_need / 1e3:9.1f} k tokens/s "

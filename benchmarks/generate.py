@@ -11,9 +11,7 @@ Variants are timed in interleaved rounds; medians of new tokens/s are printed.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -23,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from llm_lit.generation import SamplingConfig, generate  # noqa: E402
 from llm_lit.model import ModelConfig, TransformerLM  # noqa: E402
+from report import interleaved, print_medians, seconds  # noqa: E402
 
 
 def hf_model(config: ModelConfig):  # noqa: ANN201 - transformers is a test-only dependency
@@ -75,22 +74,11 @@ def main() -> None:
         warnings.simplefilter("ignore")
         for fn in variants.values():  # warm-up (and check every variant makes n tokens)
             assert fn() == n
-        rates: dict[str, list[float]] = {name: [] for name in variants}
-        for _ in range(args.repeats):
-            for name, fn in variants.items():
-                start = time.perf_counter()
-                made = fn()
-                rates[name].append(made / (time.perf_counter() - start))
+        rates = interleaved({name: (lambda fn=fn: n / seconds(fn)) for name, fn in variants.items()}, args.repeats)
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, batch 1, prompt {args.prompt_len} tokens, "
           f"{n} new tokens, 6L/6H/d384/ctx256/vocab8192 llama, {args.repeats} repeats")
-    medians = {name: statistics.median(values) for name, values in rates.items()}
-    for name, median in medians.items():
-        print(f"{name:28s} {median:9.1f} tokens/s")
-    cached = medians["ours KV-cached"]
-    print(f"KV-cached / recompute: {cached / medians['ours recompute (no cache)']:.2f}x")
-    if "hf transformers generate" in medians:
-        print(f"KV-cached / hf generate: {cached / medians['hf transformers generate']:.2f}x")
+    print_medians(rates, references=["ours recompute (no cache)", "hf transformers generate"], unit="tokens/s")
 
 
 if __name__ == "__main__":

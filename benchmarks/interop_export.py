@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -29,12 +27,7 @@ from llm_lit.interop import export_hf, load_hf_model  # noqa: E402
 from llm_lit.interop import safetensors_io  # noqa: E402
 from llm_lit.interop.hf_llama import to_hf_state_dict  # noqa: E402
 from llm_lit.model import ModelConfig, TransformerLM  # noqa: E402
-
-
-def _timed(fn) -> float:  # noqa: ANN001
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+from report import interleaved, medians, paired_ratio, seconds  # noqa: E402
 
 
 def _save_without_fsync(tensors: dict, path: Path) -> None:
@@ -85,22 +78,24 @@ def main() -> None:
         "import folder": (lambda: load_hf_model(work / "ours_hf"),
                           lambda: transformers.AutoModelForCausalLM.from_pretrained(work / "theirs_hf")),
     }
-    times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in variants}
     try:
         export_hf(model, None, work / "ours_hf")
         hf = transformers.AutoModelForCausalLM.from_pretrained(work / "ours_hf")
-        for _ in range(args.repeats):
-            for name, (ours, theirs) in variants.items():
-                times[name][0].append(_timed(ours))
-                times[name][1].append(_timed(theirs))
+        timed = {f"{step} {side}": (lambda fn=fn: seconds(fn))
+                 for step, pair in variants.items() for side, fn in zip(("ours", "ref"), pair)}
+        times = interleaved(timed, args.repeats)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"{'step':<18}{'ours s':>9}{'ref s':>9}{'ours GB/s':>11}{'ref GB/s':>10}{'ours/ref':>10}   reference")
+    mid = medians(times)
+    print(f"{'step':<18}{'ours s':>9}{'ref s':>9}{'ours GB/s':>11}{'ref GB/s':>10}{'ours/ref':>10}{'paired':>8}"
+          "   reference")
     references = ["safetensors.torch.save_file", "safetensors.torch.save_file", "safetensors.torch.load_file (+clone)",
                   "LlamaForCausalLM.save_pretrained", "AutoModelForCausalLM.from_pretrained"]
-    for (name, (ours, theirs)), reference in zip(times.items(), references):
-        a, b = statistics.median(ours), statistics.median(theirs)
-        print(f"{name:<18}{a:>9.3f}{b:>9.3f}{gigabytes / a:>11.2f}{gigabytes / b:>10.2f}{a / b:>10.2f}   {reference}")
+    for step, reference in zip(variants, references):
+        a, b = mid[f"{step} ours"], mid[f"{step} ref"]
+        paired = paired_ratio(times[f"{step} ours"], times[f"{step} ref"])
+        print(f"{step:<18}{a:>9.3f}{b:>9.3f}{gigabytes / a:>11.2f}{gigabytes / b:>10.2f}{a / b:>10.2f}{paired:>8.2f}"
+              f"   {reference}")
     print(f"medians of {args.repeats} interleaved repeats")
 
 

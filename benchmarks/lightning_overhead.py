@@ -27,6 +27,7 @@ from llm_lit.data import RandomWindows, TextDataModule  # noqa: E402
 from llm_lit.model import ModelConfig, TransformerLM  # noqa: E402
 from llm_lit.module import LanguageModel, OptimizerConfig  # noqa: E402
 from llm_lit.optim import AdamW, clip_grad_norm, cosine_warmup_scheduler, param_groups  # noqa: E402
+from report import interleaved, print_medians  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -110,27 +111,22 @@ def main() -> None:
           f"batch {args.batch_size}x{args.context} tokens, {torch.get_num_threads()} threads; "
           f"{args.steps} steps, first {args.warmup} untimed, {args.repeats} interleaved repeats", flush=True)
     tokens_per_step = args.batch_size * args.context
-    runs: dict[str, list[list[float]]] = {"plain": [], "lightning": []}
-    with tempfile.TemporaryDirectory() as log_dir:
-        for r in range(args.repeats):
-            order = ("plain", "lightning") if r % 2 == 0 else ("lightning", "plain")
-            for which in order:
-                if which == "plain":
-                    times = plain_loop(config, datamodule.train_tokens, args, opt_config)
-                else:
-                    times = lightning_loop(config, datamodule, args, opt_config, log_dir)
-                runs[which].append(times)
-                print(f"  repeat {r}: {which:9s} median step {1e3 * statistics.median(times):7.1f} ms, "
-                      f"mean {1e3 * statistics.fmean(times):7.1f} ms", flush=True)
 
-    def figure(which: str, reduce) -> float:
-        # tokens/s of each run from its reduced step time, then the median over runs
-        return statistics.median(tokens_per_step / reduce(times) for times in runs[which])
+    def progress(r: int, which: str, times: list[float]) -> None:
+        print(f"  repeat {r}: {which:9s} median step {1e3 * statistics.median(times):7.1f} ms, "
+              f"mean {1e3 * statistics.fmean(times):7.1f} ms", flush=True)
+
+    with tempfile.TemporaryDirectory() as log_dir:
+        loops = {"plain PyTorch loop (reference)": lambda: plain_loop(config, datamodule.train_tokens, args,
+                                                                      opt_config),
+                 "Lightning fit (ours)": lambda: lightning_loop(config, datamodule, args, opt_config, log_dir)}
+        runs = interleaved(loops, args.repeats, alternate=True, on_result=progress)
 
     for name, reduce in (("median step time", statistics.median), ("mean step time (all costs)", statistics.fmean)):
-        p, q = figure("plain", reduce), figure("lightning", reduce)
-        print(f"[{name}] plain PyTorch loop (reference): {p:8.0f} tokens/s | Lightning fit (ours): {q:8.0f} "
-              f"tokens/s | ratio {q / p:.3f}")
+        # tokens/s of each run from its reduced step time; medians over runs
+        print(f"[{name}] tokens/s:")
+        print_medians({which: [tokens_per_step / reduce(times) for times in r] for which, r in runs.items()},
+                      references=["plain PyTorch loop (reference)"], unit="tokens/s", digits=0)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,7 @@ are random and fixed; the first step (state allocation) is not timed. Prints med
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -24,19 +22,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import llm_lit.optim.adamw as adamw  # noqa: E402
-from llm_lit.accounting import load_preset  # noqa: E402
+from llm_lit.presets import load_preset  # noqa: E402
 from llm_lit.model import TransformerLM  # noqa: E402
 from llm_lit.optim import AdamW, param_groups  # noqa: E402
+from report import print_medians, seconds  # noqa: E402
 
 
-def median_step_ms(optimizer: torch.optim.Optimizer, repeats: int) -> float:
-    optimizer.step()  # allocates the state (and compiles)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        optimizer.step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+def step_times(optimizer: torch.optim.Optimizer, repeats: int) -> list[float]:
+    """Seconds of each of `repeats` steps, after a first (untimed) step that allocates the state and compiles."""
+    optimizer.step()
+    return [seconds(optimizer.step) for _ in range(repeats)]
 
 
 def main() -> None:
@@ -56,18 +51,16 @@ def main() -> None:
     n = sum(p.numel() for p in model.parameters())
     print(f"{args.config}: {n / 1e6:.1f}M parameters, {torch.get_num_threads()} threads, torch {torch.__version__}")
     kwargs = dict(lr=3e-4, betas=(0.9, 0.95), eps=1e-8)
-    fused = median_step_ms(torch.optim.AdamW(param_groups(model, 0.1), fused=True, **kwargs), args.repeats)
-    foreach = median_step_ms(torch.optim.AdamW(param_groups(model, 0.1), foreach=True, **kwargs), args.repeats)
-    print(f"  torch AdamW fused      {fused:8.1f} ms")
-    print(f"  torch AdamW foreach    {foreach:8.1f} ms")
+    # One optimizer at a time (each holds the state of every parameter), so its steps run back to back.
+    times = {f"torch AdamW {kind}": step_times(torch.optim.AdamW(param_groups(model, 0.1), **{kind: True}, **kwargs),
+                                                args.repeats) for kind in ("fused", "foreach")}
     tiles = [int(t) for t in args.tile.split(",")] if args.tile else [adamw.TILE_ELEMENTS_CPU]
     for tile in tiles:
         adamw.TILE_ELEMENTS_CPU = tile
-        ours = median_step_ms(AdamW(param_groups(model, 0.1), **kwargs), args.repeats)
-        print(f"  ours (tile {tile:>8d})  {ours:8.1f} ms   time ratio vs fused {ours / fused:.2f}, vs foreach {ours / foreach:.2f}")
-    ours = median_step_ms(AdamW(param_groups(model, 0.1), compile=True, **kwargs), args.repeats)
-    print(f"  ours compiled          {ours:8.1f} ms   time ratio vs fused {ours / fused:.2f}, vs foreach {ours / foreach:.2f}")
-
+        times[f"ours (tile {tile})"] = step_times(AdamW(param_groups(model, 0.1), **kwargs), args.repeats)
+    times["ours compiled"] = step_times(AdamW(param_groups(model, 0.1), compile=True, **kwargs), args.repeats)
+    print("median step time; ratios are of times:")
+    print_medians(times, references=["torch AdamW fused", "torch AdamW foreach"], unit="ms", scale=1e3)
 
 if __name__ == "__main__":
     main()

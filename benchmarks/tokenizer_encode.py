@@ -19,12 +19,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,6 +32,7 @@ import tiktoken  # noqa: E402
 import tokenizers  # noqa: E402
 
 from tokenizer import Tokenizer, train_bpe  # noqa: E402
+from report import interleaved, print_medians, seconds  # noqa: E402
 from tokenizer.pretokenize import GPT2_PATTERN, PRETOKEN_RE, chunk_boundaries, pretokens  # noqa: E402
 
 EOT = "<|endoftext|>"
@@ -52,29 +50,24 @@ def build_references(tok: Tokenizer, tmp: str) -> tuple[tiktoken.Encoding, token
 
 def throughput(tok: Tokenizer, enc, hf, text: str, repeats: int) -> None:
     mb = len(text.encode("utf-8")) / 1e6
-    names = ["ours (cold cache)", "ours (warm cache)", "our pre-tokens", "GPT-2 regex alone", "tiktoken", "HF tokenizers"]
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for _ in range(repeats):
-        fresh = Tokenizer(tok.vocab, tok.merges, tok.special_tokens)
-        for name, fn in [
-            ("ours (cold cache)", lambda: fresh.encode(text)),
-            ("ours (warm cache)", lambda: fresh.encode(text)),
-            ("our pre-tokens", lambda: pretokens(text)),  # ASCII fast path + the Unicode pattern around the rest
-            ("GPT-2 regex alone", lambda: PRETOKEN_RE.findall(text)),
-            ("tiktoken", lambda: enc.encode_ordinary(text)),
-            ("HF tokenizers", lambda: hf.encode(text, add_special_tokens=False).ids),
-        ]:
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
+    fresh: list[Tokenizer] = []  # each round's new tokenizer: its first encode runs with an empty cache
+
+    def cold() -> float:
+        fresh[:] = [Tokenizer(tok.vocab, tok.merges, tok.special_tokens)]
+        return seconds(lambda: fresh[0].encode(text))
+
+    times = interleaved({
+        "ours (cold cache)": cold,
+        "ours (warm cache)": lambda: seconds(lambda: fresh[0].encode(text)),
+        # our pre-tokens: the ASCII fast path + the Unicode pattern around the rest
+        "our pre-tokens": lambda: seconds(lambda: pretokens(text)),
+        "GPT-2 regex alone": lambda: seconds(lambda: PRETOKEN_RE.findall(text)),
+        "tiktoken": lambda: seconds(lambda: enc.encode_ordinary(text)),
+        "HF tokenizers": lambda: seconds(lambda: hf.encode(text, add_special_tokens=False).ids),
+    }, repeats)
     print(f"\nthroughput on {mb:.1f} MB, single process, {repeats} interleaved runs, median MB/s:")
-    rate = {name: mb / statistics.median(t) for name, t in times.items()}
-    for name, r in rate.items():
-        print(f"  {name:18s} {r:6.2f} MB/s   runs: " + " ".join(f"{mb / t:.2f}" for t in times[name]))
-    for ours in ("ours (cold cache)", "ours (warm cache)", "our pre-tokens", "GPT-2 regex alone"):
-        paired = statistics.median(t / o for o, t in zip(times[ours], times["tiktoken"]))
-        print(f"  ratio {ours} / tiktoken: {rate[ours] / rate['tiktoken']:.2f} (median of paired runs {paired:.2f})"
-              f"   / HF: {rate[ours] / rate['HF tokenizers']:.2f}")
+    rates = {name: [mb / t for t in runs] for name, runs in times.items()}
+    print_medians(rates, references=["tiktoken", "HF tokenizers"], unit="MB/s", digits=2, show_runs=True)
 
 
 def identity(tok: Tokenizer, enc, hf, paths: list[Path]) -> bool:

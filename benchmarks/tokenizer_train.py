@@ -15,11 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from report import interleaved, medians, print_medians
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -60,19 +61,18 @@ def run_child(code: str, path: str, vocab_size: int, special: str) -> dict:
 
 
 def bench(path: str, vocab_size: int, special: str, repeats: int) -> None:
-    ours, hf = [], []
-    for _ in range(repeats):  # interleaved, so both see the same machine load
-        ours.append(run_child(OURS, path, vocab_size, special))
-        hf.append(run_child(HF, path, vocab_size, special))
-    med = lambda runs, key: statistics.median(r[key] for r in runs)  # noqa: E731
-    name = Path(path).name
+    runs = interleaved({"ours": lambda: run_child(OURS, path, vocab_size, special),
+                        "HF": lambda: run_child(HF, path, vocab_size, special)}, repeats)
     size_mb = os.path.getsize(path) / 1e6
-    print(f"\n{name} ({size_mb:.1f} MB) -> vocab {vocab_size}, {repeats} runs each, medians:")
-    print(f"  ours: {med(ours, 'seconds'):6.2f} s   peak {med(ours, 'peak_mb'):6.0f} MB "
-          f"(main {med(ours, 'main_mb'):.0f} MB, largest worker {med(ours, 'worker_mb'):.0f} MB)   runs: "
-          + " ".join(f"{r['seconds']:.2f}" for r in ours))
-    print(f"  HF  : {med(hf, 'seconds'):6.2f} s   peak {med(hf, 'peak_mb'):6.0f} MB   runs: " + " ".join(f"{r['seconds']:.2f}" for r in hf))
-    print(f"  ratio ours/HF: time {med(ours, 'seconds') / med(hf, 'seconds'):.2f}x, peak memory {med(ours, 'peak_mb') / med(hf, 'peak_mb'):.2f}x")
+    print(f"\n{Path(path).name} ({size_mb:.1f} MB) -> vocab {vocab_size}, {repeats} interleaved runs each, medians:")
+    print("  seconds")
+    print_medians({name: [r["seconds"] for r in rs] for name, rs in runs.items()}, references=["HF"], unit="s",
+                  digits=2, show_runs=True, indent="    ")
+    print("  peak memory (ours: main process + largest worker)")
+    print_medians({name: [r["peak_mb"] for r in rs] for name, rs in runs.items()}, references=["HF"], unit="MB",
+                  digits=0, indent="    ")
+    ours = medians({key: [r[key] for r in runs["ours"]] for key in ("main_mb", "worker_mb")})
+    print(f"    ours: main {ours['main_mb']:.0f} MB, largest worker {ours['worker_mb']:.0f} MB")
 
 
 def scaling(path: str, vocab_size: int, special: str) -> None:

@@ -13,7 +13,6 @@ Variants are timed in interleaved rounds; medians of tokens/s are printed.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from llm_lit.optim import AdamW, param_groups  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_model import ReferenceLM, reference_optimizer  # noqa: E402
+from report import interleaved, print_medians  # noqa: E402
 
 
 def make_variants(args: argparse.Namespace) -> dict[str, tuple[nn.Module, torch.optim.Optimizer]]:
@@ -76,17 +76,12 @@ def main() -> None:
     for model, optimizer in variants.values():
         train_steps(model, optimizer, ids, targets, 2)  # warm-up
     tokens = args.batch * args.context * args.steps
-    rates: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(args.repeats):
-        for name, (model, optimizer) in variants.items():
-            rates[name].append(tokens / train_steps(model, optimizer, ids, targets, args.steps))
+    rates = interleaved({name: (lambda m=model, o=optimizer: tokens / train_steps(m, o, ids, targets, args.steps))
+                         for name, (model, optimizer) in variants.items()}, args.repeats)
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, batch {args.batch} x ctx {args.context}, "
           f"{args.layers}L/{args.heads}H/d{args.d_model}/vocab {args.vocab}, {args.repeats} repeats x {args.steps} steps")
-    reference = statistics.median(rates["reference (torch.nn + torch AdamW)"])
-    for name, values in rates.items():
-        median = statistics.median(values)
-        print(f"{name:36s} {median:9.0f} tokens/s   ratio vs reference {median / reference:.3f}")
+    print_medians(rates, references=["reference (torch.nn + torch AdamW)"], unit="tokens/s", digits=0)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ import contextlib
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from report import interleaved, medians, paired_ratio  # noqa: E402
 
 LR, MIN_LR, WARMUP_LR_STEPS, CLIP = 3e-4, 3e-5, 2, 1.0
 
@@ -257,7 +258,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         print("RESULT " + json.dumps(child(json.loads(args.child))), flush=True)
         return
 
-    from llm_lit.accounting import flops_per_token, load_preset
+    from llm_lit.accounting import flops_per_token
+    from llm_lit.presets import load_preset
     from llm_lit.callbacks import peak_flops
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
@@ -276,36 +278,37 @@ def main(argv: Optional[list[str]] = None) -> None:
           f"our optimizer update {'compiled' if args.optimizer_compile == 'on' else 'eager'}; "
           f"{args.repeats} interleaved repeats x {args.steps} timed steps after {args.warmup} warm-up", flush=True)
 
-    medians: dict[tuple[bool, int, str], dict[str, float]] = {}
-    paired: dict[tuple[bool, int], list[float]] = {}
+    figures: dict[tuple[bool, int, str], dict[str, float]] = {}
+    paired: dict[tuple[bool, int], tuple[int, float]] = {}
     for compiled in compile_modes:
         for batch in batch_sizes:
-            runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
-            for r in range(args.repeats):
-                for variant in (variants if r % 2 == 0 else variants[::-1]):
-                    spec = dict(variant=variant, config=config.to_dict(), batch_size=batch, context=context,
-                                precision=args.precision, compile=compiled,
-                                optimizer_compile=args.optimizer_compile == "on", steps=args.steps, warmup=args.warmup,
-                                device=device, loss_chunk_tokens=args.loss_chunk_tokens,
-                                activation_checkpointing=args.activation_checkpointing, threads=args.threads)
-                    result = spawn(spec)
-                    runs[variant].append(result)
-                    shown = "out of memory" if result.get("oom") else f"{result['tokens_per_s']:10.0f} tokens/s"
-                    print(f"  compile={'on ' if compiled else 'off'} batch {batch:4d} repeat {r}: {variant:9s} {shown}",
-                          flush=True)
-            pairs = [o["tokens_per_s"] / r["tokens_per_s"] for o, r in zip(runs.get("ours", []), runs.get("reference", []))
-                     if not (o.get("oom") or r.get("oom"))]
-            if pairs:
-                paired[(compiled, batch)] = pairs
+            def run(variant: str) -> dict[str, Any]:
+                return spawn(dict(variant=variant, config=config.to_dict(), batch_size=batch, context=context,
+                                  precision=args.precision, compile=compiled,
+                                  optimizer_compile=args.optimizer_compile == "on", steps=args.steps,
+                                  warmup=args.warmup, device=device, loss_chunk_tokens=args.loss_chunk_tokens,
+                                  activation_checkpointing=args.activation_checkpointing, threads=args.threads))
+
+            def progress(r: int, variant: str, result: dict[str, Any]) -> None:
+                shown = "out of memory" if result.get("oom") else f"{result['tokens_per_s']:10.0f} tokens/s"
+                print(f"  compile={'on ' if compiled else 'off'} batch {batch:4d} repeat {r}: {variant:9s} {shown}",
+                      flush=True)
+
+            runs = interleaved({v: (lambda v=v: run(v)) for v in variants}, args.repeats, alternate=True,
+                               on_result=progress)
+            both = [(o["tokens_per_s"], r["tokens_per_s"]) for o, r in zip(runs.get("ours", []), runs.get("reference", []))
+                    if not (o.get("oom") or r.get("oom"))]
+            if both:
+                paired[(compiled, batch)] = (len(both), paired_ratio(*zip(*both)))
             for variant, results in runs.items():
                 ok = [x for x in results if not x.get("oom")]
                 if ok:
-                    medians[(compiled, batch, variant)] = {
-                        k: statistics.median(x[k] for x in ok) for k in ("tokens_per_s", "step_s", "peak_bytes")}
-    report(medians, paired, fpt, peak)
+                    figures[(compiled, batch, variant)] = medians(
+                        {k: [x[k] for x in ok] for k in ("tokens_per_s", "step_s", "peak_bytes")})
+    report(figures, paired, fpt, peak)
 
 
-def report(medians: dict[tuple[bool, int, str], dict[str, float]], paired: dict[tuple[bool, int], list[float]],
+def report(medians: dict[tuple[bool, int, str], dict[str, float]], paired: dict[tuple[bool, int], tuple[int, float]],
            fpt: int, peak: Optional[float]) -> None:
     """The medians table, ratios ours / reference, and compile speed-ups."""
     print(f"\nmedians (FLOPs/token {fpt:,}; MFU {'from a peak of %.0f TFLOP/s' % (peak / 1e12) if peak else 'unknown peak'}):")
@@ -318,10 +321,10 @@ def report(medians: dict[tuple[bool, int, str], dict[str, float]], paired: dict[
         mem = f"{m['peak_bytes'] / ref['peak_bytes']:9.3f}" if ref and variant == "ours" and ref["peak_bytes"] > 0 else ""
         print(f"{'on' if compiled else 'off':8s} {batch:5d} {variant:10s} {m['tokens_per_s']:10.0f} {m['step_s'] * 1e3:9.1f}"
               f" {mfu} {m['peak_bytes'] / 2**20:9.1f} {ratio} {mem}")
-    for (compiled, batch), pairs in sorted(paired.items()):
+    for (compiled, batch), (count, ratio) in sorted(paired.items()):
         # adjacent runs share the machine's load, so their ratio is steadier than a ratio of medians
-        print(f"ours / reference, median of {len(pairs)} adjacent pairs, compile {'on' if compiled else 'off'}, "
-              f"batch {batch}: {statistics.median(pairs):.3f}")
+        print(f"ours / reference, median of {count} adjacent pairs, compile {'on' if compiled else 'off'}, "
+              f"batch {batch}: {ratio:.3f}")
     for variant in ("ours", "reference"):
         for batch in sorted({b for (_, b, _) in medians}):
             eager, compiled = medians.get((False, batch, variant)), medians.get((True, batch, variant))

@@ -21,45 +21,18 @@ Every figure is computed from the `ModelConfig` (no model is allocated):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, Optional
 
 import torch
 
 from llm_lit.callbacks import PEAK_FLOPS
-from llm_lit.errors import UserError
+from llm_lit.errors import UserError, one_line
 from llm_lit.model import ModelConfig, TransformerLM
 from llm_lit.model.chunked_loss import auto_chunk_tokens
+from llm_lit.presets import load_preset
 
 Precision = Literal["32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true"]
-CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
 GIB = 2**30
-
-
-# ---------------------------------------------------------------------- presets
-def load_preset(name_or_path: str) -> tuple[ModelConfig, int, str]:
-    """`(model config, batch_size, precision)` of an `llm_lit fit` YAML: a name in `configs/` or a path.
-
-    The vocabulary comes from `data.vocab_size` (which `llm_lit fit` links into the model).
-    """
-    import yaml
-
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = CONFIGS_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        names = sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml")) if CONFIGS_DIR.is_dir() else []
-        raise UserError(f"No config '{name_or_path}' ({path} does not exist); pass one of {', '.join(names) or 'the configs/ files'} "
-                        "or the path of an llm_lit fit YAML.")
-    data = yaml.safe_load(path.read_text()) or {}
-    model = dict((data.get("model") or {}).get("config") or {})
-    data_section = data.get("data") or {}
-    if "vocab_size" in data_section:
-        model["vocab_size"] = data_section["vocab_size"]
-    config = ModelConfig.from_dict(model)
-    batch_size = int(data_section.get("batch_size", 32))
-    precision = str((data.get("trainer") or {}).get("precision", "32-true"))
-    return config, batch_size, precision
 
 
 # ---------------------------------------------------------------------- parameters and FLOPs
@@ -248,7 +221,7 @@ def accounting(
     """Print parameters, FLOPs per token, memory of a training step, the largest micro-batch and MFU.
 
     Args:
-        preset: An llm_lit fit YAML (a name in configs/ such as gpt2-small, or a path) whose model, batch size and precision are the defaults.
+        preset: An llm_lit fit YAML (a preset name from configs/ such as gpt2-small, or a path) whose model, batch size and precision are the defaults.
         model: The architecture (overrides the preset's, field by field: --model.d_model 512).
         batch_size: Sequences per micro-batch.
         seq_len: Tokens per sequence (default: the model's context_length).
@@ -371,14 +344,12 @@ def _user_error_in(error: BaseException) -> UserError:
         if isinstance(seen, UserError):
             return seen
         seen = seen.__cause__ or seen.__context__
-    return UserError(f"{' '.join(str(error).split()).rstrip('.')}; see llm_lit accounting --help.")
+    return UserError(f"{one_line(error).rstrip('.')}; see llm_lit accounting --help.")
 
 
 if __name__ == "__main__":
     import sys
 
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except UserError as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        sys.exit(2)
+    from llm_lit.cli import main as llm_lit_main
+
+    sys.exit(llm_lit_main(["accounting", *sys.argv[1:]]))

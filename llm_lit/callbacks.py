@@ -16,6 +16,7 @@ import lightning as L
 import torch
 from lightning.fabric.utilities.apply_func import convert_tensors_to_scalars
 
+from llm_lit.lightning_compat import logger_step, should_update_logs
 from tokenizer.atomic import atomic_write
 
 # Dense peak tensor throughput in FLOP/s per device, by precision ("bf16" also covers fp16,
@@ -120,7 +121,7 @@ class TrainMetricsWriter(L.Callback):
         metrics = pl_module.train_step_metrics()
         pl_module.log_dict(metrics, on_step=True, on_epoch=False, logger=False)
         pl_module.log("loss", metrics["train/loss"], on_step=True, on_epoch=False, prog_bar=True, logger=False)
-        step = trainer.fit_loop.epoch_loop._batches_that_stepped  # Lightning's own logger step
+        step = logger_step(trainer)  # Lightning's own logger step
         scalars = convert_tensors_to_scalars(metrics)
         for logger in trainer.loggers:
             logger.log_metrics(scalars, step=step)
@@ -130,8 +131,7 @@ class TrainMetricsWriter(L.Callback):
 def is_logging_step(trainer: L.Trainer, batch_idx: int) -> bool:
     """Whether the micro-batch `batch_idx` ends an optimizer step at which the trainer writes logs."""
     ends_step = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
-    # Lightning's own test (log_every_n_steps, counted in optimizer steps); there is no public one.
-    return ends_step and trainer._logger_connector.should_update_logs
+    return ends_step and should_update_logs(trainer)
 
 
 class PredictionWriter(L.Callback):

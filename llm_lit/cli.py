@@ -9,41 +9,38 @@
 Everything is standard LightningCLI (`--config`, `--print_config`, `--trainer.*`,
 `--ckpt_path`). Added on top: `data.vocab_size` flows into `model.config.vocab_size` and
 `model.config.context_length` into `data.context_length`; a checkpoint given to
-validate/test/predict supplies the model config and tokenizer itself; checkpoints load with
-`weights_only=True`; and every user error is one line on stderr with exit code 2.
+validate/test/predict supplies the model config and tokenizer itself (the file is read once,
+see `llm_lit.checkpoint`); checkpoints load with `weights_only=True`; and every user error is
+one line on stderr with exit code 2.
 """
 
 from __future__ import annotations
 
 import difflib
-import os
-import re
 import sys
-import traceback
 import warnings
 from argparse import ArgumentError
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
-from jsonargparse import Namespace
 from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from llm_lit.callbacks import PredictionWriter
-from llm_lit.checkpoint import checkpoint_payload, read_checkpoint
-from llm_lit.data import TextDataModule
-from llm_lit.errors import UserError
-from llm_lit.guards import check_devices, check_writable_dir
 from llm_lit.accounting import main as accounting_main
+from llm_lit.callbacks import PredictionWriter
+from llm_lit.checkpoint import CHECKPOINT_DEFINES_MODEL, LoadedCheckpoint, apply_to_config, read_given_checkpoint
+from llm_lit.data import TextDataModule
+from llm_lit.errors import UserError, one_line, print_error
+from llm_lit.guards import check_devices, check_writable_dir, require_max_steps
 from llm_lit.interop.export import main as export_main
 from llm_lit.interop.import_hf import main as import_main
+from llm_lit.lightning_compat import (NoHyperparametersInCheckpoints, option_keys, reworded, subcommand_parser,
+                                      unknown_key)
 from llm_lit.module import LanguageModel
 from llm_lit.resume import AtomicCheckpointIO, InterruptCheckpoint
-from tokenizer import Tokenizer
 from tokenizer.errors import TokenizerError
 
 #: Subcommands handled outside LightningCLI: name -> function(argv) returning an exit code (or None for 0).
@@ -52,8 +49,6 @@ EXTRA_COMMANDS: dict[str, Callable[[list[str]], Optional[int]]] = {
     "accounting": accounting_main,  # llm_lit accounting --preset gpt2-small --memory_gib 80: params, FLOPs, memory, MFU
     "import": import_main,  # llm_lit import --hf_dir DIR --output OUT: model.ckpt + config.yaml for fit
 }
-
-CHECKPOINTING_SUBCOMMANDS = ("validate", "test", "predict")
 
 #: Trainer settings that differ from Lightning's defaults (configs and flags override them).
 TRAINER_DEFAULTS: dict[str, Any] = {
@@ -77,10 +72,12 @@ TRAINER_DEFAULTS: dict[str, Any] = {
 }
 
 
-class LLMLitCLI(LightningCLI):
+class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
     """LightningCLI with llm_lit's argument links, defaults, checkpoint handling and one-line errors."""
 
     def __init__(self, args: Optional[list[str]] = None, run: bool = True) -> None:
+        #: The `--ckpt_path` file, read once at parse time (None for 'last', 'best' or no checkpoint).
+        self.checkpoint: Optional[LoadedCheckpoint] = None
         quiet = {"exit_on_error": False}
         parser_kwargs = {"exit_on_error": False, **{name: dict(quiet) for name in self.subcommands()}}
         super().__init__(LanguageModel, TextDataModule, subclass_mode_model=False, subclass_mode_data=False,
@@ -98,50 +95,42 @@ class LLMLitCLI(LightningCLI):
                                  "1 is often fastest for small models on a shared, busy CPU.")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        """Parse, turning jsonargparse errors into one-line `UserError`s, then apply the checkpoint's settings."""
+        """Parse, turning jsonargparse errors into one-line `UserError`s; read `--ckpt_path` once and, for
+        validate/test/predict, apply its model config (the links follow)."""
         try:
             super().parse_arguments(parser, args)
         except ArgumentError as e:
             raise UserError(_one_line(parser, e, args)) from None
         subcommand = self.config.get("subcommand")
-        if subcommand == "fit" and not (self.config.fit.trainer.max_steps or 0) >= 1:
-            raise UserError("Set trainer.max_steps (e.g. --trainer.max_steps 2000): the learning-rate schedule's "
-                            "length comes from it.")
-        if subcommand:
-            self._apply_checkpoint(subcommand, self.config[subcommand])
-
-    def _apply_checkpoint(self, subcommand: str, config: Namespace) -> None:
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        if subcommand == "fit":
+            require_max_steps(config.trainer.max_steps)
         if config.get("weights_only") is None and "weights_only" in config:
             config.weights_only = True  # never unpickle arbitrary objects from a checkpoint
-        ckpt_path = config.get("ckpt_path")
-        if not ckpt_path or ckpt_path in ("last", "best", "hpc", "registry"):
-            return
-        checkpoint = read_checkpoint(ckpt_path)  # a missing or corrupt file stops here, in one line
-        payload = checkpoint_payload(checkpoint, ckpt_path)
-        if subcommand not in CHECKPOINTING_SUBCOMMANDS:
-            return
-        # The checkpoint defines the architecture and the tokenizer; config files need not repeat them.
-        model_config = dict(payload["model_config"])
-        config.model.config = Namespace(**model_config)
-        config.data.vocab_size = model_config["vocab_size"]
-        config.data.context_length = model_config["context_length"]  # the parse-time link ran before this
-        if payload.get("tokenizer") is not None:
-            config.data.tokenizer_path = str(_save_checkpoint_tokenizer(payload["tokenizer"], config.data.cache_dir))
+        self.checkpoint = read_given_checkpoint(config.get("ckpt_path"))  # a bad file stops here, in one line
+        if self.checkpoint is not None and subcommand in CHECKPOINT_DEFINES_MODEL:
+            # The checkpoint defines the architecture and the tokenizer; config files need not repeat them.
+            try:
+                self.config = apply_to_config(parser, self.config, subcommand, self.checkpoint)
+            except ArgumentError as e:
+                raise UserError(_one_line(parser, e, args)) from None
 
     def before_instantiate_classes(self) -> None:
         """Apply `torch_threads` before any tensor work."""
-        threads = self._get(self.config, "torch_threads")
+        threads = self._setting(self.config, "torch_threads")
         if threads:
             torch.set_num_threads(threads)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The Trainer, with atomic checkpoint files and checkpoint-on-interrupt; device errors in one line."""
-        config = self._get(self.config_init, "trainer", default={})
+        config = self._setting(self.config_init, "trainer", default={})
         check_devices(config.get("accelerator"), config.get("devices"))
         plugins = config.get("plugins") or []
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
         if not any(isinstance(p, CheckpointIO) for p in plugins):
-            plugins.append(AtomicCheckpointIO())
+            plugins.append(AtomicCheckpointIO(preloaded=self.checkpoint))
         try:
             trainer = super().instantiate_trainer(plugins=plugins, **kwargs)
         except MisconfigurationException as e:
@@ -149,6 +138,17 @@ class LLMLitCLI(LightningCLI):
             raise UserError(f"Invalid trainer settings: {first}; fix the --trainer values.") from e
         trainer.callbacks.append(InterruptCheckpoint())
         return trainer
+
+    def after_instantiate_classes(self) -> None:
+        """Hand the checkpoint's tokenizer to the DataModule, in memory (validate, test and predict)."""
+        if self.checkpoint is not None and self.subcommand in CHECKPOINT_DEFINES_MODEL:
+            tokenizer = self.checkpoint.tokenizer()
+            if tokenizer is not None:
+                self.datamodule.use_tokenizer(tokenizer)
+
+    def _setting(self, config: Any, key: str, default: Any = None) -> Any:
+        """`key` of the running subcommand's part of `config` (all of `config` when there is no subcommand)."""
+        return config.get(str(self.subcommand), config).get(key, default)
 
     def before_fit(self) -> None:
         """Check that checkpoints and logs can be written before any training time is spent."""
@@ -164,57 +164,22 @@ class LLMLitCLI(LightningCLI):
         self.trainer.callbacks.append(PredictionWriter(self.datamodule.predictions_path))
 
 
-def _save_checkpoint_tokenizer(tokenizer_dict: dict, cache_dir: str) -> Path:
-    """Write a checkpoint's tokenizer into the cache (once per fingerprint) so the DataModule can use it."""
-    tokenizer = Tokenizer.from_dict(tokenizer_dict)
-    path = Path(cache_dir).expanduser() / "checkpoint-tokenizers" / f"{tokenizer.fingerprint()[:16]}.json"
-    if not path.is_file():
-        tokenizer.save(path)
-    return path
-
-
 # ---------------------------------------------------------------------- one-line errors
-_UNKNOWN_PATTERNS = [
-    re.compile(r"unrecognized arguments: --?([\w.\-]+)"),
-    re.compile(r"Group '([\w.]+)' does not accept option '([\w.]+)'"),
-    re.compile(r"does not accept option '([\w.]+)'"),
-    re.compile(r"[Kk]ey ['\"]([\w.]+)['\"] is not expected"),
-    re.compile(r"No action for key \"([\w.]+)\""),
-]
-
-
 def _one_line(parser: LightningArgumentParser, error: ArgumentError, args: Any) -> str:
     """A one-sentence version of a jsonargparse error, with the nearest valid key for unknown keys."""
-    message = " ".join(str(error).split())
-    for pattern in _UNKNOWN_PATTERNS:
-        match = pattern.search(message)
-        if match:
-            key = ".".join(match.groups())
-            keys = _valid_keys(parser, _subcommand_of(args))
-            close = difflib.get_close_matches(key, keys, n=1, cutoff=0.5)
-            hint = f"did you mean '{close[0]}'?" if close else "see --help for the valid keys."
-            return f"Unknown config key '{key}'; {hint}"
-    message = message.replace('Parser key "', "Invalid value for ").replace('":', ":")
-    return f"{message.rstrip('.')}; fix it (see --help for the valid values)."
+    message = one_line(error)
+    key = unknown_key(message)
+    if key is not None:
+        keys = option_keys(subcommand_parser(parser, _subcommand_of(args)))
+        close = difflib.get_close_matches(key, keys, n=1, cutoff=0.5)
+        hint = f"did you mean '{close[0]}'?" if close else "see --help for the valid keys."
+        return f"Unknown config key '{key}'; {hint}"
+    return f"{reworded(message).rstrip('.')}; fix it (see --help for the valid values)."
 
 
 def _subcommand_of(args: Any) -> Optional[str]:
     argv = args if isinstance(args, list) else sys.argv[1:]
     return next((a for a in argv if a in LightningCLI.subcommands()), None)
-
-
-def _valid_keys(parser: LightningArgumentParser, subcommand: Optional[str]) -> list[str]:
-    """Every dotted option key the (sub)command parser accepts."""
-    target = parser
-    if subcommand is not None:
-        action = getattr(parser, "_subcommands_action", None)
-        target = action._name_parser_map.get(subcommand, parser) if action is not None else parser
-    keys = []
-    for action in target._actions:
-        for option in action.option_strings:
-            if option.startswith("--"):
-                keys.append(option[2:])
-    return keys
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -230,10 +195,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         LLMLitCLI(args=argv)
         return 0
     except (UserError, TokenizerError) as e:
-        if os.environ.get("LLM_LIT_DEBUG") == "1":
-            traceback.print_exc()
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+        return print_error(e)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from llm_lit.errors import UserError
+from llm_lit.errors import UserError, one_line
+from llm_lit.lightning_compat import reworded
 
 
 def function_parser(prog: str, function: Callable[..., Any]) -> Any:
@@ -24,8 +25,7 @@ def parse(parser: Any, argv: Optional[list[str]]) -> Any:
     except UserError:
         raise
     except Exception as e:  # jsonargparse's ArgumentError, or a config error raised while parsing
-        message = " ".join(str(e).split()).replace('Parser key "', "Invalid value for ").replace('":', ":")
-        raise UserError(f"{message.rstrip('.')}; see {parser.prog} --help.") from None
+        raise UserError(f"{reworded(one_line(e)).rstrip('.')}; see {parser.prog} --help.") from None
 
 
 def run_function(prog: str, function: Callable[..., Any], argv: Optional[list[str]]) -> int:

@@ -4,7 +4,8 @@
   step (so no checkpoint ever holds the weights it would have produced), or is skipped;
 * checkpoints of another architecture, compared field by field and tensor by tensor;
 * output folders that cannot be written, found before training rather than at the first save;
-* `trainer.devices` asking for accelerators the machine does not have.
+* `trainer.devices` asking for accelerators the machine does not have;
+* a `fit` without `trainer.max_steps`, which the learning-rate schedule's length comes from.
 """
 
 from __future__ import annotations
@@ -57,6 +58,14 @@ def state_dict_mismatch(expected: Mapping[str, torch.Tensor], saved: Mapping[str
         if tuple(saved[name].shape) != tuple(tensor.shape):
             return f"'{name}' is {tuple(saved[name].shape)} in the checkpoint but {tuple(tensor.shape)} in the model"
     return None
+
+
+def require_max_steps(max_steps: Optional[int]) -> int:
+    """`max_steps` when it is a positive step count, else `UserError` (the schedule's length comes from it)."""
+    if max_steps is None or max_steps < 1:
+        raise UserError("Set trainer.max_steps (e.g. --trainer.max_steps 2000): the learning-rate schedule's "
+                        "length comes from it.")
+    return max_steps
 
 
 def check_writable_dir(path: str | os.PathLike, what: str, setting: str) -> None:

@@ -19,11 +19,13 @@ import torch
 from torchmetrics import MeanMetric, SumMetric
 
 from llm_lit.callbacks import SpeedMonitor, TrainMetricsWriter
-from llm_lit.checkpoint import CHECKPOINT_KEY, CHECKPOINT_VERSION
+from llm_lit.checkpoint import CHECKPOINT_KEY, llm_lit_section, same_tokenizer
 from llm_lit.data.datasets import IGNORE_INDEX
 from llm_lit.errors import UserError
 from llm_lit.generation import SamplingConfig, generate
-from llm_lit.guards import NonFiniteError, all_finite, config_differences, nonfinite_message, state_dict_mismatch
+from llm_lit.guards import (NonFiniteError, all_finite, config_differences, nonfinite_message, require_max_steps,
+                            state_dict_mismatch)
+from llm_lit.lightning_compat import attached_trainer
 from llm_lit.model import ModelConfig, TransformerLM
 from llm_lit.optim import AdamW, clip_grad_norm, cosine_warmup_scheduler, param_groups
 from llm_lit.resume import RNG_KEY, micro_batch_seed, rng_states, set_rng_states
@@ -90,7 +92,7 @@ class LanguageModel(L.LightningModule):
         self.config = config
         self.optimizer_config = optimizer
         self.grad_clip = grad_clip
-        self.compile = compile
+        self.compile_transformer = compile  # not `self.compile`: that would hide nn.Module.compile()
         self.activation_checkpointing = activation_checkpointing
         self.sampling = sampling
         self.sample_prompts = list(sample_prompts)
@@ -125,7 +127,7 @@ class LanguageModel(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         """Take the tokenizer from the DataModule when it has one."""
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        datamodule = getattr(attached_trainer(self), "datamodule", None)
         tokenizer = getattr(datamodule, "tokenizer", None)
         if tokenizer is not None and tokenizer is not self.tokenizer:
             self.set_tokenizer(tokenizer)
@@ -138,7 +140,7 @@ class LanguageModel(L.LightningModule):
         """Turn on activation checkpointing and compile the transformer (forward and loss) when asked;
         state-dict names are unchanged."""
         self.model.set_activation_checkpointing(self.activation_checkpointing)
-        if self.compile and not self._compiled:
+        if self.compile_transformer and not self._compiled:
             self.model.compile()
             self._compiled = True
 
@@ -213,10 +215,7 @@ class LanguageModel(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW over decayed/non-decayed groups, with lr_at stepped every optimizer step up to trainer.max_steps."""
-        max_steps = self.trainer.max_steps
-        if max_steps is None or max_steps < 1:
-            raise UserError("Set trainer.max_steps (e.g. --trainer.max_steps 2000): the learning-rate schedule's "
-                            "length comes from it.")
+        max_steps = require_max_steps(self.trainer.max_steps)
         c = self.optimizer_config
         opt = AdamW(param_groups(self.model, c.weight_decay), lr=c.lr, betas=tuple(c.betas), eps=c.eps,
                     weight_decay=c.weight_decay, compile=c.compile)
@@ -320,16 +319,12 @@ class LanguageModel(L.LightningModule):
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Embed the model config and tokenizer (plain JSON-able data) so the checkpoint is self-contained."""
-        if self._trainer is not None and self.trainer.state.fn == "fit" and not all_finite(self.model.parameters()):
+        trainer = attached_trainer(self)
+        if trainer is not None and trainer.state.fn == "fit" and not all_finite(self.model.parameters()):
             raise NonFiniteError(f"The weights hold NaN or infinite values at step {self.global_step}, so no "
                                  "checkpoint was written (the previous one is intact); lower model.optimizer.lr "
                                  "and resume from it with --ckpt_path last.")
-        checkpoint[CHECKPOINT_KEY] = {
-            "version": CHECKPOINT_VERSION,
-            "model_config": self.config.to_dict(),
-            "tokenizer": self.tokenizer.to_dict() if self.tokenizer is not None else None,
-            "skipped_steps": self.skipped_steps,
-        }
+        checkpoint[CHECKPOINT_KEY] = llm_lit_section(self.config, self.tokenizer, self.skipped_steps)
         checkpoint[RNG_KEY] = rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -340,16 +335,17 @@ class LanguageModel(L.LightningModule):
                             "pass a checkpoint saved by llm_lit fit.")
         self._check_architecture(checkpoint, payload)
         self.skipped_steps = int(payload.get("skipped_steps", 0))
-        if RNG_KEY in checkpoint and self._trainer is not None and self.trainer.state.fn == "fit":
+        trainer = attached_trainer(self)
+        if RNG_KEY in checkpoint and trainer is not None and trainer.state.fn == "fit":
             set_rng_states(checkpoint[RNG_KEY])
-        if payload.get("tokenizer") is None:
+        saved = payload.get("tokenizer")
+        if saved is None:
             return
-        saved = Tokenizer.from_dict(payload["tokenizer"])
-        if self.tokenizer is not None and self.tokenizer.fingerprint() != saved.fingerprint():
+        if self.tokenizer is None:
+            self.set_tokenizer(Tokenizer.from_dict(saved))
+        elif not same_tokenizer(self.tokenizer, saved):
             raise UserError("The checkpoint's tokenizer differs from the data's tokenizer; use the same data "
                             "settings as the run that wrote the checkpoint (or the checkpoint's tokenizer).")
-        if self.tokenizer is None:
-            self.set_tokenizer(saved)
 
     def _check_architecture(self, checkpoint: dict[str, Any], payload: dict[str, Any]) -> None:
         """Refuse, in one sentence, a checkpoint whose architecture or weights differ from this model's."""

@@ -2,8 +2,8 @@
 
 * `AtomicCheckpointIO` writes every checkpoint under a temporary name and renames it, so a
   run killed mid-write leaves the previous `last.ckpt` (or none), never half of one; it
-  loads with `weights_only=True` and turns unreadable files and full disks into one-line
-  `UserError`s.
+  loads with `weights_only=True` (handing over the copy the CLI already read, when the file is
+  unchanged) and turns unreadable files and full disks into one-line `UserError`s.
 * Training randomness (dropout) needs no saved state: before each training micro-batch
   torch's generator is reseeded from a hash of `(seed, micro-batch index, rank)` -- the same
   idea as the data windows -- so a resumed run draws the same masks as the uninterrupted one.
@@ -29,9 +29,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from llm_lit.checkpoint import read_checkpoint
-from llm_lit.data.datasets import _splitmix64
+from llm_lit.checkpoint import LoadedCheckpoint, read_checkpoint
 from llm_lit.errors import UserError
+from llm_lit.hashing import splitmix64
+from llm_lit.lightning_compat import logger_step, request_stop, set_logger_step
 from tokenizer.atomic import atomic_path
 
 RNG_KEY = "llm_lit_rng"
@@ -40,7 +41,16 @@ INTERRUPT_KEY = "llm_lit_interrupt"
 
 # ---------------------------------------------------------------------- atomic checkpoint files
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's torch checkpoint IO, writing atomically and loading with `weights_only=True`."""
+    """Lightning's torch checkpoint IO, writing atomically and loading with `weights_only=True`.
+
+    Args:
+        preloaded: A checkpoint already read (by the CLI, for `--ckpt_path FILE`); loading that
+            same, unchanged file returns it instead of reading the file a second time.
+    """
+
+    def __init__(self, preloaded: Optional[LoadedCheckpoint] = None) -> None:
+        super().__init__()
+        self.preloaded = preloaded
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike,
                         storage_options: Optional[Any] = None) -> None:
@@ -56,7 +66,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(self, path: str | os.PathLike, map_location: Any = None,
                         weights_only: Optional[bool] = None) -> dict[str, Any]:
         """The checkpoint at `path`, loaded with `weights_only=True`; `UserError` if missing, truncated or corrupt."""
-        return read_checkpoint(path, mmap=False)
+        contents = self.preloaded.take(path) if self.preloaded is not None else None
+        return contents if contents is not None else read_checkpoint(path, mmap=False)
 
 
 def write_failure_message(path: str | os.PathLike, error: OSError, what: str, setting: str) -> str:
@@ -72,8 +83,8 @@ def write_failure_message(path: str | os.PathLike, error: OSError, what: str, se
 # ---------------------------------------------------------------------- randomness
 def micro_batch_seed(seed: int, micro_batch: int, rank: int) -> int:
     """The torch seed of training micro-batch `micro_batch` on `rank`: a hash of the three (63-bit)."""
-    mixed = _splitmix64(np.asarray([seed], dtype=np.uint64)) ^ np.uint64(micro_batch)
-    mixed = _splitmix64(_splitmix64(mixed) ^ np.uint64(rank))
+    mixed = splitmix64(np.asarray([seed], dtype=np.uint64)) ^ np.uint64(micro_batch)
+    mixed = splitmix64(splitmix64(mixed) ^ np.uint64(rank))
     return int(mixed[0] >> np.uint64(1))
 
 
@@ -156,20 +167,20 @@ class InterruptCheckpoint(L.Callback):
             if stop and self.signal_received is None:
                 self.signal_received = int(flag.item())
         if stop:
-            trainer._signal_connector.received_sigterm = True  # Lightning stops at the end of this step
+            request_stop(trainer)  # Lightning stops at the end of this step
 
     # Lightning aborts a validation run midway on SIGTERM, which a resumed run would not repeat (its
     # val/loss would be lost): hold the stop request back until the validation run has finished.
     def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                                 batch_idx: int, dataloader_idx: int = 0) -> None:
-        if trainer.state.fn == "fit" and trainer._signal_connector.received_sigterm:
+        if trainer.state.fn == "fit" and trainer.received_sigterm:
             self._held_back = True
-            trainer._signal_connector.received_sigterm = False
+            request_stop(trainer, False)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._held_back:
             self._held_back = False
-            trainer._signal_connector.received_sigterm = True
+            request_stop(trainer)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._restore()
@@ -195,14 +206,14 @@ class InterruptCheckpoint(L.Callback):
         if self._saving:
             # Taken between steps, unlike the checkpoints Lightning takes during a step, whose resume
             # logic may then shift the logger's step counter: remember the right value.
-            checkpoint[INTERRUPT_KEY] = {"logger_step": trainer.fit_loop.epoch_loop._batches_that_stepped}
+            checkpoint[INTERRUPT_KEY] = {"logger_step": logger_step(trainer)}
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         self._logger_step = checkpoint.get(INTERRUPT_KEY, {}).get("logger_step")
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         if self._logger_step is not None:  # first step after resuming from an interrupt checkpoint
-            trainer.fit_loop.epoch_loop._batches_that_stepped = self._logger_step
+            set_logger_step(trainer, self._logger_step)
             self._logger_step = None
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:

@@ -104,6 +104,13 @@ class TextDataModule(L.LightningDataModule):
         self.val_tokens: Optional[np.ndarray] = None
         self.train_batches_consumed = 0
 
+    def use_tokenizer(self, tokenizer: Tokenizer) -> None:
+        """Use `tokenizer` (e.g. a checkpoint's, passed in memory) instead of tokenizer_path or training one.
+
+        Call it before `prepare_data`; the token cache is keyed by its fingerprint as for any given tokenizer.
+        """
+        self.given_tokenizer = self.tokenizer = tokenizer
+
     @property
     def vocab_size(self) -> int:
         """Vocabulary size: the given tokenizer's, else the size the tokenizer will be trained to."""

@@ -25,18 +25,9 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from llm_lit.hashing import splitmix64
+
 IGNORE_INDEX = -100
-_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    """The splitmix64 finalizer: a fast, well-mixed bijection on uint64 (wrapping arithmetic)."""
-    x = x.astype(np.uint64, copy=True)
-    with np.errstate(over="ignore"):
-        x += np.uint64(0x9E3779B97F4A7C15)
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return (x ^ (x >> np.uint64(31))) & _MASK64
 
 
 def window_starts(seed: int, sample_indices: np.ndarray, num_tokens: int, context_length: int) -> np.ndarray:
@@ -48,8 +39,8 @@ def window_starts(seed: int, sample_indices: np.ndarray, num_tokens: int, contex
     num_starts = num_tokens - context_length
     if num_starts < 1:
         raise ValueError(f"{num_tokens} tokens cannot hold one window of {context_length + 1} tokens.")
-    keyed = _splitmix64(np.asarray([seed], dtype=np.uint64)) ^ np.asarray(sample_indices, dtype=np.uint64)
-    return (_splitmix64(keyed) % np.uint64(num_starts)).astype(np.int64)
+    keyed = splitmix64(np.asarray([seed], dtype=np.uint64)) ^ np.asarray(sample_indices, dtype=np.uint64)
+    return (splitmix64(keyed) % np.uint64(num_starts)).astype(np.int64)
 
 
 def _gather(tokens: np.ndarray, starts: np.ndarray, length: int) -> torch.Tensor:

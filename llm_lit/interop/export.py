@@ -182,10 +182,6 @@ def main(argv: Optional[list[str]] = None) -> int:
 if __name__ == "__main__":
     import sys
 
-    from tokenizer import TokenizerError
+    from llm_lit.cli import main as llm_lit_main
 
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except (UserError, TokenizerError) as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(llm_lit_main(["export", *sys.argv[1:]]))

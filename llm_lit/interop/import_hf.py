@@ -5,10 +5,10 @@
 
 The output folder holds:
 
-* `model.ckpt`: a Lightning checkpoint of a `LanguageModel` with the imported weights and
-  tokenizer, at step 0 and with no optimizer state, so `fit --ckpt_path` starts fine-tuning
-  from these weights with a fresh optimizer and schedule (and `validate` / `predict
-  --ckpt_path` use it directly);
+* `model.ckpt`: an llm_lit checkpoint with the imported weights and tokenizer, at step 0 and
+  with no optimizer state (`llm_lit.checkpoint.write_checkpoint`; no model or Trainer is
+  built for it), so `fit --ckpt_path` starts fine-tuning from these weights with a fresh
+  optimizer and schedule (and `validate` / `predict --ckpt_path` use it directly);
 * `tokenizer.json`: the imported tokenizer in our format;
 * `config.yaml`: the `model.config` of the imported architecture and `data.tokenizer_path` /
   `data.vocab_size`, so the training data is encoded with the model's own tokenizer.
@@ -16,19 +16,16 @@ The output folder holds:
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Optional
 
 import yaml
 
-from llm_lit.errors import UserError
+from llm_lit.checkpoint import write_checkpoint
 from llm_lit.interop.export import staged_folder
 from llm_lit.interop.load import load_hf
-from llm_lit.model import TransformerLM
-from tokenizer import Tokenizer
-from tokenizer.atomic import atomic_path, atomic_write
+from tokenizer.atomic import atomic_write
 
 
 def import_hf(hf_dir: str | os.PathLike, output: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -36,7 +33,7 @@ def import_hf(hf_dir: str | os.PathLike, output: str | os.PathLike, overwrite: b
     model, tokenizer = load_hf(hf_dir)
     output = Path(output).expanduser().resolve()
     with staged_folder(output, overwrite) as staging:
-        write_lightning_checkpoint(model, tokenizer, staging / "model.ckpt")
+        write_checkpoint(model, tokenizer, staging / "model.ckpt")
         tokenizer.save(staging / "tokenizer.json")
         config = {
             "model": {"config": model.config.to_dict()},
@@ -46,28 +43,6 @@ def import_hf(hf_dir: str | os.PathLike, output: str | os.PathLike, overwrite: b
             f.write(f"# Architecture and tokenizer of {Path(hf_dir).expanduser().resolve()}, imported by llm_lit import.\n")
             yaml.safe_dump(config, f, sort_keys=False)
     return output
-
-
-def write_lightning_checkpoint(model: TransformerLM, tokenizer: Tokenizer, path: str | os.PathLike) -> None:
-    """Save `model` + `tokenizer` as the checkpoint `Trainer.save_checkpoint` writes for a fresh `LanguageModel`."""
-    import lightning as L
-
-    from llm_lit.module import LanguageModel
-
-    module = LanguageModel(model.config)
-    module.model.load_state_dict(model.state_dict())
-    module.set_tokenizer(tokenizer)
-    quiet = logging.getLogger("lightning.pytorch")
-    level = quiet.level
-    quiet.setLevel(logging.WARNING)  # no "GPU available" banner for a trainer that never runs
-    try:
-        trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                            enable_model_summary=False, accelerator="cpu", devices=1)
-        trainer.strategy.connect(module)
-        with atomic_path(path) as tmp:
-            trainer.save_checkpoint(tmp, weights_only=False)
-    finally:
-        quiet.setLevel(level)
 
 
 def import_command(hf_dir: str, output: str, overwrite: bool = False) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import typing
 from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
@@ -118,6 +119,14 @@ def default_d_ff(d_model: int, ffn: str) -> int:
     return 4 * d_model
 
 
+def field_choices(cls: type) -> dict[str, tuple[Any, ...]]:
+    """The allowed values of each `Literal`-typed field of dataclass `cls`, e.g. `{"norm": ("rmsnorm", "layernorm"), ...}`:
+    the choices are written once, in the field's type, which jsonargparse also turns into `--help` and checks."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: typing.get_args(hints[f.name]) for f in dataclasses.fields(cls)
+            if typing.get_origin(hints[f.name]) is Literal}
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -137,14 +146,7 @@ def _find_problems(c: ModelConfig) -> list[str]:
         value = getattr(c, name)
         if value is not None and (not _is_int(value) or value < 1):
             problems.append(f"{name} must be a positive integer or None (got {value!r})")
-    choices = {
-        "norm": ("rmsnorm", "layernorm"),
-        "ffn": ("swiglu", "gelu"),
-        "position": ("rope", "alibi", "learned", "sinusoidal", "none"),
-        "attention": ("reference", "fused"),
-        "gelu_approximate": ("none", "tanh"),
-    }
-    for name, allowed in choices.items():
+    for name, allowed in field_choices(type(c)).items():
         if getattr(c, name) not in allowed:
             problems.append(f"{name} must be one of {', '.join(allowed)} (got {getattr(c, name)!r})")
     for name in ("tie_embeddings", "bias"):

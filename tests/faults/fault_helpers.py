@@ -12,30 +12,7 @@ from typing import Optional
 
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
-DEBUG_CONFIG = REPO / "configs" / "debug.yaml"
-
-
-def cli_env() -> dict[str, str]:
-    """The environment of a CLI subprocess: the repo importable, a fixed thread count (bitwise runs)."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env["OMP_NUM_THREADS"] = "2"
-    env.pop("LLM_LIT_DEBUG", None)
-    return env
-
-
-def run_cli(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run `python -m llm_lit ARGS` in `cwd` to the end."""
-    return subprocess.run([sys.executable, "-m", "llm_lit", *args], cwd=cwd, env=cli_env(), capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def uninterrupted_run(root: Path, args: list[str], cache: Path) -> Path:
-    """Run `llm_lit` with `args` to the end in `root` (token cache in `cache`); returns `root`."""
-    result = run_cli([*args, "--data.cache_dir", str(cache)], cwd=root)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return root
+from cli_helpers import cli_env, scalars
 
 
 def checkpoint_step(path: Path) -> int:
@@ -99,15 +76,9 @@ def _assert_equal_nested(x: object, y: object, where: str) -> None:
 
 def logged(log_dir: Path, tag: str) -> dict[int, list[float]]:
     """Every value of a TensorBoard scalar under `log_dir` (all versions), grouped by step."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     values: dict[int, list[float]] = {}
-    for events in sorted(log_dir.rglob("events.out.tfevents.*")):
-        acc = EventAccumulator(str(events))
-        acc.Reload()
-        if tag in acc.Tags().get("scalars", []):
-            for e in acc.Scalars(tag):
-                values.setdefault(e.step, []).append(e.value)
+    for step, value in scalars(log_dir, tag):
+        values.setdefault(step, []).append(value)
     return values
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from fault_helpers import cli_env
+from cli_helpers import cli_env
 from llm_lit.callbacks import PredictionWriter
 from llm_lit.data.tokens import BUNDLED_CORPUS, open_tokens, prepare_token_cache
 from llm_lit.errors import UserError

@@ -9,7 +9,7 @@ import lightning
 import pytest
 import torch
 
-from fault_helpers import DEBUG_CONFIG
+from cli_helpers import DEBUG_CONFIG
 from llm_lit.cli import main
 from llm_lit.data.tokens import BUNDLED_CORPUS
 from llm_lit.model import ModelConfig, TransformerLM

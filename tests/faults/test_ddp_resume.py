@@ -8,24 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from fault_helpers import (DEBUG_CONFIG, assert_same_logs, assert_same_training_state, run_and_interrupt, run_cli,
-                           uninterrupted_run)
+from cli_helpers import DEBUG_CONFIG, run_cli
+from fault_helpers import assert_same_logs, assert_same_training_state, run_and_interrupt
 
 ARGS = ["fit", "--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "false",
         "--trainer.log_every_n_steps", "1", "--model.config.dropout", "0.1", "--trainer.max_steps", "20",
         "--trainer.devices", "2", "--trainer.strategy", "ddp", "--data.batch_size", "8",
         "--model.sample_prompts", "[]"]
 LAST = Path("checkpoints") / "debug" / "last.ckpt"
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, cache) -> Path:
-    return uninterrupted_run(tmp_path_factory.mktemp("ddp_uninterrupted"), ARGS, cache)
 
 
 # SIGTERM is the DDP-specific path (all ranks agree on the stopping step) and runs by default; SIGKILL

@@ -11,24 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from fault_helpers import (DEBUG_CONFIG, assert_same_logs, assert_same_training_state, run_and_interrupt, run_cli,
-                           uninterrupted_run)
+from cli_helpers import DEBUG_CONFIG, run_cli
+from fault_helpers import assert_same_logs, assert_same_training_state, run_and_interrupt
 
 ARGS = ["fit", "--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "false",
         "--trainer.log_every_n_steps", "1", "--model.config.dropout", "0.1"]
 TAGS = ("train/loss", "lr", "grad_norm", "val/loss")
 LAST = Path("checkpoints") / "debug" / "last.ckpt"
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, cache) -> Path:
-    """One uninterrupted run (30 steps, validation every 10, checkpoints every 5)."""
-    return uninterrupted_run(tmp_path_factory.mktemp("uninterrupted"), ARGS, cache)
 
 
 def _interrupt_then_resume(root: Path, cache: Path, signum: int, after_step: int) -> tuple:

@@ -13,7 +13,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from fault_helpers import DEBUG_CONFIG, cli_env
+from cli_helpers import DEBUG_CONFIG, cli_env
 from llm_lit.data import TextDataModule
 from llm_lit.data.tokens import BUNDLED_CORPUS
 from llm_lit.guards import NonFiniteError

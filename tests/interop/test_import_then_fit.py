@@ -60,6 +60,22 @@ def test_import_writes_a_checkpoint_and_config_that_fit_continues_from(hf_folder
         assert 0 < delta < 0.05, (key, delta)
 
 
+def test_import_builds_neither_a_trainer_nor_a_lightning_module(hf_folder, tmp_path, monkeypatch):
+    import lightning
+
+    from llm_lit.module import LanguageModel
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("llm_lit import built a Trainer or a LanguageModel")
+
+    monkeypatch.setattr(lightning.Trainer, "__init__", refuse)
+    monkeypatch.setattr(LanguageModel, "__init__", refuse)
+    assert main(["import", "--hf_dir", str(hf_folder), "--output", str(tmp_path / "out")]) == 0
+    checkpoint = read_checkpoint(tmp_path / "out" / "model.ckpt")
+    assert checkpoint["global_step"] == 0 and checkpoint["optimizer_states"] == []
+    assert set(checkpoint["llm_lit"]) == {"version", "model_config", "tokenizer", "skipped_steps"}
+
+
 def test_import_refuses_to_overwrite(hf_folder, tmp_path, capsys):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "x").write_text("")

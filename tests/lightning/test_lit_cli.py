@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from lit_helpers import DEBUG_CONFIG, REPO, run_cli, scalars
+from cli_helpers import DEBUG_CONFIG, REPO, run_cli, scalars
 from llm_lit.checkpoint import load_checkpoint, read_checkpoint
 from llm_lit.cli import main
 from tokenizer import Tokenizer

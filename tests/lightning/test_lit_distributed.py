@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from lit_helpers import DEBUG_CONFIG, run_cli, scalars
+from cli_helpers import DEBUG_CONFIG, run_cli, scalars
 
 SHORT = ["--config", str(DEBUG_CONFIG), "--trainer.max_steps", "10", "--trainer.val_check_interval", "10",
          "--trainer.callbacks", "[]", "--trainer.enable_checkpointing", "false",

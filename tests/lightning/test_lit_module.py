@@ -13,7 +13,7 @@ from llm_lit.checkpoint import load_checkpoint
 from llm_lit.data.datasets import IGNORE_INDEX
 from llm_lit.data.tokens import BUNDLED_CORPUS
 from llm_lit.errors import UserError
-from llm_lit.model import ModelConfig
+from llm_lit.model import ModelConfig, TransformerLM
 from llm_lit.module import LanguageModel
 from tokenizer import Tokenizer, train_bpe
 
@@ -94,3 +94,19 @@ def test_load_checkpoint_round_trip_and_mismatched_weights(tokenizer, tmp_path):
     truncated.write_bytes(good.read_bytes()[:2000])
     with pytest.raises(UserError, match="truncated or corrupt"):
         load_checkpoint(truncated)
+
+
+def test_compile_is_nn_modules_method_and_model_compile_still_configures_it(monkeypatch):
+    """`LanguageModel(...).compile()` is torch's `nn.Module.compile` (a bool attribute used to hide it);
+    the `compile` init argument (config key model.compile) still compiles the transformer in configure_model."""
+    assert _module().compile() is None  # was: TypeError: 'bool' object is not callable
+    compiled = []
+    monkeypatch.setattr(TransformerLM, "compile", lambda self, *args, **kwargs: compiled.append(self))
+    plain = _module()
+    plain.configure_model()
+    assert compiled == []
+    configured = LanguageModel(ModelConfig(vocab_size=300, context_length=16, d_model=32, n_layers=1, n_heads=2),
+                               compile=True)
+    configured.configure_model()
+    configured.configure_model()  # Lightning may call it again: compiled once
+    assert compiled == [configured.model]

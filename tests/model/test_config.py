@@ -99,3 +99,14 @@ def test_field_docs_show_in_jsonargparse_help() -> None:
         assert doc in help_text
     parsed = parser.parse_args(["--model.d_model=64", "--model.n_heads=4", "--model.position=alibi"])
     assert parsed.model.position == "alibi"
+
+
+def test_the_choices_checked_are_the_field_types():
+    """Each choice list is written once, in the field's Literal type (what --help shows); the check reads it."""
+    from llm_lit.model.config import field_choices
+
+    choices = field_choices(ModelConfig)
+    assert choices["norm"] == ("rmsnorm", "layernorm") and choices["gelu_approximate"] == ("none", "tanh")
+    for name, allowed in choices.items():
+        with pytest.raises(ModelConfigError, match=f"{name} must be one of {', '.join(allowed)}"):
+            ModelConfig(**{name: "nonsense"})

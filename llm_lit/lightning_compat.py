@@ -1,0 +1,155 @@
+"""The one door to Lightning's and jsonargparse's internals.
+
+Everything in llm_lit that needs a name Lightning or jsonargparse does not promise to keep
+(a leading underscore, or the wording of an error message) reaches it through a function
+here, each with the reason no public API serves. Everything else uses public APIs only.
+`tests/lightning/test_lightning_compat.py` exercises every function against the installed
+versions, so an upgrade that renames one of these fails there, naming what to update, rather
+than deep inside a resumed run. At run time a vanished name raises `LightningInternalsChanged`
+with the same message.
+
+Private names used (and the public ones that replaced earlier private uses):
+
+* `trainer._signal_connector.received_sigterm` (set): stop at the end of the current step
+  (`request_stop`); reading it uses the public `trainer.received_sigterm`.
+* `trainer.fit_loop.epoch_loop._batches_that_stepped` (get/set): the step loggers write at
+  (`logger_step`, `set_logger_step`).
+* `trainer._logger_connector.should_update_logs`: whether this step writes logs
+  (`should_update_logs`).
+* `LightningCLI._parse_ckpt_path` (overridden): LightningCLI reads the whole `--ckpt_path`
+  file again after parsing, only to look for `hyper_parameters`, which llm_lit checkpoints
+  never hold (`NoHyperparametersInCheckpoints`).
+* `parser._subcommands_action` (jsonargparse) and `parser._actions` (argparse): the option
+  names a subcommand accepts, for "did you mean" hints (`subcommand_parser`, `option_keys`).
+* the wording of jsonargparse's error messages (`unknown_key`, `reworded`).
+* no longer used, replaced by public APIs: `LightningModule._trainer` (`attached_trainer` asks
+  the `module.trainer` property), `LightningCLI._get` (the CLI reads its settings with
+  `Namespace.get`) and reading `_signal_connector.received_sigterm` (`trainer.received_sigterm`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Optional
+
+import lightning as L
+
+
+class LightningInternalsChanged(AttributeError):
+    """A private Lightning or jsonargparse name llm_lit relies on is gone: update this module."""
+
+
+def _private(owner: Any, name: str, purpose: str) -> Any:
+    """`getattr(owner, name)`, or `LightningInternalsChanged` naming what to update."""
+    try:
+        return getattr(owner, name)
+    except AttributeError:
+        raise LightningInternalsChanged(
+            f"{type(owner).__name__}.{name} no longer exists in the installed Lightning/jsonargparse; llm_lit uses it "
+            f"to {purpose}: update llm_lit/lightning_compat.py for this version.") from None
+
+
+def _set_private(owner: Any, name: str, value: Any, purpose: str) -> None:
+    """`setattr(owner, name, value)` for an attribute that must already exist (a typo would create a new one)."""
+    _private(owner, name, purpose)
+    setattr(owner, name, value)
+
+
+# ---------------------------------------------------------------------- Lightning: the trainer
+def attached_trainer(module: L.LightningModule) -> Optional[L.Trainer]:
+    """The Trainer `module` is attached to, or None (public API: `module.trainer` raises when detached)."""
+    try:
+        return module.trainer
+    except RuntimeError:
+        return None
+
+
+def request_stop(trainer: L.Trainer, stop: bool = True) -> None:
+    """Make Lightning stop at the end of the current step (or not), as on SIGTERM.
+
+    Private because Lightning only exposes the flag read-only (`trainer.received_sigterm`); its
+    stop path (finish the step, raise `SIGTERMException`, let callbacks save) is what we want.
+    """
+    connector = _private(trainer, "_signal_connector", "stop at the end of a step after Ctrl-C or SIGTERM")
+    _set_private(connector, "received_sigterm", stop, "stop at the end of a step after Ctrl-C or SIGTERM")
+
+
+def logger_step(trainer: L.Trainer) -> int:
+    """The step Lightning writes logs at (batches that stepped the optimizer; differs from
+    `global_step` after some resumes). Private: no public accessor exists."""
+    loop = trainer.fit_loop.epoch_loop
+    return _private(loop, "_batches_that_stepped", "log train metrics at Lightning's own logger step")
+
+
+def set_logger_step(trainer: L.Trainer, step: int) -> None:
+    """Set the logger step (after resuming from an interrupt checkpoint). Private: no public setter exists."""
+    _set_private(trainer.fit_loop.epoch_loop, "_batches_that_stepped", step, "restore the logger step after a resume")
+
+
+def should_update_logs(trainer: L.Trainer) -> bool:
+    """Whether Lightning writes logs at this step (`log_every_n_steps`, counted in optimizer steps).
+
+    Private: Lightning's own test has no public form, and re-deriving it would drift from it.
+    """
+    connector = _private(trainer, "_logger_connector", "write train metrics exactly at Lightning's logging steps")
+    return _private(connector, "should_update_logs", "write train metrics exactly at Lightning's logging steps")
+
+
+# ---------------------------------------------------------------------- Lightning: the CLI
+class NoHyperparametersInCheckpoints:
+    """A LightningCLI mixin that keeps LightningCLI from reading `--ckpt_path` a second time.
+
+    Right after parsing, LightningCLI loads the whole checkpoint (`_parse_ckpt_path`) only to
+    apply its `hyper_parameters`; llm_lit checkpoints hold none (their model config travels in
+    the `"llm_lit"` section, which `llm_lit.checkpoint` applies from the one read). Private:
+    LightningCLI has no public switch for it.
+    """
+
+    def _parse_ckpt_path(self) -> None:
+        """Nothing to apply: llm_lit checkpoints hold no `hyper_parameters`."""
+
+
+# ---------------------------------------------------------------------- jsonargparse: parsers and messages
+def subcommand_parser(parser: Any, subcommand: Optional[str]) -> Any:
+    """The parser of `subcommand` under `parser` (`parser` itself when it has no such subcommand).
+
+    Private: jsonargparse keeps its subcommands action unexposed; LightningCLI's own map is private too.
+    """
+    if subcommand is None:
+        return parser
+    action = _private(parser, "_subcommands_action", "suggest the nearest valid key for an unknown one")
+    return action.choices.get(subcommand, parser) if action is not None else parser
+
+
+def option_keys(parser: Any) -> list[str]:
+    """Every dotted option key `parser` accepts (`--model.config.d_model` -> `model.config.d_model`).
+
+    Private: argparse lists its actions only in `_actions`.
+    """
+    actions = _private(parser, "_actions", "suggest the nearest valid key for an unknown one")
+    return [option[2:] for action in actions for option in action.option_strings if option.startswith("--")]
+
+
+# The wording of jsonargparse's "unknown key" errors; the first three are what the installed
+# version says, the last two are kept for other versions.
+_UNKNOWN_KEY_PATTERNS = [
+    re.compile(r"unrecognized arguments: --?([\w.\-]+)"),
+    re.compile(r"Group '([\w.]+)' does not accept option '([\w.]+)'"),
+    re.compile(r"does not accept option '([\w.]+)'"),
+    re.compile(r"[Kk]ey ['\"]([\w.]+)['\"] is not expected"),
+    re.compile(r"No action for key \"([\w.]+)\""),
+]
+
+
+def unknown_key(message: str) -> Optional[str]:
+    """The dotted key a jsonargparse error message calls unknown, or None when it says something else."""
+    for pattern in _UNKNOWN_KEY_PATTERNS:
+        match = pattern.search(message)
+        if match:
+            return ".".join(match.groups())
+    return None
+
+
+def reworded(message: str) -> str:
+    """A jsonargparse value error in our words: `Parser key "a.b": ...` -> `Invalid value for a.b: ...`."""
+    return message.replace('Parser key "', "Invalid value for ").replace('":', ":")
