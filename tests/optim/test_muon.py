@@ -1,5 +1,6 @@
 """Muon: the Newton–Schulz iteration against its SVD formula and its singular-value band, the whole update
-against a direct implementation, its AdamW groups against torch.optim.AdamW, state round trip, refusals."""
+against a direct implementation and torch.optim.Muon, its AdamW groups against torch.optim.AdamW, state round
+trip, refusals."""
 
 from __future__ import annotations
 
@@ -100,6 +101,24 @@ def test_muon_update_equals_a_direct_implementation(nesterov: bool) -> None:
     for p, twin in zip(others, twins):
         torch.testing.assert_close(p, twin, atol=1e-12, rtol=1e-12)
     assert muon.param_groups[0]["lr"] == adamw_lr and muon.param_groups[1]["lr"] == lr
+
+
+@pytest.mark.parametrize("nesterov", [True, False])
+@pytest.mark.skipif(not hasattr(torch.optim, "Muon"), reason="torch.optim.Muon arrived in torch 2.9")
+def test_muon_in_bfloat16_is_bitwise_torch_optim_muon(nesterov: bool) -> None:
+    ours_params = [p.detach().float().requires_grad_() for p in _model_params(3)[:4]] + \
+        [torch.randn(64, 256, generator=torch.Generator().manual_seed(4)).requires_grad_()]
+    torch_params = [p.detach().clone().requires_grad_() for p in ours_params]
+    kwargs = dict(lr=0.02, momentum=0.95, nesterov=nesterov, weight_decay=0.1, ns_steps=5)
+    ours = Muon(ours_params, ns_dtype="bfloat16", **kwargs)
+    theirs = torch.optim.Muon(torch_params, **kwargs)
+    g = torch.Generator().manual_seed(5)
+    for _ in range(10):
+        for a, b in zip(ours_params, torch_params):
+            a.grad = torch.randn(a.shape, generator=g)
+            b.grad = a.grad.clone()
+        ours.step(), theirs.step()
+    assert all(torch.equal(a, b) for a, b in zip(ours_params, torch_params))
 
 
 def test_muon_with_bfloat16_newton_schulz_stays_close_to_float64() -> None:
