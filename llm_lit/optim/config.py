@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from llm_lit.optim.adamw import AdamW, OptimizerConfigError, param_groups
-from llm_lit.optim.muon import NS_DTYPES, Muon
+from llm_lit.optim.muon import NS_DTYPES, SHARDED_REFUSAL, Muon
 from llm_lit.optim.schedule import WsdShape, inverse_time_lr_at, lr_at, peak_relative_scheduler, wsd_lr_at
 from llm_lit.optim.sgd import SGD
 
@@ -220,9 +220,7 @@ def build_optimizer(config: OptimizerConfig, model: nn.Module, max_steps: int, h
         sharded: the parameters are sharded (FSDP), which Muon refuses.
     """
     if sharded and config.name == "muon":
-        raise OptimizerConfigError(
-            "Muon orthogonalises whole weight matrices, but FSDP shards them across devices; train with "
-            "--trainer.strategy ddp (or one device), or choose model.optimizer.name adamw or sgd.")
+        raise OptimizerConfigError(SHARDED_REFUSAL)
     groups = param_groups(model, config.weight_decay)
     if config.name == "adamw":
         optimizer = AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay,

@@ -33,6 +33,10 @@ except ImportError:  # a torch built without torch.distributed: nothing can be s
 #: [0.68, 1.14] it stays there.
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 
+#: Why Muon is refused for sharded parameters (FSDP), and what to do instead.
+SHARDED_REFUSAL = ("Muon orthogonalises whole weight matrices, but FSDP shards them across devices; train with "
+                   "--trainer.strategy ddp (or one device), or choose model.optimizer.name adamw or sgd.")
+
 #: The dtypes the Newton–Schulz iteration may run in, by name (names keep checkpoints plain data).
 NS_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
 
@@ -175,9 +179,7 @@ def _check_matrices(params: list[Tensor]) -> None:
     """Refuse what Muon cannot orthogonalise: anything but a whole, unsharded 2-D matrix."""
     for p in params:
         if isinstance(p, DTensor):
-            raise OptimizerConfigError(
-                "Muon orthogonalises whole weight matrices, but FSDP shards them across devices; train with "
-                "--trainer.strategy ddp (or one device), or choose model.optimizer.name adamw or sgd.")
+            raise OptimizerConfigError(SHARDED_REFUSAL)
         if p.dim() != 2:
             raise OptimizerConfigError(f"Muon updates 2-D matrices only, but got a parameter of shape "
                                        f"{tuple(p.shape)}; put it in a group with 'muon': False (AdamW).")
