@@ -8,8 +8,10 @@ Every figure is computed from the `ModelConfig` (no model is allocated):
 
 * parameters, counted from the layer shapes (tests check it equals `TransformerLM.num_parameters()`);
 * FLOPs per token from `TransformerLM.flops_per_token` (6N plus the attention products);
-* memory of a training step = weights + gradients + AdamW's two moments (float32, 16 bytes per
-  parameter, also under mixed precision, where Lightning keeps float32 weights) + the
+* memory of a training step = weights + gradients + the optimizer's state (float32 under fp32 and
+  mixed precision, where Lightning keeps float32 weights: 16 bytes per parameter with AdamW's two
+  moments, 12 with SGD's momentum, 8 with plain SGD; Muon keeps one buffer per element of the
+  block matrices and AdamW's two moments for the rest) + the
   activations saved for the backward pass + the loss's logits; the activation count follows
   the fused-attention path tensor by tensor (tests compare it with the bytes autograd saves);
 * the largest micro-batch whose estimate fits a given memory;
@@ -29,7 +31,9 @@ from llm_lit.callbacks import PEAK_FLOPS
 from llm_lit.errors import UserError, one_line
 from llm_lit.model import ModelConfig, TransformerLM
 from llm_lit.model.chunked_loss import auto_chunk_tokens
-from llm_lit.presets import load_preset
+from llm_lit.module import muon_matrices
+from llm_lit.optim import OptimizerConfig, optimizer_state_elements
+from llm_lit.presets import load_preset, preset_optimizer_defaults
 
 Precision = Literal["32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true"]
 GIB = 2**30
@@ -52,6 +56,13 @@ def count_parameters(config: ModelConfig) -> int:
     if not c.tie_embeddings:
         total += c.vocab_size * d
     return total
+
+
+def muon_matrix_parameters(config: ModelConfig) -> int:
+    """Parameters of the matrices Muon takes (`llm_lit.module.muon_matrices`), without allocating weights."""
+    with torch.device("meta"):
+        model = TransformerLM(config)
+    return sum(p.numel() for p in muon_matrices(model))
 
 
 def flops_per_token(config: ModelConfig, seq_len: Optional[int] = None) -> int:
@@ -134,12 +145,14 @@ class MemoryEstimate:
 
 
 def estimate_memory(config: ModelConfig, batch_size: int, seq_len: Optional[int] = None, precision: str = "32-true",
-                    activation_checkpointing: bool = False, chunk_tokens: Optional[int] = None) -> MemoryEstimate:
-    """Predicted peak memory of a training step with AdamW at `batch_size x seq_len` tokens.
+                    activation_checkpointing: bool = False, chunk_tokens: Optional[int] = None,
+                    optimizer: Optional[OptimizerConfig] = None) -> MemoryEstimate:
+    """Predicted peak memory of a training step with `optimizer` (default AdamW) at `batch_size x seq_len` tokens.
 
-    Weights, gradients and the two AdamW moments are float32 (16 bytes per parameter; 2-byte
-    weights and gradients under '-true' 16-bit precision). With activation checkpointing each
-    block keeps only its input, and one block's activations exist again while it is recomputed.
+    Weights, gradients and the optimizer's state are float32 (16 bytes per parameter with AdamW;
+    weights, gradients and state are 2-byte under '-true' 16-bit precision, since the state is
+    allocated like the weights). With activation checkpointing each block keeps only its input,
+    and one block's activations exist again while it is recomputed.
     """
     seq_len = seq_len or config.context_length
     tokens = batch_size * seq_len
@@ -159,17 +172,21 @@ def estimate_memory(config: ModelConfig, batch_size: int, seq_len: Optional[int]
     else:
         activations = config.n_layers * per_layer + embedding + final
     loss = loss_bytes(config, tokens, precision, chunk_tokens)
-    return MemoryEstimate(parameters=n * w, gradients=n * w, optimizer=n * 8, weight_copies=copies,
+    optimizer = optimizer or OptimizerConfig()
+    matrices = muon_matrix_parameters(config) if optimizer.name == "muon" else 0
+    return MemoryEstimate(parameters=n * w, gradients=n * w, optimizer=optimizer_state_elements(optimizer, n, matrices) * w,
+                          weight_copies=copies,
                           activations=activations,
                           loss_saved=loss["saved"], loss_transient=loss["transient"])
 
 
 def largest_micro_batch(config: ModelConfig, memory_bytes: float, seq_len: Optional[int] = None,
                         precision: str = "32-true", activation_checkpointing: bool = False,
-                        chunk_tokens: Optional[int] = None) -> int:
+                        chunk_tokens: Optional[int] = None, optimizer: Optional[OptimizerConfig] = None) -> int:
     """The largest batch size whose `estimate_memory(...).total` fits in `memory_bytes` (0 if none does)."""
     def fits(b: int) -> bool:
-        return estimate_memory(config, b, seq_len, precision, activation_checkpointing, chunk_tokens).total <= memory_bytes
+        return estimate_memory(config, b, seq_len, precision, activation_checkpointing, chunk_tokens,
+                               optimizer).total <= memory_bytes
 
     if not fits(1):
         return 0
@@ -217,6 +234,7 @@ def accounting(
     device_name: Optional[str] = None,
     tokens_per_s: Optional[float] = None,
     target_mfu: float = 0.5,
+    optimizer: OptimizerConfig = OptimizerConfig(),
 ) -> dict[str, Any]:
     """Print parameters, FLOPs per token, memory of a training step, the largest micro-batch and MFU.
 
@@ -232,6 +250,7 @@ def accounting(
         device_name: Device to predict MFU for (e.g. H100, A100; default: this machine's GPU if any).
         tokens_per_s: A measured training throughput of one device (tokens/s) to turn into MFU.
         target_mfu: MFU at which to predict tokens/s and step time on the device.
+        optimizer: The optimizer whose state the memory estimate counts (the preset's model.optimizer by default, else AdamW).
 
     Returns:
         The figures, as a dict (also printed).
@@ -255,7 +274,7 @@ def accounting(
         raise UserError("Invalid accounting arguments: " + "; ".join(problems) + "; fix them and try again.")
 
     fpt = flops_per_token(config, seq_len)
-    memory = estimate_memory(config, batch_size, seq_len, precision, activation_checkpointing, chunk_tokens)
+    memory = estimate_memory(config, batch_size, seq_len, precision, activation_checkpointing, chunk_tokens, optimizer)
     if device_name is None and torch.cuda.is_available():
         device_name = torch.cuda.get_device_name()
     peak = device_peak_flops(device_name, precision) if device_name else None
@@ -266,6 +285,7 @@ def accounting(
         "flops_per_token": fpt,
         "tokens_per_step": batch_size * seq_len,
         "memory": memory,
+        "optimizer": optimizer.name,
         "largest_micro_batch": None,
         "device": device_name or "cpu",
         "peak_flops": peak,
@@ -274,7 +294,7 @@ def accounting(
     }
     if memory_gib is not None:
         result["largest_micro_batch"] = largest_micro_batch(config, memory_gib * GIB, seq_len, precision,
-                                                            activation_checkpointing, chunk_tokens)
+                                                            activation_checkpointing, chunk_tokens, optimizer)
     print(format_report(config, result, batch_size, seq_len, precision, memory_gib, tokens_per_s, target_mfu))
     return result
 
@@ -293,7 +313,7 @@ def format_report(config: ModelConfig, r: dict[str, Any], batch_size: int, seq_l
         f"memory of a step ({precision}, batch {batch_size} x {seq_len}):",
         f"  weights            {_gib(m.parameters)}",
         f"  gradients          {_gib(m.gradients)}",
-        f"  AdamW moments      {_gib(m.optimizer)}",
+        f"  {r.get('optimizer', 'adamw') + ' state':<19}{_gib(m.optimizer)}",
         f"  autocast copies    {_gib(m.weight_copies)}",
         f"  activations        {_gib(m.activations)}",
         f"  loss (saved)       {_gib(m.loss_saved)}",
@@ -327,7 +347,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parse(parser, argv)
     if args.preset:  # the preset supplies defaults; flags given on the command line still win
         config, batch_size, precision = load_preset(args.preset)
-        parser.set_defaults({"batch_size": batch_size, "precision": precision, "model": config})
+        parser.set_defaults({"batch_size": batch_size, "precision": precision, "model": config,
+                             **preset_optimizer_defaults(args.preset)})
         args = parse(parser, argv)
     try:
         kwargs = parser.instantiate(args).as_dict()
