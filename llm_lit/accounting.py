@@ -11,7 +11,7 @@ Every figure is computed from the `ModelConfig` (no model is allocated):
 * memory of a training step = weights + gradients + AdamW's two moments (float32, 16 bytes per
   parameter, also under mixed precision, where Lightning keeps float32 weights) + the
   activations saved for the backward pass + the loss's logits; the activation count follows
-  the fused-attention path tensor by tensor (tests compare it with the bytes autograd saves);
+  the torch-kernels path tensor by tensor (tests compare it with the bytes autograd saves);
 * the largest micro-batch whose estimate fits a given memory;
 * MFU: predicted tokens/s at a target MFU on a device from the peak table in
   `llm_lit.callbacks.PEAK_FLOPS`, and the MFU of a measured tokens/s. A device without a
@@ -99,7 +99,7 @@ def _is_mixed(precision: str) -> bool:
 
 
 def layer_activation_bytes_per_token(config: ModelConfig, precision: str = "32-true") -> int:
-    """Bytes one block saves for its backward pass, per token, on the fused-attention path.
+    """Bytes one block saves for its backward pass, per token, on the torch-kernels path.
 
     The residual stream (the inputs of ln1 and ln2) stays in the weights' dtype (float32
     unless the precision is '-true'); everything a matmul produces is in the compute dtype.
@@ -134,7 +134,7 @@ def loss_bytes(config: ModelConfig, tokens: int, precision: str = "32-true", chu
     a = activation_bytes_per_element(precision)
     v, d = config.vocab_size, config.d_model
     if chunk_tokens is None:
-        chunk_tokens = auto_chunk_tokens(tokens, v) if config.attention == "fused" else 0
+        chunk_tokens = auto_chunk_tokens(tokens, v) if config.kernels == "torch" else 0
     if chunk_tokens > 0:
         chunk = min(chunk_tokens, tokens)
         return {"saved": tokens * d * 4 + v * d * 4, "transient": chunk * v * (a + 4) + v * d * a}

@@ -39,7 +39,7 @@ def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
 
 def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """`"name: saved -> current"` for each architecture field that differs (runtime-only fields ignored)."""
-    runtime_only = {"attention", "dropout"}  # fused vs reference attention and dropout do not change the weights
+    runtime_only = {"kernels", "attention", "dropout"}  # kernels (formerly `attention`) and dropout leave the weights alone
     names = sorted((set(saved) | set(current)) - runtime_only)
     return [f"{n} {saved.get(n)!r} in the checkpoint vs {current.get(n)!r}" for n in names
             if saved.get(n) != current.get(n)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
@@ -13,6 +14,7 @@ from llm_lit.errors import UserError
 NormKind = Literal["rmsnorm", "layernorm"]
 FfnKind = Literal["swiglu", "gelu"]
 PositionKind = Literal["rope", "alibi", "learned", "sinusoidal", "none"]
+KernelsKind = Literal["reference", "torch"]
 AttentionKind = Literal["reference", "fused"]
 GeluApproximate = Literal["none", "tanh"]
 
@@ -40,10 +42,11 @@ class ModelConfig:
         tie_embeddings: Share one matrix between the token embedding and the output layer.
         bias: Give every Linear and LayerNorm a bias.
         dropout: Dropout probability on embeddings, attention weights and residual branches (0 disables it).
-        attention: 'reference' runs the from-scratch math everywhere; 'fused' routes attention through torch's scaled_dot_product_attention and norms, activations and the loss through torch's fused kernels (each tested equal to the reference).
+        kernels: 'reference' builds the from-scratch layers; 'torch' builds their torch-kernel versions (attention through torch's scaled_dot_product_attention, torch's norms, activations and cross-entropy, the loss chunked for large logits and a sparse gradient for a tied embedding's lookup), each tested equal to the reference. The weights are the same either way.
         norm_eps: Epsilon added inside the normalization layers.
         init_std: Standard deviation of the normal init of Linear and Embedding weights (residual projections are further scaled by 1/sqrt(2*n_layers)).
         gelu_approximate: GELU of the 'gelu' feed-forward: 'none' is the exact erf form, 'tanh' the tanh approximation that GPT-2's released weights use (Hugging Face's 'gelu_new').
+        attention: Deprecated, read from older configs and checkpoints: 'fused' means kernels='torch', 'reference' means kernels='reference'. Use kernels.
     """
 
     vocab_size: int = 8192
@@ -60,10 +63,11 @@ class ModelConfig:
     tie_embeddings: bool = False
     bias: bool = False
     dropout: float = 0.0
-    attention: AttentionKind = "fused"
+    kernels: KernelsKind = "torch"
     norm_eps: float = 1e-5
     init_std: float = 0.02
     gelu_approximate: GeluApproximate = "none"
+    attention: Optional[AttentionKind] = None
 
     def __post_init__(self) -> None:
         problems = _find_problems(self)
@@ -71,6 +75,13 @@ class ModelConfig:
             raise ModelConfigError(
                 "Invalid ModelConfig: " + "; ".join(problems) + "; fix these fields and try again."
             )
+        if self.attention is not None:
+            self.kernels = KERNELS_OF_ATTENTION[self.attention]
+            # One line on stderr, once per process and setting (no source line: there is none to show).
+            warnings.warn_explicit(f"ModelConfig: attention='{self.attention}' is deprecated and read as "
+                                   f"kernels='{self.kernels}'; write kernels: {self.kernels} instead.",
+                                   FutureWarning, "llm_lit", 0, registry=_DEPRECATIONS_SHOWN)
+            self.attention = None
         if self.n_kv_heads is None:
             self.n_kv_heads = self.n_heads
         if self.d_ff is None:
@@ -94,8 +105,10 @@ class ModelConfig:
         return cls(**{**preset, **overrides})
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as a plain JSON-able dict (resolved defaults included)."""
-        return dataclasses.asdict(self)
+        """The config as a plain JSON-able dict (resolved defaults included; the deprecated `attention` left out)."""
+        d = dataclasses.asdict(self)
+        del d["attention"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
@@ -109,6 +122,12 @@ class ModelConfig:
                 hint = f"did you mean '{close[0]}'?" if close else f"valid keys are {', '.join(valid)}."
                 raise ModelConfigError(f"Unknown model config key '{key}'; {hint}")
         return cls(**d)
+
+
+_DEPRECATIONS_SHOWN: dict = {}
+
+#: How the deprecated `attention` setting maps onto `kernels`.
+KERNELS_OF_ATTENTION = {"fused": "torch", "reference": "reference"}
 
 
 def default_d_ff(d_model: int, ffn: str) -> int:
@@ -141,9 +160,11 @@ def _find_problems(c: ModelConfig) -> list[str]:
         "norm": ("rmsnorm", "layernorm"),
         "ffn": ("swiglu", "gelu"),
         "position": ("rope", "alibi", "learned", "sinusoidal", "none"),
-        "attention": ("reference", "fused"),
+        "kernels": ("reference", "torch"),
         "gelu_approximate": ("none", "tanh"),
     }
+    if c.attention is not None:
+        choices["attention"] = tuple(KERNELS_OF_ATTENTION)
     for name, allowed in choices.items():
         if getattr(c, name) not in allowed:
             problems.append(f"{name} must be one of {', '.join(allowed)} (got {getattr(c, name)!r})")

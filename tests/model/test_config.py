@@ -58,7 +58,8 @@ def test_from_dict_names_the_nearest_key() -> None:
         (dict(norm="batchnorm"), r"norm must be one of rmsnorm, layernorm \(got 'batchnorm'\)"),
         (dict(ffn="relu"), r"ffn must be one of swiglu, gelu"),
         (dict(position="xpos"), r"position must be one of rope, alibi, learned, sinusoidal, none"),
-        (dict(attention="flash"), r"attention must be one of reference, fused"),
+        (dict(kernels="flash"), r"kernels must be one of reference, torch"),
+        (dict(attention="flash"), r"attention must be one of fused, reference"),
         (dict(tie_embeddings="yes"), r"tie_embeddings must be true or false"),
         (dict(bias=1), r"bias must be true or false"),
         (dict(dropout=1.0), r"dropout must be in \[0, 1\)"),
@@ -99,3 +100,14 @@ def test_field_docs_show_in_jsonargparse_help() -> None:
         assert doc in help_text
     parsed = parser.parse_args(["--model.d_model=64", "--model.n_heads=4", "--model.position=alibi"])
     assert parsed.model.position == "alibi"
+
+
+def test_deprecated_attention_setting_reads_as_kernels() -> None:
+    old = ModelConfig.gpt2().to_dict()
+    assert "attention" not in old and old["kernels"] == "torch"
+    del old["kernels"]
+    for attention, kernels in (("fused", "torch"), ("reference", "reference")):
+        with pytest.warns(FutureWarning, match=f"attention='{attention}' is deprecated and read as kernels='{kernels}'"):
+            config = ModelConfig.from_dict({**old, "attention": attention})  # a config or checkpoint of before
+        assert config.kernels == kernels and config.attention is None
+        assert config == ModelConfig.gpt2(kernels=kernels)

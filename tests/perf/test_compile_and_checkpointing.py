@@ -18,7 +18,7 @@ CONFIGS = {
     "gpt2": ModelConfig.gpt2(**SHAPE),
     "llama-gqa": ModelConfig.llama(**SHAPE, n_kv_heads=2),
     "alibi": ModelConfig(**SHAPE, position="alibi"),
-    "sinusoidal-reference": ModelConfig(**SHAPE, position="sinusoidal", attention="reference"),
+    "sinusoidal-reference": ModelConfig(**SHAPE, position="sinusoidal", kernels="reference"),
 }
 
 
