@@ -6,30 +6,32 @@
 
 Every figure is computed from the `ModelConfig` (no model is allocated):
 
-* parameters, counted from the layer shapes (tests check it equals `TransformerLM.num_parameters()`);
-* FLOPs per token from `TransformerLM.flops_per_token` (6N plus the attention products);
+* parameters and FLOPs per token from `TransformerLM.num_parameters` and `.flops_per_token`
+  (6N plus the attention products), of the model built on the meta device (no memory);
 * memory of a training step = weights + gradients + AdamW's two moments (float32, 16 bytes per
   parameter, also under mixed precision, where Lightning keeps float32 weights) + the
   activations saved for the backward pass + the loss's logits; the activation count follows
   the torch-kernels path tensor by tensor (tests compare it with the bytes autograd saves);
 * the largest micro-batch whose estimate fits a given memory;
 * MFU: predicted tokens/s at a target MFU on a device from the peak table in
-  `llm_lit.callbacks.PEAK_FLOPS`, and the MFU of a measured tokens/s. A device without a
-  listed peak (any CPU) gets "unknown peak", never a guess.
+  `llm_lit.peak_flops` (the MFU logger's too), and the MFU of a measured tokens/s. A device
+  without a listed peak (any CPU) gets "unknown peak", never a guess.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 import torch
 
-from llm_lit.callbacks import PEAK_FLOPS
 from llm_lit.errors import UserError
 from llm_lit.model import ModelConfig, TransformerLM
 from llm_lit.model.chunked_loss import auto_chunk_tokens
+from llm_lit.peak_flops import peak_flops
 
 Precision = Literal["32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true"]
 CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -63,29 +65,21 @@ def load_preset(name_or_path: str) -> tuple[ModelConfig, int, str]:
 
 
 # ---------------------------------------------------------------------- parameters and FLOPs
-def count_parameters(config: ModelConfig) -> int:
-    """Number of distinct parameters of `TransformerLM(config)`, from the layer shapes alone."""
-    c = config
-    d, f, kv = c.d_model, c.d_ff, c.n_kv_heads * c.d_head
-    norm = d * (2 if c.norm == "layernorm" and c.bias else 1)
-    attention = 2 * d * d + 2 * d * kv + ((2 * d + 2 * kv) if c.bias else 0)
-    if c.ffn == "swiglu":
-        ffn = 3 * d * f + ((2 * f + d) if c.bias else 0)
-    else:
-        ffn = 2 * d * f + ((f + d) if c.bias else 0)
-    total = c.vocab_size * d + c.n_layers * (2 * norm + attention + ffn) + norm
-    if c.position == "learned":
-        total += c.context_length * d
-    if not c.tie_embeddings:
-        total += c.vocab_size * d
-    return total
+def count_parameters(config: ModelConfig, non_embedding: bool = False) -> int:
+    """`TransformerLM.num_parameters` of `TransformerLM(config)`, without allocating weights."""
+    return _meta_model(json.dumps(config.to_dict(), sort_keys=True)).num_parameters(non_embedding)
 
 
 def flops_per_token(config: ModelConfig, seq_len: Optional[int] = None) -> int:
     """Training FLOPs per token (forward + backward), `TransformerLM.flops_per_token`, without allocating weights."""
+    return _meta_model(json.dumps(config.to_dict(), sort_keys=True)).flops_per_token(seq_len)
+
+
+@functools.lru_cache(maxsize=8)
+def _meta_model(config_json: str) -> TransformerLM:
+    """The model of a config (given as JSON, so it can be a cache key) built on the meta device: shapes only."""
     with torch.device("meta"):
-        model = TransformerLM(config)
-    return model.flops_per_token(seq_len)
+        return TransformerLM(ModelConfig.from_dict(json.loads(config_json)))
 
 
 # ---------------------------------------------------------------------- memory
@@ -213,19 +207,6 @@ def largest_micro_batch(config: ModelConfig, memory_bytes: float, seq_len: Optio
 
 
 # ---------------------------------------------------------------------- MFU
-def device_peak_flops(device_name: str, precision: str) -> Optional[float]:
-    """Dense peak FLOP/s of a device named like `torch.cuda.get_device_name` (e.g. 'NVIDIA H100 80GB HBM3')
-    at a precision, from `llm_lit.callbacks.PEAK_FLOPS`; None when the device is not listed.
-
-    Plain float32 counts as TF32 on tensor cores, as `torch.set_float32_matmul_precision('high')` gives.
-    """
-    kind = "bf16" if "16" in precision else "tf32"
-    for key, peaks in PEAK_FLOPS:
-        if key.lower() in device_name.lower():
-            return peaks.get(kind, peaks.get("32"))
-    return None
-
-
 def mfu(flops_per_token: float, tokens_per_s: float, peak: float) -> float:
     """Model FLOPs utilisation: achieved training FLOP/s over the device's peak."""
     return flops_per_token * tokens_per_s / peak
@@ -285,11 +266,10 @@ def accounting(
     memory = estimate_memory(config, batch_size, seq_len, precision, activation_checkpointing, chunk_tokens)
     if device_name is None and torch.cuda.is_available():
         device_name = torch.cuda.get_device_name()
-    peak = device_peak_flops(device_name, precision) if device_name else None
+    peak = peak_flops(device_name, precision) if device_name else None
     result: dict[str, Any] = {
         "parameters": count_parameters(config),
-        "non_embedding_parameters": count_parameters(config) - config.vocab_size * config.d_model
-        - (config.context_length * config.d_model if config.position == "learned" else 0),
+        "non_embedding_parameters": count_parameters(config, non_embedding=True),
         "flops_per_token": fpt,
         "tokens_per_step": batch_size * seq_len,
         "memory": memory,
@@ -331,7 +311,7 @@ def format_report(config: ModelConfig, r: dict[str, Any], batch_size: int, seq_l
         lines.append(f"largest micro-batch fitting {memory_gib:g} GiB: {r['largest_micro_batch']}")
     peak = r["peak_flops"]
     if peak is None:
-        lines.append(f"MFU on {r['device']}: unknown peak (not in llm_lit.callbacks.PEAK_FLOPS); no MFU is predicted or measured")
+        lines.append(f"MFU on {r['device']}: unknown peak (not in llm_lit.peak_flops.PEAK_FLOPS); no MFU is predicted or measured")
     else:
         predicted = r["predicted_tokens_per_s"]
         step_s = r["tokens_per_step"] / predicted

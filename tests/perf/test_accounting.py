@@ -92,14 +92,21 @@ def test_largest_micro_batch_is_the_boundary() -> None:
     assert acc.largest_micro_batch(config, budget, activation_checkpointing=True, precision="bf16-mixed") > b
 
 
-def test_device_peaks_come_from_the_callbacks_table() -> None:
-    from llm_lit.callbacks import PEAK_FLOPS
+def test_one_peak_table_for_accounting_and_the_mfu_logger(capsys: pytest.CaptureFixture) -> None:
+    from llm_lit.peak_flops import PEAK_FLOPS, device_peak_flops, peak_flops
 
-    assert acc.device_peak_flops("NVIDIA H100 80GB HBM3", "bf16-mixed") == dict(PEAK_FLOPS)["H100"]["bf16"]
-    assert acc.device_peak_flops("NVIDIA H100 PCIe", "bf16-mixed") == dict(PEAK_FLOPS)["H100 PCIe"]["bf16"]
-    assert acc.device_peak_flops("NVIDIA A100-SXM4-40GB", "32-true") == dict(PEAK_FLOPS)["A100"]["tf32"]
-    assert acc.device_peak_flops("cpu", "32-true") is None
+    peaks = dict(PEAK_FLOPS)
+    assert peak_flops("NVIDIA H100 80GB HBM3", "bf16-mixed") == peaks["H100"]["bf16"]
+    assert peak_flops("NVIDIA H100 PCIe", "bf16-mixed") == peaks["H100 PCIe"]["bf16"]
+    assert peak_flops("NVIDIA A100-SXM4-40GB", "32-true") == peaks["A100"]["tf32"]
+    assert peak_flops("NVIDIA A100-SXM4-40GB", "32-true", tf32=False) == peaks["A100"]["32"]
+    assert peak_flops("Tesla V100-SXM2-16GB", "32-true") == peaks["V100"]["32"]  # no TF32 on a V100
+    assert peak_flops("nvidia h100 80gb hbm3", "16-mixed") == peaks["H100"]["bf16"]
+    assert peak_flops("cpu", "32-true") is None
+    assert device_peak_flops(torch.device("cpu"), "32-true") is None  # the logger's lookup: none on a CPU
     assert acc.mfu(1e9, 1000.0, 4e12) == pytest.approx(0.25)
+    acc.accounting(model=ModelConfig(**SHAPE), device_name="NVIDIA A100-SXM4-40GB", precision="bf16-mixed")
+    assert "peak 312 TFLOP/s" in capsys.readouterr().out
 
 
 def test_cli_prints_the_report(capsys: pytest.CaptureFixture) -> None:
