@@ -85,12 +85,15 @@ class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention with grouped-query heads, RoPE/ALiBi hooks and a KV cache.
 
     Projections `q_proj (d_model -> n_heads*d_head)`, `k_proj`/`v_proj (d_model -> n_kv_heads*d_head)`
-    and `output_proj (d_model -> d_model)`; heads are split after the projections.
+    and `output_proj (d_model -> d_model)`; heads are split after the projections. With QK-norm,
+    `q_norm` and `k_norm` (norms over `d_head`, shared by the heads) normalise each head's queries
+    and keys before RoPE: `q = q_norm(q_proj(x)_h)`, `k = k_norm(k_proj(x)_h)`.
     Shapes: `x (batch, seq, d_model) -> (batch, seq, d_model)`.
     """
 
     def __init__(self, d_model: int, n_heads: int, n_kv_heads: int | None = None, bias: bool = False,
-                 dropout: float = 0.0, init_std: float = 0.02, output_init_std: float | None = None) -> None:
+                 dropout: float = 0.0, init_std: float = 0.02, output_init_std: float | None = None,
+                 q_norm: nn.Module | None = None, k_norm: nn.Module | None = None) -> None:
         super().__init__()
         n_kv_heads = n_kv_heads or n_heads
         if d_model % n_heads or n_heads % n_kv_heads:
@@ -108,6 +111,8 @@ class CausalSelfAttention(nn.Module):
         self.v_proj = Linear(d_model, kv_dim, bias=bias, init_std=init_std)
         self.output_proj = Linear(d_model, d_model, bias=bias,
                                   init_std=init_std if output_init_std is None else output_init_std)
+        self.q_norm = q_norm if q_norm is not None else nn.Identity()  # no parameters, no state-dict entries
+        self.k_norm = k_norm if k_norm is not None else nn.Identity()
 
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None = None, mask: Tensor | None = None,
                 is_causal: bool = True, kv_cache: KVCache | None = None, layer: int = 0) -> Tensor:
@@ -126,6 +131,7 @@ class CausalSelfAttention(nn.Module):
         q = self.q_proj(x).view(batch, seq, self.n_heads, self.d_head).transpose(1, 2)
         k = self.k_proj(x).view(batch, seq, self.n_kv_heads, self.d_head).transpose(1, 2)
         v = self.v_proj(x).view(batch, seq, self.n_kv_heads, self.d_head).transpose(1, 2)
+        q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             q = RotaryEmbedding.rotate(q, *rope)
             k = RotaryEmbedding.rotate(k, *rope)

@@ -12,7 +12,7 @@ from typing import Any, Literal, Optional
 from llm_lit.errors import UserError
 
 NormKind = Literal["rmsnorm", "layernorm"]
-FfnKind = Literal["swiglu", "gelu"]
+FfnKind = Literal["swiglu", "gelu", "relu2"]
 PositionKind = Literal["rope", "alibi", "learned", "sinusoidal", "none"]
 KernelsKind = Literal["reference", "torch"]
 AttentionKind = Literal["reference", "fused"]
@@ -34,9 +34,9 @@ class ModelConfig:
         n_layers: Number of transformer blocks.
         n_heads: Number of query heads; d_model must be divisible by it.
         n_kv_heads: Number of key/value heads for grouped-query attention (default: n_heads); must divide n_heads.
-        d_ff: Hidden width of the feed-forward layer (default: 8/3*d_model rounded up to a multiple of 64 for swiglu, 4*d_model for gelu).
+        d_ff: Hidden width of the feed-forward layer (default: 8/3*d_model rounded up to a multiple of 64 for swiglu, 4*d_model for gelu and relu2).
         norm: Normalization layer: 'rmsnorm' or 'layernorm'.
-        ffn: Feed-forward layer: 'swiglu' (w2(silu(w1 x) * w3 x)) or 'gelu' (w2(gelu(w1 x))).
+        ffn: Feed-forward layer: 'swiglu' (w2(silu(w1 x) * w3 x)), 'gelu' (w2(gelu(w1 x))) or 'relu2' (w2(relu(w1 x)^2), ReLU squared).
         position: Position scheme: 'rope', 'alibi', 'learned', 'sinusoidal' or 'none'.
         rope_theta: Base of the RoPE angles (only used with position='rope').
         tie_embeddings: Share one matrix between the token embedding and the output layer.
@@ -46,6 +46,11 @@ class ModelConfig:
         norm_eps: Epsilon added inside the normalization layers.
         init_std: Standard deviation of the normal init of Linear and Embedding weights (residual projections are further scaled by 1/sqrt(2*n_layers)).
         gelu_approximate: GELU of the 'gelu' feed-forward: 'none' is the exact erf form, 'tanh' the tanh approximation that GPT-2's released weights use (Hugging Face's 'gelu_new').
+        qk_norm: QK-norm: RMSNorm each head's queries and keys (over d_head, one learned weight per norm shared by the heads) after the projections and before RoPE, so attention logits cannot grow without bound.
+        zero_init_residual: Start the projections that write into the residual stream (attention's output_proj, the feed-forward's w2) at zero instead of N(0, init_std/sqrt(2*n_layers)), so every block starts as the identity.
+        embedding_scale: Multiply the token embeddings by this before the first block: x0 = embedding_scale * E[ids] (+ positions). 1 leaves them alone; e.g. sqrt(d_model) with a tied table, as Gemma does.
+        logit_scale: Multiply the logits by this: logits = logit_scale * (h W^T), for a tied or an untied head. 1 leaves them alone; e.g. 1/sqrt(d_model) for a tied head (the table's rows then serve as inputs at their own scale and as outputs scaled down), or muP's output multiplier.
+        logit_softcap: Cap the logits smoothly at +-logit_softcap: logits = cap * tanh(logits / cap), after logit_scale (e.g. 30, as Gemma 2; 15 in modded-nanogpt). None disables it.
         attention: Deprecated, read from older configs and checkpoints: 'fused' means kernels='torch', 'reference' means kernels='reference'. Use kernels.
     """
 
@@ -67,6 +72,11 @@ class ModelConfig:
     norm_eps: float = 1e-5
     init_std: float = 0.02
     gelu_approximate: GeluApproximate = "none"
+    qk_norm: bool = False
+    zero_init_residual: bool = False
+    embedding_scale: float = 1.0
+    logit_scale: float = 1.0
+    logit_softcap: Optional[float] = None
     attention: Optional[AttentionKind] = None
 
     def __post_init__(self) -> None:
@@ -131,7 +141,7 @@ KERNELS_OF_ATTENTION = {"fused": "torch", "reference": "reference"}
 
 
 def default_d_ff(d_model: int, ffn: str) -> int:
-    """Default feed-forward width: ceil(8/3*d_model / 64)*64 for SwiGLU, 4*d_model for GELU."""
+    """Default feed-forward width: ceil(8/3*d_model / 64)*64 for SwiGLU, 4*d_model for GELU and ReLU^2."""
     if ffn == "swiglu":
         return math.ceil(8 * d_model / 3 / 64) * 64
     return 4 * d_model
@@ -158,7 +168,7 @@ def _find_problems(c: ModelConfig) -> list[str]:
             problems.append(f"{name} must be a positive integer or None (got {value!r})")
     choices = {
         "norm": ("rmsnorm", "layernorm"),
-        "ffn": ("swiglu", "gelu"),
+        "ffn": ("swiglu", "gelu", "relu2"),
         "position": ("rope", "alibi", "learned", "sinusoidal", "none"),
         "kernels": ("reference", "torch"),
         "gelu_approximate": ("none", "tanh"),
@@ -168,15 +178,18 @@ def _find_problems(c: ModelConfig) -> list[str]:
     for name, allowed in choices.items():
         if getattr(c, name) not in allowed:
             problems.append(f"{name} must be one of {', '.join(allowed)} (got {getattr(c, name)!r})")
-    for name in ("tie_embeddings", "bias"):
+    for name in ("tie_embeddings", "bias", "qk_norm", "zero_init_residual"):
         if not isinstance(getattr(c, name), bool):
             problems.append(f"{name} must be true or false (got {getattr(c, name)!r})")
     if not _is_number(c.dropout) or not 0.0 <= c.dropout < 1.0:
         problems.append(f"dropout must be in [0, 1) (got {c.dropout!r})")
-    for name in ("rope_theta", "norm_eps", "init_std"):
+    for name in ("rope_theta", "norm_eps", "init_std", "embedding_scale", "logit_scale"):
         value = getattr(c, name)
         if not _is_number(value) or not value > 0 or not math.isfinite(value):
             problems.append(f"{name} must be a positive number (got {value!r})")
+    if c.logit_softcap is not None and not (_is_number(c.logit_softcap) and c.logit_softcap > 0
+                                            and math.isfinite(c.logit_softcap)):
+        problems.append(f"logit_softcap must be a positive number or None (got {c.logit_softcap!r})")
     heads_ok = _is_int(c.n_heads) and c.n_heads >= 1
     if heads_ok and _is_int(c.d_model) and c.d_model >= 1:
         if c.d_model % c.n_heads:

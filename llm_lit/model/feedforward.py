@@ -1,14 +1,16 @@
-"""Feed-forward layers: `SwiGLU` (Llama) and `GeluMLP` (GPT-2), from-scratch activations.
+"""Feed-forward layers: `SwiGLU` (Llama), `GeluMLP` (GPT-2) and `ReluSquaredMLP` (Primer,
+modded-nanogpt), from-scratch activations.
 
-Their torch-kernel versions (`TorchSwiGLU`, `TorchGeluMLP`, in `torch_kernels.py`) only swap
-`activation` for torch's own.
+The torch-kernel versions of the first two (`TorchSwiGLU`, `TorchGeluMLP`, in `torch_kernels.py`)
+only swap `activation` for torch's own. ReLU^2 has no torch kernel that would do better than its
+two elementwise ops, so both settings of `kernels` build `ReluSquaredMLP`.
 """
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
-from llm_lit.model.functional import gelu, silu
+from llm_lit.model.functional import gelu, relu_squared, silu
 from llm_lit.model.layers import Linear
 
 
@@ -53,3 +55,23 @@ class GeluMLP(nn.Module):
     def activation(self, x: Tensor) -> Tensor:
         """gelu(x), exact or tanh-approximated as `approximate` says."""
         return gelu(x, self.approximate)
+
+
+class ReluSquaredMLP(nn.Module):
+    """w2(relu(w1 x)^2) with `w1: d_model -> d_ff`, `w2: d_ff -> d_model` (Primer's squared ReLU).
+
+    Shapes: `(..., d_model) -> (..., d_model)`.
+    """
+
+    def __init__(self, d_model: int, d_ff: int, bias: bool = False, init_std: float = 0.02,
+                 output_init_std: float | None = None) -> None:
+        super().__init__()
+        self.w1 = Linear(d_model, d_ff, bias=bias, init_std=init_std)
+        self.w2 = Linear(d_ff, d_model, bias=bias, init_std=init_std if output_init_std is None else output_init_std)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.w2(self.activation(self.w1(x)))
+
+    def activation(self, x: Tensor) -> Tensor:
+        """max(x, 0)^2."""
+        return relu_squared(x)

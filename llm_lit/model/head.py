@@ -1,8 +1,10 @@
 """The output head: logits from the final hidden states, the training loss, and how the
 token table is read when the head shares it.
 
-`LMHead` is the reference: `logits = h W^T`, and the loss is the from-scratch `cross_entropy`
-of those logits. `TorchLMHead` computes the same loss with less memory and time, each path
+`LMHead` is the reference: `logits = softcap(logit_scale * h W^T)`, where `softcap(z) =
+cap * tanh(z / cap)` when `ModelConfig.logit_softcap` is set and the identity otherwise, and the
+loss is the from-scratch `cross_entropy` of those logits. (`logit_scale * h W^T` is computed as
+`(logit_scale * h) W^T`: the same product, scaled over d_model features instead of vocab logits.) `TorchLMHead` computes the same loss with less memory and time, each path
 tested equal to the reference:
 
 * the cross-entropy is `torch.nn.functional.cross_entropy`;
@@ -23,7 +25,7 @@ from torch import Tensor, nn
 
 from llm_lit.errors import UserError
 from llm_lit.model.chunked_loss import auto_chunk_tokens, chunked_linear_cross_entropy
-from llm_lit.model.functional import cross_entropy
+from llm_lit.model.functional import cross_entropy, soft_cap
 from llm_lit.model.layers import Embedding
 
 
@@ -31,12 +33,16 @@ class LMHead(nn.Module):
     """Logits and loss of the final hidden states, from-scratch math.
 
     Shapes: `hidden (..., d_model) -> logits (..., vocab_size)`. With `tied_to` the head's
-    `weight` is that embedding's table; otherwise it is drawn from N(0, init_std).
+    `weight` is that embedding's table; otherwise it is drawn from N(0, init_std). The logits are
+    `softcap(logit_scale * hidden W^T)`, float32 when capped (tanh near the cap needs the precision).
     """
 
-    def __init__(self, d_model: int, vocab_size: int, init_std: float = 0.02, tied_to: Embedding | None = None) -> None:
+    def __init__(self, d_model: int, vocab_size: int, init_std: float = 0.02, tied_to: Embedding | None = None,
+                 logit_scale: float = 1.0, softcap: float | None = None) -> None:
         super().__init__()
         self.init_std = init_std
+        self.logit_scale = logit_scale
+        self.softcap = softcap
         #: Whether `weight` is the token embedding's table (initialised by the embedding, not here).
         self.tied = tied_to is not None
         if tied_to is not None:
@@ -51,11 +57,17 @@ class LMHead(nn.Module):
             nn.init.normal_(self.weight, mean=0.0, std=self.init_std)
 
     def forward(self, hidden: Tensor) -> Tensor:
-        return hidden @ self.weight.T
+        logits = self.scaled(hidden) @ self.weight.T
+        return logits if self.softcap is None else soft_cap(logits.float(), self.softcap)
+
+    def scaled(self, hidden: Tensor) -> Tensor:
+        """`logit_scale * hidden`, the input of the output matmul."""
+        return hidden if self.logit_scale == 1.0 else hidden * self.logit_scale
 
     def extra_repr(self) -> str:
         vocab_size, d_model = self.weight.shape
-        return f"d_model={d_model}, vocab_size={vocab_size}, tied={self.tied}"
+        return (f"d_model={d_model}, vocab_size={vocab_size}, tied={self.tied}, logit_scale={self.logit_scale}, "
+                f"softcap={self.softcap}")
 
     def loss(self, hidden: Tensor, targets: Tensor, ignore_index: int = -100, chunk_tokens: int | None = None) -> Tensor:
         """Mean cross-entropy (float32) of `targets (...)` under the logits of `hidden (..., d_model)`.
@@ -69,7 +81,8 @@ class LMHead(nn.Module):
         elif isinstance(chunk_tokens, bool) or not (isinstance(chunk_tokens, int) and chunk_tokens >= 0):
             raise UserError(f"chunk_tokens must be a non-negative integer (got {chunk_tokens!r}); pass e.g. 1024, or 0 to disable chunking.")
         if chunk_tokens > 0:
-            return chunked_linear_cross_entropy(hidden, self.weight, targets, ignore_index, chunk_tokens)
+            return chunked_linear_cross_entropy(self.scaled(hidden), self.weight, targets, ignore_index, chunk_tokens,
+                                                softcap=self.softcap)
         return self.cross_entropy(self(hidden), targets, ignore_index)
 
     def cross_entropy(self, logits: Tensor, targets: Tensor, ignore_index: int) -> Tensor:

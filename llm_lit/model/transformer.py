@@ -134,6 +134,8 @@ class TransformerLM(nn.Module):
             max_position = None
 
         x = self.token_embeddings(ids) if lookup is None else lookup(self.token_embeddings.weight, ids)
+        if self.config.embedding_scale != 1.0:
+            x = x * self.config.embedding_scale
         if self.position_embeddings is not None:
             if max_position is None:
                 max_position = int(positions.max())
@@ -217,6 +219,11 @@ class TransformerLM(nn.Module):
         `N` counts every non-embedding parameter plus the output layer's matrix (its matmul is
         real work even when tied); `12 L d T` is the attention score and value products
         (`2·2·L·T·d` forward, times 3 for forward + backward) at `T = seq_len` (default context_length).
+        Matmul FLOPs only, as MFU counts them: norms, activations, the softmax and these options'
+        elementwise work are left out. `ffn='relu2'` has two `d_model x d_ff` matrices per block
+        (SwiGLU three), counted in N; `qk_norm` adds no matmul (its two `d_head` weights per block
+        are in N, like every norm's); `zero_init_residual` changes initial values only;
+        `embedding_scale`, `logit_scale` and `logit_softcap` are elementwise.
         """
         c = self.config
         seq_len = seq_len or c.context_length
