@@ -109,9 +109,12 @@ def layer_activation_bytes_per_token(config: ModelConfig, precision: str = "32-t
         saved += 2 * d * 4  # the norms' float32 outputs, besides the 16-bit copies the matmuls keep
     if c.position == "rope":
         saved += (d + kv) * a  # q and k before the rotation
+    if c.qk_norm:  # each norm keeps its float32 input and normalised values, and one rstd per head
+        saved += 2 * (d + kv) * 4 + (heads + c.n_kv_heads) * 4
     saved += (2 * d + 2 * kv) * a + heads * 4  # attention's q, k, v, output and log-sum-exp
     saved += d * a  # the heads merged back: input of output_proj
-    saved += (4 * f if c.ffn == "swiglu" else 2 * f) * a  # w1 (and w3) outputs, activation, w2 input
+    # w1 (and w3) outputs, the activation's own saved values, w2's input
+    saved += {"swiglu": 4 * f, "relu2": 3 * f, "gelu": 2 * f}[c.ffn] * a
     if c.dropout > 0:
         saved += 3 * d  # three boolean dropout masks (embedding's is counted per layer for simplicity)
     return saved
@@ -123,16 +126,19 @@ def loss_bytes(config: ModelConfig, tokens: int, precision: str = "32-true", chu
     Plain path: float32 log-probabilities `(tokens, vocab)` are saved, and while the loss is
     computed and differentiated the logits and their gradient exist too. Chunked path
     (`chunked_linear_cross_entropy`): the gradients of the hidden states and of the float32
-    output matrix are saved, and only one chunk of logits exists at a time.
+    output matrix are saved, and only one chunk of logits exists at a time. A soft cap adds one
+    float32 `(tokens, vocab)` tensor (tanh's output) to the plain path's saved bytes, and one
+    chunk-sized slope to the chunked path's.
     """
     a = activation_bytes_per_element(precision)
     v, d = config.vocab_size, config.d_model
     if chunk_tokens is None:
         chunk_tokens = auto_chunk_tokens(tokens, v) if config.kernels == "torch" else 0
+    capped = config.logit_softcap is not None
     if chunk_tokens > 0:
         chunk = min(chunk_tokens, tokens)
-        return {"saved": tokens * d * 4 + v * d * 4, "transient": chunk * v * (a + 4) + v * d * a}
-    return {"saved": tokens * v * 4, "transient": tokens * v * (a + 4)}
+        return {"saved": tokens * d * 4 + v * d * 4, "transient": chunk * v * (a + 4 + 4 * capped) + v * d * a}
+    return {"saved": tokens * v * 4 * (1 + capped), "transient": tokens * v * (a + 4 + 4 * capped)}
 
 
 @dataclass
