@@ -96,7 +96,11 @@ def test_field_docs_show_in_jsonargparse_help() -> None:
     parser.add_class_arguments(ModelConfig, "model")
     help_text = " ".join(parser.format_help().split())
     for doc in ("Width of the residual stream.", "grouped-query attention", "'rope', 'alibi', 'learned'",
-                "Share one matrix between the token embedding", "scaled_dot_product_attention"):
+                "Share one matrix between the token embedding", "scaled_dot_product_attention",
+                "'reference' builds the from-scratch layers; 'torch' builds their torch-kernel versions",
+                "QK-norm: RMSNorm each head's queries and keys", "'relu2' (w2(relu(w1 x)^2), ReLU squared)",
+                "Start the projections that write into the residual stream", "x0 = embedding_scale * E[ids]",
+                "logits = logit_scale * (h W^T)", "logits = cap * tanh(logits / cap)", "Deprecated"):
         assert doc in help_text
     parsed = parser.parse_args(["--model.d_model=64", "--model.n_heads=4", "--model.position=alibi"])
     assert parsed.model.position == "alibi"
