@@ -30,7 +30,6 @@ import torch
 
 from llm_lit.errors import UserError
 from llm_lit.model import ModelConfig, TransformerLM
-from llm_lit.model.chunked_loss import auto_chunk_tokens
 from llm_lit.peak_flops import peak_flops
 
 Precision = Literal["32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true"]
@@ -67,17 +66,21 @@ def load_preset(name_or_path: str) -> tuple[ModelConfig, int, str]:
 # ---------------------------------------------------------------------- parameters and FLOPs
 def count_parameters(config: ModelConfig, non_embedding: bool = False) -> int:
     """`TransformerLM.num_parameters` of `TransformerLM(config)`, without allocating weights."""
-    return _meta_model(json.dumps(config.to_dict(), sort_keys=True)).num_parameters(non_embedding)
+    return meta_model(config).num_parameters(non_embedding)
 
 
 def flops_per_token(config: ModelConfig, seq_len: Optional[int] = None) -> int:
     """Training FLOPs per token (forward + backward), `TransformerLM.flops_per_token`, without allocating weights."""
-    return _meta_model(json.dumps(config.to_dict(), sort_keys=True)).flops_per_token(seq_len)
+    return meta_model(config).flops_per_token(seq_len)
+
+
+def meta_model(config: ModelConfig) -> TransformerLM:
+    """`TransformerLM(config)` built on the meta device: every shape and setting, no memory."""
+    return _meta_model(json.dumps(config.to_dict(), sort_keys=True))
 
 
 @functools.lru_cache(maxsize=8)
 def _meta_model(config_json: str) -> TransformerLM:
-    """The model of a config (given as JSON, so it can be a cache key) built on the meta device: shapes only."""
     with torch.device("meta"):
         return TransformerLM(ModelConfig.from_dict(json.loads(config_json)))
 
@@ -133,7 +136,7 @@ def loss_bytes(config: ModelConfig, tokens: int, precision: str = "32-true", chu
     a = activation_bytes_per_element(precision)
     v, d = config.vocab_size, config.d_model
     if chunk_tokens is None:
-        chunk_tokens = auto_chunk_tokens(tokens, v) if config.kernels == "torch" else 0
+        chunk_tokens = meta_model(config).lm_head.auto_chunk_tokens(tokens)  # the loss's own choice
     capped = config.logit_softcap is not None
     if chunk_tokens > 0:
         chunk = min(chunk_tokens, tokens)
@@ -299,7 +302,7 @@ def format_report(config: ModelConfig, r: dict[str, Any], batch_size: int, seq_l
     c = config
     lines = [
         f"model: {c.n_layers} layers, d_model {c.d_model}, {c.n_heads} heads ({c.n_kv_heads} kv), d_ff {c.d_ff}, "
-        f"vocab {c.vocab_size}, {c.norm}/{c.ffn}/{c.position}, tied={c.tie_embeddings}",
+        f"vocab {c.vocab_size}, {c.norm}/{c.ffn}/{c.position}, tied={c.tie_embeddings}" + _options(c),
         f"parameters:          {r['parameters']:>16,d}  ({r['parameters'] / 1e6:.1f} M)",
         f"FLOPs per token:     {r['flops_per_token']:>16,d}  (train, forward+backward, seq {seq_len})",
         f"FLOPs per step:      {r['flops_per_token'] * r['tokens_per_step']:>16.3e}  (batch {batch_size} x {seq_len})",
@@ -326,6 +329,14 @@ def format_report(config: ModelConfig, r: dict[str, Any], batch_size: int, seq_l
         if tokens_per_s is not None:
             lines.append(f"measured {tokens_per_s:,.0f} tokens/s -> MFU {r['measured_mfu']:.1%}")
     return "\n".join(lines)
+
+
+def _options(c: ModelConfig) -> str:
+    """The model options that are on, e.g. ', qk_norm, logit_softcap=30.0' (empty when none is)."""
+    on = [name for name in ("qk_norm", "zero_init_residual") if getattr(c, name)]
+    on += [f"{name}={getattr(c, name)}" for name, off in (("embedding_scale", 1.0), ("logit_scale", 1.0),
+                                                          ("logit_softcap", None)) if getattr(c, name) != off]
+    return "".join(f", {o}" for o in on)
 
 
 def _gib(n: float) -> str:

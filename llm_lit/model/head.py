@@ -4,8 +4,10 @@ token table is read when the head shares it.
 `LMHead` is the reference: `logits = softcap(logit_scale * h W^T)`, where `softcap(z) =
 cap * tanh(z / cap)` when `ModelConfig.logit_softcap` is set and the identity otherwise, and the
 loss is the from-scratch `cross_entropy` of those logits. (`logit_scale * h W^T` is computed as
-`(logit_scale * h) W^T`: the same product, scaled over d_model features instead of vocab logits.) `TorchLMHead` computes the same loss with less memory and time, each path
-tested equal to the reference:
+`(logit_scale * h) W^T`: the same product, scaled over d_model features instead of vocab logits.)
+
+`TorchLMHead` computes the same loss with less memory and time, each path tested equal to the
+reference:
 
 * the cross-entropy is `torch.nn.functional.cross_entropy`;
 * when the logits are large (more than `AUTO_CHUNK_MIN_ELEMENTS` elements),

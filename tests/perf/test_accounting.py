@@ -165,6 +165,10 @@ def test_cli_prints_the_report(capsys: pytest.CaptureFixture) -> None:
     assert acc.main(["--preset", "shakespeare", "--batch_size", "4", "--model.n_layers", "2"]) == 0
     out = capsys.readouterr().out
     assert "2 layers" in out and "batch 4 x 128" in out and "unknown peak" in out
+    assert acc.main(["--preset", "shakespeare", "--model.qk_norm", "true", "--model.ffn", "relu2",
+                     "--model.logit_softcap", "30"]) == 0
+    out = capsys.readouterr().out
+    assert "rmsnorm/relu2/rope, tied=False, qk_norm, logit_softcap=30.0" in out
 
 
 @pytest.mark.parametrize("argv, message", [
