@@ -18,7 +18,7 @@ import torch
 
 from fault_helpers import cli_env
 from llm_lit.callbacks import PredictionWriter
-from llm_lit.data.tokens import BUNDLED_CORPUS, open_tokens, prepare_token_cache
+from llm_lit.data.tokens import BUNDLED_CORPUS, prepare_token_cache
 from llm_lit.errors import UserError
 from llm_lit.resume import AtomicCheckpointIO
 from tokenizer import Tokenizer, train_bpe
@@ -163,33 +163,33 @@ def _cache(tmp_path: Path, tokenizer: Tokenizer):
 @pytest.mark.parametrize("damage", ["truncate", "drop_sidecar", "corrupt_sidecar", "other_tokenizer", "bad_ids"])
 def test_an_untrustworthy_token_cache_is_detected_and_rebuilt(tokenizer, tmp_path, damage):
     cache = _cache(tmp_path, tokenizer)
-    good = cache.train_path.read_bytes()
-    sidecar = Path(f"{cache.train_path}.json")
+    (shard,) = cache.shard_paths("train")
+    good = shard.read_bytes()
+    sidecar = Path(f"{shard}.json")
     if damage == "truncate":  # e.g. killed while copying the cache, or a full disk
-        cache.train_path.write_bytes(good[: len(good) // 2])
+        shard.write_bytes(good[: len(good) // 2])
         with pytest.raises(TokenizerError, match=r"has \d+ bytes but its sidecar promises"):
-            open_tokens(cache.train_path, tokenizer)
+            read_token_file(shard, tokenizer.fingerprint())
     elif damage == "drop_sidecar":
         sidecar.unlink()
         with pytest.raises(TokenizerError, match="has no sidecar"):
-            open_tokens(cache.train_path, tokenizer)
+            read_token_file(shard, tokenizer.fingerprint())
     elif damage == "corrupt_sidecar":
         sidecar.write_text('{"format": "llm_lit.tok')
         with pytest.raises(TokenizerError, match="not valid JSON"):
-            open_tokens(cache.train_path, tokenizer)
+            read_token_file(shard, tokenizer.fingerprint())
     elif damage == "other_tokenizer":
         meta = json.loads(sidecar.read_text())
         meta["tokenizer_fingerprint"] = "0" * 64
         sidecar.write_text(json.dumps(meta))
         with pytest.raises(TokenizerError, match="made by another tokenizer"):
-            open_tokens(cache.train_path, tokenizer)
-    else:  # ids beyond the vocabulary, with a sidecar that does not say so
+            read_token_file(shard, tokenizer.fingerprint())
+    else:  # ids beyond the vocabulary, same size, with a sidecar that does not say so
         ids = np.frombuffer(good, dtype=np.uint16).copy()
         ids[7] = 60_000
-        cache.train_path.write_bytes(ids.tobytes())
-        with pytest.raises(TokenizerError, match="holds id 60000, outside the tokenizer's 270 ids"):
-            open_tokens(cache.train_path, tokenizer, check_ids=True)
-        cache.train_path.unlink()  # what the message tells the user to do
-    _cache(tmp_path, tokenizer)
-    assert cache.train_path.read_bytes() == good
-    assert len(open_tokens(cache.train_path, tokenizer, check_ids=True)) == len(good) // 2
+        shard.write_bytes(ids.tobytes())
+    rebuilt = _cache(tmp_path, tokenizer)
+    (new,) = rebuilt.shard_paths("train")
+    assert new.read_bytes() == good and not shard.exists()  # a fresh shard; the damaged one is gone
+    assert rebuilt.shard_paths("val") == cache.shard_paths("val")  # the intact shard is kept
+    assert rebuilt.split("train").tolist() == np.frombuffer(good, dtype=np.uint16).tolist()
