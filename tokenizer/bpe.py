@@ -70,6 +70,34 @@ class _PieceCache(dict):
         self.settle()
 
 
+class _CodeCache(dict):
+    """pre-token (str) -> its ids as the bytes of one numpy dtype, for `Tokenizer.encode_array`.
+
+    A pre-token seen for the first time gets an empty bytearray and stays `pending` until
+    the caller fills it (after BPE), so the ids of a text are one `b"".join` of its parts.
+    Emptied when it grows past `limit`.
+    """
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self._limit = limit
+        self.pending: list[tuple[str, bytearray]] = []
+
+    def __missing__(self, piece: str) -> bytearray:
+        if len(self) >= self._limit:
+            self.clear()
+        code = bytearray()
+        self[piece] = code
+        self.pending.append((piece, code))
+        return code
+
+    def forget_pending(self) -> None:
+        """Drop the pending entries (after an error part-way through a text)."""
+        for piece, _ in self.pending:
+            self.pop(piece, None)
+        self.pending = []
+
+
 class Tokenizer:
     """A byte-level BPE tokenizer: `encode(str) -> list[int]`, `decode(list[int]) -> str`.
 
@@ -118,6 +146,7 @@ class Tokenizer:
                 self._merged[pair] = merged
         self._special_re = special_token_regex(list(self._special_ids))
         self._cache = _PieceCache(self.cache_limit)
+        self._codes: dict[str, _CodeCache] = {}  # numpy dtype string -> code cache, for encode_array
         self._pair_table = None  # a batch_bpe.PairTable, built on the first large batch
         # Held from a text's first lookup until its new entries are filled, so that another
         # thread never reads an entry that is still empty.
@@ -126,7 +155,7 @@ class Tokenizer:
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         del state["_cache_lock"]
-        state["_cache"], state["_pair_table"] = _PieceCache(self.cache_limit), None
+        state["_cache"], state["_pair_table"], state["_codes"] = _PieceCache(self.cache_limit), None, {}
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -200,6 +229,58 @@ class Tokenizer:
                 self._cache.forget_pending()
                 raise
         return list(chain.from_iterable(parts))
+
+    def encode_array(self, text: str, dtype: "np.typing.DTypeLike" = "uint16") -> "np.ndarray":
+        """`encode(text)` as a read-only 1-D numpy array of `dtype`, shape `(num_tokens,)`.
+
+        Faster than `np.array(encode(text))` on large texts: each distinct pre-token's ids are
+        kept as bytes, so the result is one `b"".join` instead of a list of Python ints.
+        """
+        import numpy as np  # imported here for the same reason as in `_fill`
+
+        if not isinstance(text, str):
+            raise TokenizerError(f"encode takes a str, got {type(text).__name__}; decode bytes to str first.")
+        dtype = np.dtype(dtype)
+        if self.vocab_size > np.iinfo(dtype).max + 1:
+            raise TokenizerError(f"{dtype.name} cannot hold {self.vocab_size} ids; use a wider dtype such as uint32.")
+        codes = self._codes.setdefault(dtype.str, _CodeCache(self.cache_limit))
+        lookup = codes.__getitem__
+        with self._cache_lock, _gc_paused():
+            try:
+                if self._special_re is None:
+                    parts = list(map(lookup, pretokens(text)))
+                else:
+                    parts = []
+                    for piece, is_special in split_special(text, self._special_re):
+                        if is_special:
+                            parts.append(np.array([self._special_ids[piece]], dtype).tobytes())
+                        else:
+                            parts.extend(map(lookup, pretokens(piece)))
+                if codes.pending:
+                    self._fill_codes(codes.pending, dtype)
+                    codes.pending = []
+            except BaseException:
+                codes.forget_pending()
+                raise
+        return np.frombuffer(b"".join(parts), dtype=dtype)
+
+    def _fill_codes(self, pending: list[tuple[str, bytearray]], dtype: "np.dtype") -> None:
+        """Fill each pending pre-token's bytearray with its ids (BPE for those the id cache lacks)."""
+        import numpy as np
+
+        try:
+            id_lists = [self._cache[piece] for piece, _ in pending]
+            self._fill(*self._cache.pending())
+            self._cache.settle()
+        except BaseException:
+            self._cache.forget_pending()
+            raise
+        data = np.array(list(chain.from_iterable(id_lists)), dtype=dtype).tobytes()
+        pos, width = 0, dtype.itemsize
+        for (_, code), ids in zip(pending, id_lists):
+            end = pos + len(ids) * width
+            code += data[pos:end]
+            pos = end
 
     def _fill(self, pieces: list[str], ids: list[list[int]]) -> None:
         """BPE on new pre-tokens: append the ids of `pieces[k]` to the empty list `ids[k]`."""

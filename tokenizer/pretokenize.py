@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from collections import Counter
 from typing import Iterator, NamedTuple, Sequence
 
@@ -43,6 +44,24 @@ _WS = r"\t\n\v\f\r "
 ASCII_PRETOKEN_RE = re.compile(
     rf""" ?[A-Za-z]+|'(?:[sdmt]|ll|ve|re)| ?[0-9]+| ?[^{_WS}A-Za-z0-9]+|[{_WS}]+(?![^{_WS}])|[{_WS}]+"""
 )
+
+
+def _plain_symbols() -> str:
+    """Non-ASCII punctuation and symbols (Unicode categories P* and S* of the Basic Multilingual
+    Plane) that both engines see as non-space, non-letter, non-digit characters: curly quotes,
+    dashes, ellipses, currency signs... In text made of ASCII and these, the ASCII pattern
+    (whose "other" class is everything but ASCII letters, digits and whitespace) splits
+    exactly as the Unicode one does, so they need not leave the fast path."""
+    chars = []
+    for code in range(0x80, 0x10000):
+        c = chr(code)
+        if unicodedata.category(c)[0] in "PS" and not c.isspace() and re.match(r"\s", c) is None \
+                and regex.match(r"[^\s\p{L}\p{N}]", c) is not None:
+            chars.append(c)
+    return "".join(chars)
+
+
+_PLAIN_SYMBOLS = frozenset(_plain_symbols())
 _NON_ASCII_RUN = regex.compile(r"[^\x00-\x7f]+")  # `regex` scans for it 9x faster than `re`
 # An ASCII whitespace character after a non-space one: no pre-token spans it (see `pretokens`).
 # Stdlib \S is slightly narrower than `regex`'s, so every match here is a cut for both.
@@ -78,8 +97,9 @@ def split_special(text: str, special_re: "regex.Pattern | None") -> Iterator[tup
 def pretokens(text: str) -> list[str]:
     """The GPT-2 pre-tokens of `text`, equal to `PRETOKEN_RE.findall(text)`.
 
-    Runs of ASCII go through the faster ASCII-only pattern; only the stretches around
-    non-ASCII characters go through the Unicode one. The text is cut just before an ASCII
+    Runs of ASCII (and of the plain non-ASCII symbols of `_plain_symbols`, such as curly
+    quotes) go through the faster ASCII-only pattern; only the stretches around other
+    characters go through the Unicode one. The text is cut just before an ASCII
     whitespace character that follows a non-space one: the pre-token before it is a
     non-space one that ends there (no alternative takes whitespace after a non-space
     character) and the pattern has no lookbehind, so pre-tokens on either side are the
@@ -90,7 +110,7 @@ def pretokens(text: str) -> list[str]:
     out: list[str] = []
     done = 0  # text[:done] is split
     for run in _NON_ASCII_RUN.finditer(text):
-        if run.start() < done:
+        if run.start() < done or _PLAIN_SYMBOLS.issuperset(run.group()):
             continue
         lo = _last_cut(text, done, run.start())
         after = _CUT_AFTER.search(text, run.end())
@@ -309,7 +329,8 @@ def count_pretokens_in_ranges(
     total: Counter = Counter()
     with Progress(size, "pre-tokenize", enabled=progress, unit="MB", unit_scale=1e6) as bar:
         # Counts are sums, so the order in which chunks are counted does not matter.
-        results = ordered_map(_count_chunk, tasks, min(num_processes, max(len(tasks), 1)),
+        workers = min(num_processes, max(len(tasks), 1), max(1, size // _MIB))  # processes only pay off from MiBs
+        results = ordered_map(_count_chunk, tasks, workers,
                               setup=special_token_regex, setup_args=(list(special_tokens),))
         for (_, a, b, _), counts in zip(tasks, results):
             total.update(counts)

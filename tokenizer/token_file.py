@@ -183,7 +183,7 @@ def _encode_block(encoder: _Encoder, task: tuple) -> tuple[int, np.ndarray, int,
     """`(range index, ids, largest id (-1 if none), bytes encoded, is_last)` of one block."""
     index, path, offset, data, last = task
     text = decode_utf8(data, path, offset, encoder.utf8_errors)
-    ids = np.array(encoder.tok.encode(text), dtype=encoder.dtype)
+    ids = encoder.tok.encode_array(text, encoder.dtype)
     return index, ids, int(ids.max()) if len(ids) else -1, len(data), last
 
 
