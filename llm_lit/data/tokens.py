@@ -342,8 +342,9 @@ class _Builder:
         try:
             sidecars = encode_ranges(tok, ranges, outputs, self.num_proc, self.progress, self.utf8_errors,
                                      atomic=False)
-            for (_, _, doc), sidecar in zip(todo, sidecars):
-                if (sidecar["source_file_bytes"], sidecar["source_mtime_ns"]) != doc.input.stat:
+            for (_, _, doc), sidecar in zip(todo, sidecars):  # as planned, as read, and as it is now
+                if not doc.input.stat == (sidecar["source_file_bytes"], sidecar["source_mtime_ns"]) == \
+                        _stat(Path(doc.input.path)):
                     raise UserError(f"The corpus file '{doc.input.path}' changed while the token cache was being "
                                     "built; run again once nothing is writing to it.")
         except BaseException as e:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from fault_helpers import cli_env
+from fault_helpers import cli_env, disk_full_after
 from llm_lit.callbacks import PredictionWriter
 from llm_lit.data.tokens import BUNDLED_CORPUS, prepare_token_cache
 from llm_lit.errors import UserError
@@ -24,39 +24,6 @@ from llm_lit.resume import AtomicCheckpointIO
 from tokenizer import Tokenizer, train_bpe
 from tokenizer.errors import TokenizerError
 from tokenizer.token_file import read_token_file, write_token_file
-
-
-def _disk_full_after(limit: int, monkeypatch) -> None:
-    """Make every binary file write fail with ENOSPC once `limit` bytes have been written in total."""
-    import builtins
-
-    real_open = builtins.open
-    written = [0]
-
-    class Filling:
-        def __init__(self, f):
-            self._f = f
-
-        def write(self, data):
-            written[0] += len(data)
-            if written[0] > limit:
-                raise OSError(errno.ENOSPC, "No space left on device")
-            return self._f.write(data)
-
-        def __getattr__(self, name):
-            return getattr(self._f, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return self._f.__exit__(*exc)
-
-    def filling_open(file, mode="r", *args, **kwargs):
-        f = real_open(file, mode, *args, **kwargs)
-        return Filling(f) if ("w" in mode or "a" in mode) else f
-
-    monkeypatch.setattr(builtins, "open", filling_open)
 
 
 def _leftovers(folder: Path) -> list[Path]:
@@ -111,7 +78,7 @@ def test_tokenizer_save_on_a_full_disk_keeps_the_previous_file(tokenizer, tmp_pa
     tokenizer.save(path)
     good = path.read_bytes()
     other = Tokenizer({i: bytes([i]) for i in range(256)}, [], ["<|endoftext|>"])
-    _disk_full_after(100, monkeypatch)
+    disk_full_after(100, monkeypatch)
     with pytest.raises(TokenizerError, match="No space left on device"):
         other.save(path)
     monkeypatch.undo()
@@ -146,7 +113,7 @@ def test_predictions_on_a_full_disk_keep_the_previous_file(tmp_path, monkeypatch
     class OneRank:
         world_size, global_rank, is_global_zero = 1, 0, True
 
-    _disk_full_after(2000, monkeypatch)
+    disk_full_after(2000, monkeypatch)
     with pytest.raises(OSError):
         writer.on_predict_end(OneRank(), None)
     monkeypatch.undo()
