@@ -257,29 +257,33 @@ class Tokenizer:
                         else:
                             parts.extend(map(lookup, pretokens(piece)))
                 if codes.pending:
-                    self._fill_codes(codes.pending, dtype)
-                    codes.pending = []
+                    self._fill_codes(codes, dtype)
             except BaseException:
                 codes.forget_pending()
                 raise
         return np.frombuffer(b"".join(parts), dtype=dtype)
 
-    def _fill_codes(self, pending: list[tuple[str, bytearray]], dtype: "np.dtype") -> None:
-        """Fill each pending pre-token's bytearray with its ids (BPE for those the id cache lacks)."""
+    def _fill_codes(self, codes: _CodeCache, dtype: "np.dtype") -> None:
+        """Fill each pending pre-token's bytearray with its ids (BPE for those the id cache lacks);
+        later texts get them as `bytes`, which `b"".join` reads faster."""
         import numpy as np
 
+        pending, codes.pending = codes.pending, []
         try:
             id_lists = [self._cache[piece] for piece, _ in pending]
             self._fill(*self._cache.pending())
             self._cache.settle()
         except BaseException:
             self._cache.forget_pending()
+            codes.pending = pending
             raise
         data = np.array(list(chain.from_iterable(id_lists)), dtype=dtype).tobytes()
         pos, width = 0, dtype.itemsize
-        for (_, code), ids in zip(pending, id_lists):
+        for (piece, code), ids in zip(pending, id_lists):
             end = pos + len(ids) * width
             code += data[pos:end]
+            if codes.get(piece) is code:
+                codes[piece] = bytes(code)
             pos = end
 
     def _fill(self, pieces: list[str], ids: list[list[int]]) -> None:
