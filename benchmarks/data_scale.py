@@ -20,6 +20,11 @@ the reference and the ratio:
   vs on the whole training split (the old code's tokenizer, or one trained here).
 * ddp: a two-process DDP fit on the warm cache: manifest reads and corpus bytes read by
   each rank's data path, ours vs the old code.
+* sample (not in the default run; `--sections sample`): the measurement behind the default
+  of `--data.tokenizer_sample_bytes`. Tokenizers of `--vocab-size` trained on evenly spread
+  samples of `--sample-sweep` MB of the distinct text (gutenberg_train + enwiki_train, 70 MB)
+  vs on all of it: training time, peak memory, and bytes per token on the held-out
+  gutenberg_valid + enwiki_valid.
 
 Every fit runs in a fresh process under a small wrapper that reports the peak RSS of
 its process tree. Medians over `--repeats` for the timed sections.
@@ -46,7 +51,7 @@ DATA = REPO.parent / "shared" / "data"
 import numpy as np  # noqa: E402
 
 EOT = "<|endoftext|>"
-SECTIONS = ("encode", "cold", "warm", "compression", "ddp")
+SECTIONS = ("encode", "cold", "warm", "compression", "ddp", "sample")
 
 # Runs a command as the child of a small fresh interpreter and prints its wall time and the
 # peak RSS of its process tree (children's maximum resident set, in MB).
@@ -123,7 +128,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--processes", type=int, default=2, help="processes of the parallel encode (and tiktoken threads)")
     p.add_argument("--repeats", type=int, default=3, help="repeats of the encode and warm-start timings")
     p.add_argument("--old-commit", default="114e25a", help="the reference code (a commit of this repo), or none")
-    p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
+    p.add_argument("--sections", default=",".join(SECTIONS[:-1]), help=f"comma-separated subset of {','.join(SECTIONS)}")
+    p.add_argument("--sample-sweep", default="8,16,32,64", help="sample sizes (MB) of the sample section")
     p.add_argument("--workdir", default=None, help="keep corpora and caches here (default: a temporary folder)")
     return p.parse_args()
 
@@ -405,6 +411,45 @@ def section_ddp(args, work: Path, large: list[Path], old: Path | None) -> None:
         print(f"  {name:9s} {seconds:6.1f} s   {reads}")
 
 
+SAMPLE_TRAIN = """
+import json, sys, time
+from tokenizer import Tokenizer
+from tokenizer.pretokenize import TextRange
+from tokenizer.sample import sample_ranges
+from tokenizer.train import train_bpe_on_ranges
+files, sample_bytes, vocab_size, out, processes = json.loads(sys.argv[1])
+ranges = sample_ranges([TextRange.whole(f) for f in files], sample_bytes, ["<|endoftext|>"])
+vocab, merges = train_bpe_on_ranges(ranges, vocab_size, ["<|endoftext|>"], processes)
+Tokenizer(vocab, merges, ["<|endoftext|>"]).save(out)
+"""
+
+
+def section_sample(args, work: Path) -> None:
+    from tokenizer import Tokenizer
+
+    train = [DATA / "gutenberg_train.txt", DATA / "enwiki_train.txt"]
+    held_out = [DATA / "gutenberg_valid.txt", DATA / "enwiki_valid.txt"]
+    total = sum(f.stat().st_size for f in train)
+    texts = [f.read_text(encoding="utf-8") for f in held_out]
+    held_bytes = sum(f.stat().st_size for f in held_out)
+    results = {}
+    for mb in [float(x) for x in args.sample_sweep.split(",")] + [total / 1e6]:
+        out = work / f"sample-{mb:g}.json"
+        job = json.dumps([[str(f) for f in train], int(mb * 1e6), args.vocab_size, str(out), args.processes])
+        cmd = [sys.executable, "-c", SAMPLE_TRAIN, job]
+        run = json.loads(subprocess.run([sys.executable, "-c", MEASURE, json.dumps(cmd), str(work)],
+                                        env=code_env(REPO), capture_output=True, text=True, check=True).stdout)
+        tok = Tokenizer.load(out)
+        tokens = sum(len(tok.encode_array(t)) for t in texts)
+        results[mb] = (run["seconds"], run["peak_mb"], held_bytes / tokens)
+    whole = results[total / 1e6][2]
+    print(f"\n[sample] tokenizers of {args.vocab_size:,} ids trained on evenly spread samples of the {total / 1e6:.0f} MB "
+          f"of gutenberg_train + enwiki_train vs on all of it; bytes per token on gutenberg_valid + enwiki_valid:")
+    for mb, (seconds, peak, bpt) in results.items():
+        print(f"  sample {mb:6.1f} MB   training {seconds:6.1f} s   peak RSS {peak:6.0f} MB   {bpt:.4f} bytes/token   "
+              f"ratio to the whole-corpus tokenizer {bpt / whole:.4f}")
+
+
 def main() -> None:
     args = parse_args()
     sections = set(args.sections.split(","))
@@ -416,6 +461,8 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     print(f"data_scale: workdir {work}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     try:
+        if "sample" in sections:
+            section_sample(args, work)
         if "encode" in sections:
             section_encode(args, work)
         if sections & {"cold", "warm", "compression", "ddp"}:

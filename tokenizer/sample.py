@@ -17,7 +17,7 @@ from typing import Sequence
 from .pretokenize import TextRange, exact_blocks, next_cut
 
 #: Bytes per sampled block: small enough to spread the sample over many places of the corpus.
-SAMPLE_BLOCK_BYTES = 1 << 20
+SAMPLE_BLOCK_BYTES = 256 << 10
 
 
 def sample_ranges(ranges: Sequence[TextRange], sample_bytes: int, special_tokens: Sequence[str] = (),

@@ -62,7 +62,7 @@ from tokenizer.workers import available_cores
 BUNDLED_CORPUS = Path(__file__).parent / "corpora" / "tinyshakespeare.txt"
 TOKENIZER = "tokenizer.json"
 #: Default of `tokenizer_sample_bytes`: see the README ("Real corpora") for the measurement behind it.
-DEFAULT_TOKENIZER_SAMPLE_BYTES = 64_000_000
+DEFAULT_TOKENIZER_SAMPLE_BYTES = 32_000_000
 LAYOUT = 2  # of the cache folder; part of its key
 _CHUNK = 1 << 20
 
