@@ -70,34 +70,6 @@ class _PieceCache(dict):
         self.settle()
 
 
-class _CodeCache(dict):
-    """pre-token (str) -> its ids as the bytes of one numpy dtype, for `Tokenizer.encode_array`.
-
-    A pre-token seen for the first time gets an empty bytearray and stays `pending` until
-    the caller fills it (after BPE), so the ids of a text are one `b"".join` of its parts.
-    Emptied when it grows past `limit`.
-    """
-
-    def __init__(self, limit: int):
-        super().__init__()
-        self._limit = limit
-        self.pending: list[tuple[str, bytearray]] = []
-
-    def __missing__(self, piece: str) -> bytearray:
-        if len(self) >= self._limit:
-            self.clear()
-        code = bytearray()
-        self[piece] = code
-        self.pending.append((piece, code))
-        return code
-
-    def forget_pending(self) -> None:
-        """Drop the pending entries (after an error part-way through a text)."""
-        for piece, _ in self.pending:
-            self.pop(piece, None)
-        self.pending = []
-
-
 class Tokenizer:
     """A byte-level BPE tokenizer: `encode(str) -> list[int]`, `decode(list[int]) -> str`.
 
@@ -146,7 +118,7 @@ class Tokenizer:
                 self._merged[pair] = merged
         self._special_re = special_token_regex(list(self._special_ids))
         self._cache = _PieceCache(self.cache_limit)
-        self._codes: dict[str, _CodeCache] = {}  # numpy dtype string -> code cache, for encode_array
+        self._id_table = None  # an id_table.IdTable, for encode_array
         self._pair_table = None  # a batch_bpe.PairTable, built on the first large batch
         # Held from a text's first lookup until its new entries are filled, so that another
         # thread never reads an entry that is still empty.
@@ -155,7 +127,7 @@ class Tokenizer:
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         del state["_cache_lock"]
-        state["_cache"], state["_pair_table"], state["_codes"] = _PieceCache(self.cache_limit), None, {}
+        state["_cache"], state["_pair_table"], state["_id_table"] = _PieceCache(self.cache_limit), None, None
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -231,60 +203,52 @@ class Tokenizer:
         return list(chain.from_iterable(parts))
 
     def encode_array(self, text: str, dtype: "np.typing.DTypeLike" = "uint16") -> "np.ndarray":
-        """`encode(text)` as a read-only 1-D numpy array of `dtype`, shape `(num_tokens,)`.
+        """`encode(text)` as a 1-D numpy array of `dtype`, shape `(num_tokens,)`.
 
-        Faster than `np.array(encode(text))` on large texts: each distinct pre-token's ids are
-        kept as bytes, so the result is one `b"".join` instead of a list of Python ints.
+        Faster than `np.array(encode(text))` on large texts: each distinct pre-token's ids
+        sit in a row of an `IdTable`, and the text's ids are gathered by numpy from the list
+        of its rows instead of built as Python ints.
         """
         import numpy as np  # imported here for the same reason as in `_fill`
+
+        from .id_table import IdTable
 
         if not isinstance(text, str):
             raise TokenizerError(f"encode takes a str, got {type(text).__name__}; decode bytes to str first.")
         dtype = np.dtype(dtype)
         if self.vocab_size > np.iinfo(dtype).max + 1:
             raise TokenizerError(f"{dtype.name} cannot hold {self.vocab_size} ids; use a wider dtype such as uint32.")
-        codes = self._codes.setdefault(dtype.str, _CodeCache(self.cache_limit))
-        lookup = codes.__getitem__
+        if self._id_table is None or len(self._id_table) >= self.cache_limit:
+            self._id_table = IdTable()  # (emptied when full, between texts, to bound memory)
+        table = self._id_table
+        lookup = table.rows.__getitem__
         with self._cache_lock, _gc_paused():
             try:
                 if self._special_re is None:
-                    parts = list(map(lookup, pretokens(text)))
+                    rows = list(map(lookup, pretokens(text)))
                 else:
-                    parts = []
+                    rows = []
                     for piece, is_special in split_special(text, self._special_re):
-                        if is_special:
-                            parts.append(np.array([self._special_ids[piece]], dtype).tobytes())
-                        else:
-                            parts.extend(map(lookup, pretokens(piece)))
-                if codes.pending:
-                    self._fill_codes(codes, dtype)
+                        rows.extend(map(lookup, pretokens(piece)) if not is_special else (lookup(piece),))
+                if table.pending:
+                    self._fill_rows(table)
             except BaseException:
-                codes.forget_pending()
+                table.forget_pending()
                 raise
-        return np.frombuffer(b"".join(parts), dtype=dtype)
+        return table.gather(rows, dtype)
 
-    def _fill_codes(self, codes: _CodeCache, dtype: "np.dtype") -> None:
-        """Fill each pending pre-token's bytearray with its ids (BPE for those the id cache lacks);
-        later texts get them as `bytes`, which `b"".join` reads faster."""
-        import numpy as np
-
-        pending, codes.pending = codes.pending, []
+    def _fill_rows(self, table: "IdTable") -> None:
+        """Fill the table's pending rows: special tokens with their id, pre-tokens with their BPE ids."""
         try:
-            id_lists = [self._cache[piece] for piece, _ in pending]
+            id_lists = [(self._special_ids[piece],) if piece in self._special_ids else self._cache[piece]
+                        for piece, _ in table.pending]
             self._fill(*self._cache.pending())
             self._cache.settle()
         except BaseException:
             self._cache.forget_pending()
-            codes.pending = pending
             raise
-        data = np.array(list(chain.from_iterable(id_lists)), dtype=dtype).tobytes()
-        pos, width = 0, dtype.itemsize
-        for (piece, code), ids in zip(pending, id_lists):
-            end = pos + len(ids) * width
-            code += data[pos:end]
-            if codes.get(piece) is code:
-                codes[piece] = bytes(code)
-            pos = end
+        table.fill([row for _, row in table.pending], id_lists)
+        table.pending = []
 
     def _fill(self, pieces: list[str], ids: list[list[int]]) -> None:
         """BPE on new pre-tokens: append the ids of `pieces[k]` to the empty list `ids[k]`."""

@@ -76,7 +76,7 @@ class TokenCache:
 
     @property
     def tokenizer_path(self) -> Path:
-        """The tokenizer file (trained into the cache, or a copy of the given one)."""
+        """The tokenizer file trained into the cache (there is none when a tokenizer was given)."""
         return self.folder / TOKENIZER
 
     def split(self, name: str) -> TokenArray:
