@@ -10,7 +10,9 @@ the reference and the ratio:
 
 * encode: MB/s of `write_token_file` with 1 and 2 processes vs tiktoken built from the
   same merges (`encode_ordinary`, and `encode_ordinary_batch` over exact 4 MiB blocks with
-  one thread per core), file to file, on enwiki_train (`--encode-corpus`); ids identical.
+  one thread per core), file to file, ids identical; on enwiki_train (24 MB, the issue's
+  figure) and on enwiki_train + gutenberg_train (70 MB of distinct text, where the fixed
+  cost of starting workers matters less), each with a tokenizer trained on it.
 * cold: `llm_lit fit` (debug config, 2 steps, `--data.vocab_size`) on the corpus with an
   empty cache, ours vs the code of `--old-commit` (a `git archive` copy, run the same
   way): wall time, peak resident memory of the process tree, largest temporary file.
@@ -119,11 +121,13 @@ sys.exit(main())
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size-mb", type=float, default=983.0, help="large corpus size (983: 14 x gutenberg+enwiki)")
+    p.add_argument("--size-mb", type=float, default=984.0, help="large corpus size (984: 14 x gutenberg+enwiki, 983.1 MB)")
     p.add_argument("--small-mb", type=float, default=100.0, help="small corpus size, for the memory comparison")
     p.add_argument("--vocab-size", type=int, default=32_768)
-    p.add_argument("--encode-corpus", default=str(DATA / "enwiki_train.txt"))
-    p.add_argument("--encode-mb", type=float, default=None, help="use only the first MB of --encode-corpus")
+    p.add_argument("--encode-corpora", default="enwiki_train.txt;enwiki_train.txt+gutenberg_train.txt",
+                   help="texts of the encode section, ';' between texts, '+' between the files joined into one "
+                        "(names in ../shared/data, or paths)")
+    p.add_argument("--encode-mb", type=float, default=None, help="use only the first MB of each encode text")
     p.add_argument("--encode-vocab", type=int, default=10_000)
     p.add_argument("--processes", type=int, default=2, help="processes of the parallel encode (and tiktoken threads)")
     p.add_argument("--repeats", type=int, default=3, help="repeats of the encode and warm-start timings")
@@ -136,21 +140,22 @@ def parse_args() -> argparse.Namespace:
 
 # ---------------------------------------------------------------------- corpus
 def build_corpus(folder: Path, size_mb: float) -> list[Path]:
-    """Copies of gutenberg_train and enwiki_train, alternately, one file each, up to `size_mb` (the last cut at a line)."""
+    """Whole copies of gutenberg_train and enwiki_train, alternately, one file each, while they fit in `size_mb`;
+    then the rest (if at least 1 MB) as the start of the next one, cut at a line."""
     folder.mkdir(parents=True, exist_ok=True)
     sources = [DATA / "gutenberg_train.txt", DATA / "enwiki_train.txt"]
     left = int(size_mb * 1e6)
     files = []
-    while left > 0:
+    while left >= 1_000_000:
         src = sources[len(files) % 2]
         dst = folder / f"{len(files) // 2:03d}-{src.name}"
-        if not dst.exists() or (dst.stat().st_size != src.stat().st_size and dst.stat().st_size > left):
-            data = src.read_bytes()
-            if len(data) > left:
-                data = data[:data.rfind(b"\n", 0, left) + 1] or data[:left]
+        data = src.read_bytes()
+        if len(data) > left:
+            data = data[:data.rfind(b"\n", 0, left) + 1]
+        if not dst.exists() or dst.stat().st_size != len(data):
             dst.write_bytes(data)
         files.append(dst)
-        left -= dst.stat().st_size
+        left -= len(data)
     return files
 
 
@@ -240,17 +245,24 @@ def row(name: str, ours: float, reference: float, unit: str, ratio: float | None
 
 # ---------------------------------------------------------------------- sections
 def section_encode(args: argparse.Namespace, work: Path) -> None:
+    for text in args.encode_corpora.split(";"):
+        files = [Path(f) if os.sep in f else DATA / f for f in text.split("+")]
+        corpus = work / ("encode-" + "+".join(f.stem for f in files) + ".txt")
+        data = b"".join(f.read_bytes() for f in files)
+        if args.encode_mb:
+            data = data[:int(args.encode_mb * 1e6)]
+            data = data[:data.rfind(b"\n") + 1]
+        corpus.write_bytes(data)
+        encode_one(args, work, corpus)
+
+
+def encode_one(args: argparse.Namespace, work: Path, corpus: Path) -> None:
     import tiktoken
 
     from tokenizer import Tokenizer, train_bpe
     from tokenizer.pretokenize import GPT2_PATTERN, chunk_boundaries
     from tokenizer.token_file import read_token_file, write_token_file
 
-    corpus = Path(args.encode_corpus)
-    if args.encode_mb:
-        data = corpus.read_bytes()[:int(args.encode_mb * 1e6)]
-        corpus = work / "encode_corpus.txt"
-        corpus.write_bytes(data[:data.rfind(b"\n") + 1])
     vocab, merges = train_bpe(corpus, args.encode_vocab, [EOT])
     tok = Tokenizer(vocab, merges, [EOT])
     specials = {s: tok.token_to_id(s) for s in tok.special_tokens}
@@ -350,10 +362,26 @@ def section_warm(args, work: Path, large: list[Path]) -> None:
         for name in (("large", "tiny") if r % 2 == 0 else ("tiny", "large")):
             files, c = (large, cache) if name == "large" else ([BUNDLED_CORPUS], tiny_cache)
             times[name].append(measured_fit(REPO, fit_args(files, c, args.vocab_size, config), work / "run-ours")["seconds"])
+    data_path = {name: statistics.median(data_path_seconds(files, c, args.vocab_size) for _ in range(args.repeats))
+                 for name, files, c in (("large", large, cache), ("tiny", [BUNDLED_CORPUS], tiny_cache))}
     size = sum(f.stat().st_size for f in large) / 1e6
     print(f"\n[warm] the same fit on a built cache, start to exit, median of {args.repeats}:")
+    row("data path alone (prepare_data + setup)", data_path["large"] * 1e3, data_path["tiny"] * 1e3, "ms",
+        note="(in this process: what grows with the number of files, not their size)")
     row(f"{size:.0f} MB corpus vs tinyshakespeare", statistics.median(times["large"]), statistics.median(times["tiny"]),
         "s", note="(target <= 1.2)   runs: " + " / ".join(f"{a:.1f} vs {b:.1f}" for a, b in zip(times["large"], times["tiny"])))
+
+
+def data_path_seconds(files: list[Path], cache: Path, vocab_size: int) -> float:
+    """Seconds of `prepare_data` + `setup("fit")` of a fresh TextDataModule on a built cache."""
+    from llm_lit.data import TextDataModule
+
+    start = time.perf_counter()
+    dm = TextDataModule(train_files=[str(f) for f in files], vocab_size=vocab_size, context_length=32,
+                        cache_dir=str(cache))
+    dm.prepare_data()
+    dm.setup("fit")
+    return time.perf_counter() - start
 
 
 def section_compression(args, work: Path, large: list[Path]) -> None:
