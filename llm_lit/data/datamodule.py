@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import lightning as L
-import numpy as np
 from torch.utils.data import DataLoader
 
 from llm_lit.data.datasets import RandomWindows, SequentialWindows
@@ -189,7 +188,7 @@ class TextDataModule(L.LightningDataModule):
         trainer = self.trainer
         return trainer is not None and trainer.strategy.root_device.type == "cuda"
 
-    def _sequential(self, tokens: np.ndarray) -> DataLoader:
+    def _sequential(self, tokens: TokenArray) -> DataLoader:
         rank, world = self._rank_and_world()
         windows = SequentialWindows(tokens, self.context_length, self.val_batch_size, rank=rank, world_size=world)
         return DataLoader(windows, batch_size=None, pin_memory=self._on_cuda())

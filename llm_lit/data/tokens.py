@@ -55,7 +55,7 @@ from tokenizer import Tokenizer
 from tokenizer.errors import NotUTF8Error, TokenizerError, WriteError
 from tokenizer.pretokenize import TextRange
 from tokenizer.sample import sample_ranges
-from tokenizer.token_file import encode_ranges, read_sidecar, token_dtype
+from tokenizer.token_file import encode_ranges, read_sidecar
 from tokenizer.train import train_bpe_on_ranges
 from tokenizer.workers import available_cores
 
@@ -454,4 +454,4 @@ def _not_utf8(e: NotUTF8Error) -> UserError:
 
 
 __all__ = ["BUNDLED_CORPUS", "DEFAULT_TOKENIZER_SAMPLE_BYTES", "TokenCache", "cache_folder", "cache_settings",
-           "check_num_proc", "hash_range", "open_token_cache", "prepare_token_cache", "token_dtype"]
+           "check_num_proc", "hash_range", "open_token_cache", "prepare_token_cache"]
