@@ -76,9 +76,12 @@ class TokenArray:
             return out
         if starts.min() < 0 or starts.max() + length > len(self):
             raise IndexError(f"a window of {length} tokens from {int(starts.max())} runs past the {len(self)} tokens.")
+        steps = np.arange(length)
+        if len(self.parts) == 1:  # one shard: a single fancy index, as on a plain array
+            out[:] = self.parts[0][starts[:, None] + steps]
+            return out
         first = np.searchsorted(self.offsets, starts, side="right") - 1
         last = np.searchsorted(self.offsets, starts + length - 1, side="right") - 1
-        steps = np.arange(length)
         for p in np.unique(first[first == last]):
             rows = np.flatnonzero((first == p) & (last == p))
             out[rows] = self.parts[p][(starts[rows] - self.offsets[p])[:, None] + steps]
