@@ -123,6 +123,7 @@ class Tokenizer:
         # Held from a text's first lookup until its new entries are filled, so that another
         # thread never reads an entry that is still empty.
         self._cache_lock = threading.Lock()
+        self._fingerprint: str | None = None
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -239,16 +240,17 @@ class Tokenizer:
 
     def _fill_rows(self, table: "IdTable") -> None:
         """Fill the table's pending rows: special tokens with their id, pre-tokens with their BPE ids."""
-        try:
-            id_lists = [(self._special_ids[piece],) if piece in self._special_ids else self._cache[piece]
-                        for piece, _ in table.pending]
-            self._fill(*self._cache.pending())
-            self._cache.settle()
-        except BaseException:
-            self._cache.forget_pending()
-            raise
-        table.fill([row for _, row in table.pending], id_lists)
-        table.pending = []
+        pending = table.pending
+        id_lists: list[list[int]] = [[] for _ in pending]
+        specials = [k for k, piece in enumerate(pending) if piece in self._special_ids]
+        for k in specials:
+            id_lists[k].append(self._special_ids[pending[k]])
+        if specials:  # (rare: a special token's first occurrence)
+            ordinary = [k for k in range(len(pending)) if k not in set(specials)]
+            self._fill([pending[k] for k in ordinary], [id_lists[k] for k in ordinary])
+        else:
+            self._fill(pending, id_lists)
+        table.fill(id_lists)
 
     def _fill(self, pieces: list[str], ids: list[list[int]]) -> None:
         """BPE on new pre-tokens: append the ids of `pieces[k]` to the empty list `ids[k]`."""
@@ -350,9 +352,15 @@ class Tokenizer:
         return cls(vocab, merges, special_tokens)
 
     def fingerprint(self) -> str:
-        """sha256 hex digest of the canonical JSON of `to_dict()`: equal tokenizers, equal fingerprints."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        """sha256 hex digest of the canonical JSON of `to_dict()`: equal tokenizers, equal fingerprints.
+
+        Computed once (a tokenizer never changes after it is built): it costs a JSON dump of the
+        whole vocabulary, and every token file's sidecar records it.
+        """
+        if self._fingerprint is None:
+            canonical = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+            self._fingerprint = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        return self._fingerprint
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the tokenizer as one human-readable, versioned JSON file (atomically)."""

@@ -8,6 +8,7 @@ has millions of pre-tokens.
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Sequence
 
 import numpy as np
@@ -21,60 +22,65 @@ class _Rows(dict):
         self._table = table
 
     def __missing__(self, piece: str) -> int:
-        row = self[piece] = self._table.new_row()
-        self._table.pending.append((piece, row))
+        table = self._table
+        row = self[piece] = table.num_rows
+        table.num_rows += 1
+        table.pending.append(piece)
         return row
 
 
 class IdTable:
-    """Rows of ids, one per distinct pre-token (or special token), filled once and read many times."""
+    """Rows of ids, one per distinct pre-token (or special token), filled once and read many times.
+
+    Rows are handed out in order by `rows[piece]`; the pending ones (the last
+    `len(pending)` rows) get their ids together from `fill`.
+    """
 
     def __init__(self) -> None:
         self.rows: dict[str, int] = _Rows(self)
-        self.pending: list[tuple[str, int]] = []  # rows handed out but not filled yet
+        self.pending: list[str] = []  # pieces of the rows handed out but not filled yet
+        self.num_rows = 0
+        self.num_ids = 0
         self.starts = np.zeros(1 << 12, dtype=np.int64)
         self.lengths = np.zeros(1 << 12, dtype=np.int64)
         self.ids = np.zeros(1 << 14, dtype=np.int64)
-        self.num_rows = 0
-        self.num_ids = 0
 
     def __len__(self) -> int:
         return self.num_rows
 
-    def new_row(self) -> int:
-        """A new, empty row."""
-        if self.num_rows == len(self.starts):
-            self.starts = np.resize(self.starts, 2 * len(self.starts))
-            self.lengths = np.resize(self.lengths, 2 * len(self.lengths))
-        self.lengths[self.num_rows] = 0
-        self.num_rows += 1
-        return self.num_rows - 1
-
-    def fill(self, rows: Sequence[int], id_lists: Sequence[Sequence[int]]) -> None:
-        """Give each row its ids (rows from `new_row`, each filled once)."""
+    def fill(self, id_lists: Sequence[Sequence[int]]) -> None:
+        """Give the pending rows their ids, in order (`id_lists[k]` for the k-th pending piece)."""
         lengths = np.fromiter(map(len, id_lists), dtype=np.int64, count=len(id_lists))
-        flat = np.fromiter((i for ids in id_lists for i in ids), dtype=np.int64, count=int(lengths.sum()))
-        while self.num_ids + len(flat) > len(self.ids):
-            self.ids = np.resize(self.ids, 2 * len(self.ids))
-        rows = np.asarray(rows, dtype=np.int64)
-        self.starts[rows] = self.num_ids + np.cumsum(lengths) - lengths
-        self.lengths[rows] = lengths
+        flat = np.fromiter(chain.from_iterable(id_lists), dtype=np.int64, count=int(lengths.sum()))
+        self.starts = _grown(self.starts, self.num_rows)
+        self.lengths = _grown(self.lengths, self.num_rows)
+        self.ids = _grown(self.ids, self.num_ids + len(flat))
+        first = self.num_rows - len(id_lists)
+        self.starts[first:self.num_rows] = self.num_ids + np.cumsum(lengths) - lengths
+        self.lengths[first:self.num_rows] = lengths
         self.ids[self.num_ids:self.num_ids + len(flat)] = flat
         self.num_ids += len(flat)
+        self.pending = []
 
     def forget_pending(self) -> None:
         """Drop the rows handed out but not filled (after an error part-way through a text)."""
-        for piece, _ in self.pending:
+        for piece in self.pending:
             self.rows.pop(piece, None)
+        self.num_rows -= len(self.pending)
         self.pending = []
 
-    def gather(self, rows: Sequence[int], dtype: np.dtype) -> np.ndarray:
+    def gather(self, rows: list[int], dtype: np.dtype) -> np.ndarray:
         """The ids of the rows, one run after another, as a 1-D array of `dtype`."""
-        rows = np.array(rows, dtype=np.int64)
-        lengths, starts = self.lengths[rows], self.starts[rows]
+        rows = np.fromiter(rows, dtype=np.int64, count=len(rows))
         if len(rows) == 0:
             return np.zeros(0, dtype=dtype)
+        lengths, starts = self.lengths[rows], self.starts[rows]
         ends = np.cumsum(lengths)
-        # position j of the output reads ids[starts[r] + (j - first output position of row r)]
+        # output position j of row r reads ids[starts[r] + j - (first output position of r)]
         positions = np.arange(int(ends[-1])) + np.repeat(starts - (ends - lengths), lengths)
         return self.ids[positions].astype(dtype)
+
+
+def _grown(array: np.ndarray, size: int) -> np.ndarray:
+    """`array`, or a copy at least twice as long, so that it holds `size` items."""
+    return array if size <= len(array) else np.resize(array, max(size, 2 * len(array)))
