@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -140,6 +141,12 @@ def parse_args() -> argparse.Namespace:
 
 
 # ---------------------------------------------------------------------- corpus
+def cpu_seconds() -> float:
+    """CPU seconds of this process (all its threads) and of its finished child processes."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
 def build_corpus(folder: Path, size_mb: float) -> list[Path]:
     """Whole copies of gutenberg_train and enwiki_train, alternately, one file each, while they fit in `size_mb`;
     then the rest (if at least 1 MB) as the start of the next one, cut at a line."""
@@ -295,18 +302,21 @@ def encode_one(args: argparse.Namespace, work: Path, corpus: Path) -> None:
             "tiktoken encode_ordinary": tiktoken_single,
             f"tiktoken encode_ordinary_batch, {args.processes} threads": tiktoken_batch}
     times: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
     outputs = {}
     for r in range(args.repeats):
         for name in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), cpu_seconds()
             outputs[name] = runs[name]()
             times[name].append(time.perf_counter() - start)
+            cpu[name].append(cpu_seconds() - cpu_start)
     rate = {name: mb / statistics.median(t) for name, t in times.items()}
     reference = [read_token_file(outputs["ours, 1 process"]).tolist()]
     identical = all(np.fromfile(path, dtype=np.uint16).tolist() == reference[0] for path in outputs.values())
     print(f"\n[encode] {corpus.name} ({mb:.1f} MB), vocab {tok.vocab_size:,}, file to file, median of {args.repeats}:")
     for name, value in rate.items():
-        print(f"  {name:48s} {value:7.2f} MB/s   runs: " + " ".join(f"{mb / t:.2f}" for t in times[name]))
+        print(f"  {name:48s} {value:7.2f} MB/s  {statistics.median(cpu[name]):6.2f} CPU s   runs: "
+              + " ".join(f"{mb / t:.2f}" for t in times[name]))
     best_name = max((n for n in rate if n.startswith("tiktoken")), key=rate.get)
     parallel = f"ours, {args.processes} processes"
     row(f"{args.processes} processes vs 1 process", rate[parallel], rate["ours, 1 process"], "MB/s",
@@ -314,6 +324,10 @@ def encode_one(args: argparse.Namespace, work: Path, corpus: Path) -> None:
     row(f"{args.processes} processes vs tiktoken's best", rate[parallel], rate[best_name], "MB/s",
         note=f"(target >= 0.8; best: {best_name})")
     print(f"  ids identical (ours 1 and {args.processes} processes, tiktoken single and batch): {identical}")
+    one, many = statistics.median(cpu["ours, 1 process"]), statistics.median(cpu[parallel])
+    print(f"  CPU seconds, {args.processes} processes vs 1 (workers' start-up and pre-token caches warmed once per "
+          f"worker): {many:.2f} vs {one:.2f} = {many / one:.2f}x; on {args.processes} idle cores the speedup is at "
+          f"most {args.processes * one / many:.2f}x")
 
 
 def section_cold(args, work: Path, large: list[Path], small: list[Path], old: Path | None) -> dict:

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from fault_helpers import cli_env, disk_full_after
+from disk_full import disk_full_after
+from fault_helpers import cli_env
 from llm_lit.callbacks import PredictionWriter
 from llm_lit.data.tokens import BUNDLED_CORPUS, prepare_token_cache
 from llm_lit.errors import UserError

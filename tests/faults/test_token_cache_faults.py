@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import tokenizer.token_file as token_file
-from fault_helpers import DEBUG_CONFIG, REPO, cli_env, disk_full_after
+from disk_full import disk_full_after
 from llm_lit.cli import main
 from llm_lit.data.tokens import BUNDLED_CORPUS, prepare_token_cache
 from llm_lit.errors import UserError
@@ -27,6 +27,13 @@ from tokenizer.token_file import write_token_file
 
 EOT = "<|endoftext|>"
 TEXT = BUNDLED_CORPUS.read_text(encoding="utf-8")
+REPO = Path(__file__).resolve().parents[2]
+DEBUG_CONFIG = REPO / "configs" / "debug.yaml"
+
+
+def cli_env() -> dict[str, str]:
+    """A subprocess environment with this repository importable."""
+    return dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="2")
 
 
 @pytest.fixture()

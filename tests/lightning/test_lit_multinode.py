@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from lit_helpers import DEBUG_CONFIG, REPO
 from llm_lit.data.tokens import BUNDLED_CORPUS, open_token_cache
+
+REPO = Path(__file__).resolve().parents[2]
+DEBUG_CONFIG = REPO / "configs" / "debug.yaml"
 
 
 def _free_port() -> int:

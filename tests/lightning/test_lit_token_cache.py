@@ -19,6 +19,7 @@ from tokenizer.__main__ import main as tokenizer_main
 
 EOT = "<|endoftext|>"
 TEXT = BUNDLED_CORPUS.read_text(encoding="utf-8")
+DEBUG_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "debug.yaml"
 
 
 def _previous_cache(paths: list[Path], vocab_size: int, tmp_path: Path, fraction: float = 0.1):
@@ -195,7 +196,6 @@ def test_warm_start_reads_no_corpus_byte(three_files, tmp_path, monkeypatch):
 def test_warm_fit_starts_with_the_corpus_unreadable(three_files, tmp_path, monkeypatch, capsys):
     from llm_lit.cli import main
 
-    from lit_helpers import DEBUG_CONFIG
     monkeypatch.chdir(tmp_path)
     args = ["fit", "--config", str(DEBUG_CONFIG), "--data.train_files", "[" + ",".join(str(p) for p in three_files) + "]",
             "--trainer.max_steps", "2", "--model.optimizer.warmup_steps", "1", "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1",
