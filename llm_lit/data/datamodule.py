@@ -49,7 +49,7 @@ class TextDataModule(L.LightningDataModule):
         cache_dir: str = ".llm_lit_cache",
         prompts: Optional[list[str]] = None,
         prompts_file: Optional[str] = None,
-        predictions_path: str = "predictions.jsonl",
+        predictions_path: Optional[str] = None,
         predict_batch_size: int = 8,
         utf8_errors: Literal["strict", "replace"] = "strict",
     ) -> None:
@@ -70,7 +70,7 @@ class TextDataModule(L.LightningDataModule):
             cache_dir: Folder of the token cache (tokenizer and token files, keyed by a fingerprint of corpus and settings).
             prompts: Prompts for `predict`, e.g. '["ROMEO:"]'.
             prompts_file: A text file of prompts for `predict`, one per line (or a JSONL file of {"prompt": ...} objects).
-            predictions_path: JSONL file `predict` writes its continuations to.
+            predictions_path: JSONL file `predict` writes its continuations to (default: predictions.jsonl in the checkpoint's run folder, see llm_lit.run_dir).
             predict_batch_size: Prompts generated together in one batch by `predict`.
             utf8_errors: 'strict' refuses a corpus that is not UTF-8 (naming the byte offset); 'replace' replaces invalid bytes with U+FFFD.
         """
