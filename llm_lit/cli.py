@@ -123,7 +123,8 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
         except ArgumentError as e:
             raise UserError(_one_line(parser, e, args)) from None
         subcommand = self.config.get("subcommand")
-        if not subcommand:
+        if not subcommand:  # LLMLitCLI(run=False): the Trainer is built as for fit
+            self.run_folder = Run.from_config(self.config)
             return
         config = self.config[subcommand]
         if subcommand == "fit":
@@ -171,7 +172,7 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
         """Trainer arguments that put a fit's logs (and anything else Lightning writes) in its version folder;
         validate, test and predict get no logger (they print their metrics; no empty versions)."""
         logger_unset = trainer_config.get("logger") is None
-        if self.subcommand != "fit" or self.run_folder is None:
+        if self.subcommand not in ("fit", None) or self.run_folder is None:
             return {"logger": False} if logger_unset else {}
         ckpt_path = self._setting(self.config, "ckpt_path")
         self.version = fit_version(self.run_folder, ckpt_path)

@@ -165,8 +165,14 @@ def place_checkpoints(trainer: L.Trainer, version: Path) -> None:
 
 
 class SaveConfigOfFit(SaveConfigCallback):
-    """LightningCLI's config saver, for `fit` only: validate, test and predict leave no files behind."""
+    """LightningCLI's config saver (`config.yaml` in the log folder, the run's version), once training starts.
+
+    So validate, test and predict write none, and neither does a fit that stops before its first
+    step (bad data, a refused checkpoint): no version folder is left holding only a config.
+    """
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if stage == "fit":
-            super().setup(trainer, pl_module, stage)
+        """Nothing yet: see `on_train_start`."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().setup(trainer, pl_module, "fit")

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import DEBUG_CONFIG, run_cli
+from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG, run_cli
 from fault_helpers import assert_same_logs, assert_same_training_state, run_and_interrupt
 
 ARGS = ["fit", "--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "false",
         "--trainer.log_every_n_steps", "1", "--model.config.dropout", "0.1", "--trainer.max_steps", "20",
         "--trainer.devices", "2", "--trainer.strategy", "ddp", "--data.batch_size", "8",
         "--model.sample_prompts", "[]"]
-LAST = Path("checkpoints") / "debug" / "last.ckpt"
+LAST = DEBUG_CKPTS / "last.ckpt"
 
 
 # SIGTERM is the DDP-specific path (all ranks agree on the stopping step) and runs by default; SIGKILL
@@ -31,5 +31,5 @@ def test_ddp_interrupt_then_resume_is_exact(reference, cache, tmp_path, signum):
     resumed = run_cli([*args, "--ckpt_path", "last"], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_training_state(reference / LAST, tmp_path / LAST)
-    assert_same_logs(reference / "lightning_logs", tmp_path / "lightning_logs", ("train/loss", "val/loss"),
+    assert_same_logs(reference / "runs", tmp_path / "runs", ("train/loss", "val/loss"),
                      expect_steps=20)
