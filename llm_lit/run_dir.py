@@ -151,7 +151,6 @@ def prediction_path(run: Run, ckpt_path: Optional[str]) -> Path:
 
 def run_logger(version: Path) -> TensorBoardLogger:
     """A TensorBoard logger writing into `version` itself (`<out_dir>/<name>/<version>`)."""
-    version = Path(os.path.realpath(version))
     return TensorBoardLogger(save_dir=version.parent.parent, name=version.parent.name, version=version.name,
                              default_hp_metric=False)
 

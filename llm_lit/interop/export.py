@@ -1,7 +1,7 @@
 """Export a model to a Hugging Face folder that `transformers` loads with no code of ours.
 
-    llm_lit export --ckpt_path checkpoints/last.ckpt --output hf_model/
-    python -m llm_lit.interop.export --ckpt_path checkpoints/last.ckpt --output hf_model/
+    llm_lit export --ckpt_path runs/shakespeare/version_0/checkpoints/last.ckpt --output hf_model/
+    python -m llm_lit.interop.export --ckpt_path runs/shakespeare/version_0/checkpoints/last.ckpt --output hf_model/
 
 Which layout a config exports to (everything else is refused with the reason):
 

@@ -127,7 +127,7 @@ def test_truncated_or_corrupt_last_checkpoint(workdir, capsys, content):
         _fake_checkpoint(last, ModelConfig(vocab_size=270, context_length=32, d_model=32, n_layers=2, n_heads=2))
         content = last.read_bytes()[: last.stat().st_size // 2]
     last.write_bytes(content)
-    err = one_line_error(fit_args("--ckpt_path", "last", checkpoints=True), capsys)
+    err = one_line_error(fit_args("--ckpt_path", "last", "--run_name", "debug", checkpoints=True), capsys)
     assert "last.ckpt' is truncated or corrupt" in err
 
 
