@@ -4,7 +4,6 @@ a checkpoint, then `--ckpt_path last`, ends bitwise equal to an uninterrupted tw
 from __future__ import annotations
 
 import signal
-from pathlib import Path
 
 import pytest
 
