@@ -44,10 +44,10 @@ from llm_lit.lightning_compat import (NoHyperparametersInCheckpoints, add_listed
 from llm_lit.module import LanguageModel
 from llm_lit.plot import main as plot_main
 from llm_lit.precision import default_precision
-from llm_lit.quiet import silence_lightning_noise, silence_resume_noise
+from llm_lit.quiet import silence_lightning_noise
 from llm_lit.resume import AtomicCheckpointIO, InterruptCheckpoint
-from llm_lit.run_dir import (Run, SaveConfigOfFit, add_run_arguments, fit_version, place_checkpoints,
-                             prediction_path, resolve_last, run_logger)
+from llm_lit.run_dir import (Run, SaveConfigOfFit, add_run_arguments, place_checkpoints, prediction_path,
+                             resolve_last, trainer_placement)
 from tokenizer.errors import TokenizerError
 
 #: Subcommands handled outside LightningCLI: name -> (function(argv) returning an exit code or None for 0,
@@ -92,13 +92,15 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
         self.run_folder: Optional[Run] = None
         self.version: Optional[Path] = None
         quiet = {"exit_on_error": False}
-        parser_kwargs = {"exit_on_error": False, "prog": "llm_lit", **{name: dict(quiet) for name in self.subcommands()}}
+        parser_kwargs = {"exit_on_error": False, "prog": "llm_lit",
+                         **{name: dict(quiet) for name in self.subcommands()}}
         super().__init__(LanguageModel, TextDataModule, subclass_mode_model=False, subclass_mode_data=False,
                          auto_configure_optimizers=False, parser_kwargs=parser_kwargs,
                          save_config_callback=SaveConfigOfFit, save_config_kwargs={"overwrite": True},
                          seed_everything_default=1337, args=args, run=run)
 
-    def setup_parser(self, add_subcommands: bool, main_kwargs: dict[str, Any], subparser_kwargs: dict[str, Any]) -> None:
+    def setup_parser(self, add_subcommands: bool, main_kwargs: dict[str, Any],
+                     subparser_kwargs: dict[str, Any]) -> None:
         """LightningCLI's parser, with llm_lit's own subcommands listed in `llm_lit --help` too."""
         super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
         if add_subcommands:
@@ -157,7 +159,9 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
             plugins.append(AtomicCheckpointIO(preloaded=self.checkpoint))
         if config.get("precision") is None:
             kwargs["precision"] = default_precision(config.get("accelerator"))
-        kwargs.update(self._run_placement(config))
+        self.version, placement = trainer_placement(self.subcommand, self.run_folder,
+                                                    self._setting(self.config, "ckpt_path"), config)
+        kwargs.update(placement)
         try:
             trainer = super().instantiate_trainer(plugins=plugins, **kwargs)
         except MisconfigurationException as e:
@@ -167,23 +171,6 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
         if self.version is not None:
             place_checkpoints(trainer, self.version)
         return trainer
-
-    def _run_placement(self, trainer_config: Any) -> dict[str, Any]:
-        """Trainer arguments that put a fit's logs (and anything else Lightning writes) in its version folder;
-        validate, test and predict get no logger (they print their metrics; no empty versions)."""
-        logger_unset = trainer_config.get("logger") is None
-        if self.subcommand not in ("fit", None) or self.run_folder is None:
-            return {"logger": False} if logger_unset else {}
-        ckpt_path = self._setting(self.config, "ckpt_path")
-        self.version = fit_version(self.run_folder, ckpt_path)
-        if ckpt_path:
-            silence_resume_noise()
-        placement: dict[str, Any] = {}
-        if logger_unset or trainer_config.get("logger") is True:
-            placement["logger"] = run_logger(self.version)
-        if trainer_config.get("default_root_dir") is None:
-            placement["default_root_dir"] = str(self.version)
-        return placement
 
     def after_instantiate_classes(self) -> None:
         """Hand the checkpoint's tokenizer to the DataModule, in memory (validate, test and predict)."""
@@ -207,7 +194,8 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
 
     def before_predict(self) -> None:
         """Print and write the continuations (JSONL at data.predictions_path, by default in the checkpoint's run)."""
-        path = self.datamodule.predictions_path or prediction_path(self.run_folder, self._setting(self.config, "ckpt_path"))
+        ckpt_path = self._setting(self.config, "ckpt_path")
+        path = self.datamodule.predictions_path or prediction_path(self.run_folder, ckpt_path)
         self.trainer.callbacks.append(PredictionWriter(path))
 
 

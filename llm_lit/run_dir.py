@@ -34,6 +34,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 from llm_lit.errors import UserError
+from llm_lit.quiet import silence_resume_noise
 
 DEFAULT_OUT_DIR = "runs"
 CHECKPOINTS = "checkpoints"
@@ -95,8 +96,9 @@ class Run:
         """The run's `version_<N>` folders, lowest N first."""
         if not self.folder.is_dir():
             return []
-        found = [(int(m.group(1)), p) for p in self.folder.iterdir() if p.is_dir() and (m := _VERSION.fullmatch(p.name))]
-        return [p for _, p in sorted(found)]
+        numbered = [(int(m.group(1)), p) for p in self.folder.iterdir()
+                    if p.is_dir() and (m := _VERSION.fullmatch(p.name))]
+        return [p for _, p in sorted(numbered)]
 
     def new_version(self) -> Path:
         """The folder of a fresh `fit`: `version_<N+1>` after the highest existing N (`version_0` at first)."""
@@ -147,6 +149,29 @@ def fit_version(run: Run, ckpt_path: Optional[str]) -> Path:
 def prediction_path(run: Run, ckpt_path: Optional[str]) -> Path:
     """Where `predict` writes by default: `predictions.jsonl` in the checkpoint's version (else the run folder)."""
     return (checkpoint_version(ckpt_path) or run.folder) / PREDICTIONS
+
+
+def trainer_placement(subcommand: Optional[str], run: Run, ckpt_path: Optional[str],
+                      trainer_config: Any) -> tuple[Optional[Path], dict[str, Any]]:
+    """The version folder a subcommand writes to, and the Trainer arguments that put its files there.
+
+    `fit` (and `LLMLitCLI(run=False)`, subcommand None) gets its version (`fit_version`), a TensorBoard
+    logger writing into it unless `trainer.logger` names another, and it as `default_root_dir` unless one
+    is set (so Lightning's other files land there too). validate, test and predict get no version and
+    no logger unless one is set: they print their metrics, and leave no empty version behind.
+    """
+    logger_unset = trainer_config.get("logger") is None
+    if subcommand not in ("fit", None):
+        return None, ({"logger": False} if logger_unset else {})
+    version = fit_version(run, ckpt_path)
+    if ckpt_path:
+        silence_resume_noise()  # its checkpoint folder is not empty: it holds the run it continues
+    placement: dict[str, Any] = {}
+    if logger_unset or trainer_config.get("logger") is True:
+        placement["logger"] = run_logger(version)
+    if trainer_config.get("default_root_dir") is None:
+        placement["default_root_dir"] = str(version)
+    return version, placement
 
 
 def run_logger(version: Path) -> TensorBoardLogger:

@@ -65,7 +65,8 @@ def bash(command: str, cwd: Path, log: Path, timeout: float, env: dict[str, str]
 
 def _clean_env() -> dict[str, str]:
     """This process's environment without what points Python at this repository or at the test's venv."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "PYTEST_ADDOPTS")}
+    unset = ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "PYTEST_ADDOPTS")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if ".venv" not in p)
     return env
 

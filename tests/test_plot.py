@@ -74,7 +74,8 @@ def test_plot_writes_next_to_the_logs_by_default_and_where_asked(runs, tmp_path,
 
 @pytest.mark.parametrize("setup, message", [
     (lambda root: None, "'nowhere' does not exist; pass the log folder of a run"),
-    (lambda root: _log(root / "nowhere" / "v", {"lr": [(0, 0.1)]}, 1_000), "No TensorBoard logs with a train or val loss"),
+    (lambda root: _log(root / "nowhere" / "v", {"lr": [(0, 0.1)]}, 1_000),
+     "No TensorBoard logs with a train or val loss"),
 ])
 def test_nothing_to_plot_is_one_line(tmp_path, monkeypatch, capsys, setup, message):
     monkeypatch.chdir(tmp_path)

@@ -14,7 +14,8 @@ def gpu(monkeypatch):
     """Pretend this machine has a CUDA GPU; `gpu(bf16=...)` says whether it has native bfloat16."""
     def pretend(bf16: bool) -> None:
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16 or including_emulation)
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                            lambda including_emulation=True: bf16 or including_emulation)
     return pretend
 
 

@@ -11,8 +11,9 @@ from fault_helpers import run_and_interrupt
 
 
 def test_fit_ctrl_c_and_resume_print_no_lightning_noise(tmp_path):
-    args = ["fit", "--config", str(DEBUG_CONFIG), "--trainer.max_steps", "400", "--trainer.enable_progress_bar", "false",
-            "--model.sample_prompts", "[]", "--ckpt_path", "last"]  # a job script that always resumes
+    args = ["fit", "--config", str(DEBUG_CONFIG), "--trainer.max_steps", "400",
+            "--trainer.enable_progress_bar", "false", "--model.sample_prompts", "[]",
+            "--ckpt_path", "last"]  # as a job script that always resumes would run it
     stopped = run_and_interrupt(args, tmp_path, tmp_path / DEBUG_CKPTS / "last.ckpt", signal.SIGINT, after_step=5)
     assert stopped.returncode == 130, stopped.stderr[-3000:]
     assert "No last.ckpt under runs/debug/version_*/checkpoints/ to resume: starting a new run." in stopped.stderr
