@@ -31,14 +31,21 @@ def read_scalars(log_dir: str | os.PathLike) -> dict[str, Points]:
     A step logged twice (by a run killed after logging it and resumed from an earlier
     checkpoint) appears twice, the later-written value last.
     """
-    return _read_event_files(sorted(Path(log_dir).rglob(EVENT_FILES)))
+    return _read_event_files(Path(log_dir).rglob(EVENT_FILES))
+
+
+def _started(events: Path) -> tuple[int, float]:
+    """When an event file was started: the second in its name (`events.out.tfevents.<second>.<host>...`), then
+    its modification time (for files started within the same second)."""
+    second = events.name.split(".")[3]
+    return int(second) if second.isdigit() else 0, events.stat().st_mtime
 
 
 def _read_event_files(files: Iterable[Path]) -> dict[str, Points]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out: dict[str, Points] = {}
-    for events in files:  # oldest first: event file names start with their creation time
+    for events in sorted(files, key=_started):  # oldest first
         accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})  # 0: keep every point
         accumulator.Reload()
         for tag in accumulator.Tags().get("scalars", []):
@@ -60,7 +67,7 @@ def newest_run_with_losses(root: str | os.PathLike) -> tuple[Path, dict[str, Poi
     for events in root.rglob(EVENT_FILES):
         written[events.parent] = max(written.get(events.parent, 0.0), events.stat().st_mtime)
     for folder in sorted(written, key=written.__getitem__, reverse=True):
-        scalars = _read_event_files(sorted(folder.glob(EVENT_FILES)))
+        scalars = _read_event_files(folder.glob(EVENT_FILES))
         if any(tag in scalars for tag in LOSS_TAGS):
             return folder, scalars
     raise UserError(f"No TensorBoard logs with a train or val loss under '{root}'; pass the log folder of a run "

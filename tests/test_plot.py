@@ -14,13 +14,14 @@ from llm_lit.plot import newest_run_with_losses, one_per_step, read_scalars
 
 
 def _log(folder: Path, scalars: dict[str, list[tuple[int, float]]], mtime: float) -> Path:
-    """Write TensorBoard scalars into `folder`, and date its event file `mtime`."""
+    """Write TensorBoard scalars into a new event file in `folder`, dated `mtime`."""
+    before = set(folder.glob("events.out.tfevents.*"))
     writer = SummaryWriter(str(folder))
     for tag, points in scalars.items():
         for step, value in points:
             writer.add_scalar(tag, value, step)
     writer.close()
-    for events in folder.glob("events.out.tfevents.*"):
+    for events in set(folder.glob("events.out.tfevents.*")) - before:
         os.utime(events, (mtime, mtime))
     return folder
 
