@@ -77,6 +77,8 @@ def test_the_readme_commands_then_predict_and_plot_on_a_fresh_clone(tmp_path):
         pytest.skip("needs git and a git checkout of the repository")
     clone = fresh_clone(tmp_path / "llm_lit")
     install_and_fit, install_and_test = readme_commands((clone / "README.md").read_text())
+    # Fail in a second, not after the fit: `llm_lit plot` needs matplotlib, which command 1 must install.
+    assert '".[plot]"' in install_and_fit, "README command 1 must install the plot extra: pip install -e \".[plot]\""
     curves = (clone / "docs" / "curves.png").read_bytes()
 
     printed = bash(install_and_fit, clone, tmp_path / "command1.log", timeout=3600)
