@@ -2,24 +2,26 @@
 
     llm_lit fit --config configs/shakespeare.yaml
     llm_lit fit --config configs/shakespeare.yaml --ckpt_path last        # resume
-    llm_lit validate --config configs/shakespeare.yaml --ckpt_path checkpoints/shakespeare/last.ckpt
-    llm_lit predict --ckpt_path checkpoints/shakespeare/last.ckpt --data.prompts '["ROMEO:"]'
+    llm_lit validate --config configs/shakespeare.yaml --ckpt_path last
+    llm_lit predict --ckpt_path runs/shakespeare/version_0/checkpoints/last.ckpt --data.prompts '["ROMEO:"]'
+    llm_lit plot                                                          # curves of the newest run
     llm_lit accounting --preset gpt2-small --memory_gib 80 --device_name H100   # params, FLOPs, memory, MFU
 
 Everything is standard LightningCLI (`--config`, `--print_config`, `--trainer.*`,
 `--ckpt_path`). Added on top: `data.vocab_size` flows into `model.config.vocab_size` and
 `model.config.context_length` into `data.context_length`; a checkpoint given to
 validate/test/predict supplies the model config and tokenizer itself (the file is read once,
-see `llm_lit.checkpoint`); checkpoints load with `weights_only=True`; and every user error is
-one line on stderr with exit code 2.
+see `llm_lit.checkpoint`); checkpoints load with `weights_only=True`; every run's files go to
+`--out_dir/--run_name/version_N/` (see `llm_lit.run_dir`); and every user error is one line on
+stderr with exit code 2.
 """
 
 from __future__ import annotations
 
 import difflib
 import sys
-import warnings
 from argparse import ArgumentError
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
@@ -37,20 +39,28 @@ from llm_lit.errors import UserError, one_line, print_error
 from llm_lit.guards import check_devices, check_writable_dir, require_max_steps
 from llm_lit.interop.export import main as export_main
 from llm_lit.interop.import_hf import main as import_main
-from llm_lit.lightning_compat import (NoHyperparametersInCheckpoints, option_keys, reworded, subcommand_parser,
-                                      unknown_key)
+from llm_lit.lightning_compat import (NoHyperparametersInCheckpoints, add_listed_subcommand, option_keys, reworded,
+                                      subcommand_parser, unknown_key)
 from llm_lit.module import LanguageModel
+from llm_lit.plot import main as plot_main
+from llm_lit.precision import default_precision
+from llm_lit.quiet import silence_lightning_noise
 from llm_lit.resume import AtomicCheckpointIO, InterruptCheckpoint
+from llm_lit.run_dir import (Run, SaveConfigOfFit, add_run_arguments, place_checkpoints, prediction_path,
+                             resolve_last, trainer_placement)
 from tokenizer.errors import TokenizerError
 
-#: Subcommands handled outside LightningCLI: name -> function(argv) returning an exit code (or None for 0).
-EXTRA_COMMANDS: dict[str, Callable[[list[str]], Optional[int]]] = {
-    "export": export_main,  # llm_lit export --ckpt_path X --output DIR: a Hugging Face model folder
-    "accounting": accounting_main,  # llm_lit accounting --preset gpt2-small --memory_gib 80: params, FLOPs, memory, MFU
-    "import": import_main,  # llm_lit import --hf_dir DIR --output OUT: model.ckpt + config.yaml for fit
+#: Subcommands handled outside LightningCLI: name -> (function(argv) returning an exit code or None for 0,
+#: the line `llm_lit --help` shows).
+EXTRA_COMMANDS: dict[str, tuple[Callable[[list[str]], Optional[int]], str]] = {
+    "export": (export_main, "Export a checkpoint to a Hugging Face model folder (--ckpt_path X --output DIR)."),
+    "import": (import_main, "Import a local Hugging Face Llama or GPT-2 folder as a checkpoint and config for fit."),
+    "accounting": (accounting_main, "Parameters, FLOPs, memory and MFU of a model (--preset gpt2-small)."),
+    "plot": (plot_main, "Plot a run's train/val loss and bits per byte as a PNG (llm_lit plot [LOG_DIR])."),
 }
 
-#: Trainer settings that differ from Lightning's defaults (configs and flags override them).
+#: Trainer settings that differ from Lightning's defaults (configs and flags override them). The checkpoint
+#: callbacks have no dirpath: they write into the run's version folder (`llm_lit.run_dir`).
 TRAINER_DEFAULTS: dict[str, Any] = {
     "max_steps": 2000,
     "val_check_interval": 250,
@@ -59,13 +69,13 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "callbacks": [
         {   # best by validation loss, plus last.ckpt at every validation
             "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-            "init_args": {"dirpath": "checkpoints", "filename": "best-step{step}", "monitor": "val/loss",
+            "init_args": {"filename": "best-step{step}", "monitor": "val/loss",
                           "mode": "min", "save_top_k": 1, "save_last": True, "auto_insert_metric_name": False,
                           "enable_version_counter": False},
         },
         {   # last.ckpt refreshed every N optimizer steps between validations too
             "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-            "init_args": {"dirpath": "checkpoints", "every_n_train_steps": 100, "save_top_k": 0, "save_last": True,
+            "init_args": {"every_n_train_steps": 100, "save_top_k": 0, "save_last": True,
                           "enable_version_counter": False},
         },
     ],
@@ -76,14 +86,26 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
     """LightningCLI with llm_lit's argument links, defaults, checkpoint handling and one-line errors."""
 
     def __init__(self, args: Optional[list[str]] = None, run: bool = True) -> None:
-        #: The `--ckpt_path` file, read once at parse time (None for 'last', 'best' or no checkpoint).
+        #: The `--ckpt_path` file, read once at parse time (None for 'best' or no checkpoint).
         self.checkpoint: Optional[LoadedCheckpoint] = None
+        #: The run named by --out_dir/--run_name (or the config and corpus), and the version folder a fit writes to.
+        self.run_folder: Optional[Run] = None
+        self.version: Optional[Path] = None
         quiet = {"exit_on_error": False}
-        parser_kwargs = {"exit_on_error": False, **{name: dict(quiet) for name in self.subcommands()}}
+        parser_kwargs = {"exit_on_error": False, "prog": "llm_lit",
+                         **{name: dict(quiet) for name in self.subcommands()}}
         super().__init__(LanguageModel, TextDataModule, subclass_mode_model=False, subclass_mode_data=False,
                          auto_configure_optimizers=False, parser_kwargs=parser_kwargs,
-                         save_config_kwargs={"overwrite": True}, seed_everything_default=1337,
-                         args=args, run=run)
+                         save_config_callback=SaveConfigOfFit, save_config_kwargs={"overwrite": True},
+                         seed_everything_default=1337, args=args, run=run)
+
+    def setup_parser(self, add_subcommands: bool, main_kwargs: dict[str, Any],
+                     subparser_kwargs: dict[str, Any]) -> None:
+        """LightningCLI's parser, with llm_lit's own subcommands listed in `llm_lit --help` too."""
+        super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
+        if add_subcommands:
+            for name, (_, help_line) in EXTRA_COMMANDS.items():
+                add_listed_subcommand(self.parser, name, help_line)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Link data and model settings so each has one source of truth; set llm_lit's trainer defaults."""
@@ -93,6 +115,7 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
         parser.add_argument("--torch_threads", type=Optional[int], default=None,
                             help="CPU threads for torch's kernels (default: torch's choice, one per core). "
                                  "1 is often fastest for small models on a shared, busy CPU.")
+        add_run_arguments(parser)
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse, turning jsonargparse errors into one-line `UserError`s; read `--ckpt_path` once and, for
@@ -102,13 +125,16 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
         except ArgumentError as e:
             raise UserError(_one_line(parser, e, args)) from None
         subcommand = self.config.get("subcommand")
-        if not subcommand:
+        if not subcommand:  # LLMLitCLI(run=False): the Trainer is built as for fit
+            self.run_folder = Run.from_config(self.config)
             return
         config = self.config[subcommand]
         if subcommand == "fit":
             require_max_steps(config.trainer.max_steps)
         if config.get("weights_only") is None and "weights_only" in config:
             config.weights_only = True  # never unpickle arbitrary objects from a checkpoint
+        self.run_folder = Run.from_config(config)
+        config.ckpt_path = resolve_last(self.run_folder, subcommand, config.get("ckpt_path"))
         self.checkpoint = read_given_checkpoint(config.get("ckpt_path"))  # a bad file stops here, in one line
         if self.checkpoint is not None and subcommand in CHECKPOINT_DEFINES_MODEL:
             # The checkpoint defines the architecture and the tokenizer; config files need not repeat them.
@@ -131,12 +157,19 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             plugins.append(AtomicCheckpointIO(preloaded=self.checkpoint))
+        if config.get("precision") is None:
+            kwargs["precision"] = default_precision(config.get("accelerator"))
+        self.version, placement = trainer_placement(self.subcommand, self.run_folder,
+                                                    self._setting(self.config, "ckpt_path"), config)
+        kwargs.update(placement)
         try:
             trainer = super().instantiate_trainer(plugins=plugins, **kwargs)
         except MisconfigurationException as e:
             first = str(e).strip().splitlines()[0].rstrip(".")
             raise UserError(f"Invalid trainer settings: {first}; fix the --trainer values.") from e
         trainer.callbacks.append(InterruptCheckpoint())
+        if self.version is not None:
+            place_checkpoints(trainer, self.version)
         return trainer
 
     def after_instantiate_classes(self) -> None:
@@ -154,14 +187,16 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
         """Check that checkpoints and logs can be written before any training time is spent."""
         for callback in self.trainer.checkpoint_callbacks:
             if isinstance(callback, ModelCheckpoint) and callback.dirpath:
-                check_writable_dir(callback.dirpath, "checkpoint", "dirpath in the ModelCheckpoint callback")
+                check_writable_dir(callback.dirpath, "checkpoint", "--out_dir (or the checkpoint callback's dirpath)")
         for logger in self.trainer.loggers:
             if getattr(logger, "save_dir", None):
-                check_writable_dir(logger.save_dir, "log", "--trainer.default_root_dir (or logger save_dir)")
+                check_writable_dir(logger.save_dir, "log", "--out_dir (or the logger's save_dir)")
 
     def before_predict(self) -> None:
-        """Print and write the continuations (JSONL at data.predictions_path)."""
-        self.trainer.callbacks.append(PredictionWriter(self.datamodule.predictions_path))
+        """Print and write the continuations (JSONL at data.predictions_path, by default in the checkpoint's run)."""
+        ckpt_path = self._setting(self.config, "ckpt_path")
+        path = self.datamodule.predictions_path or prediction_path(self.run_folder, ckpt_path)
+        self.trainer.callbacks.append(PredictionWriter(path))
 
 
 # ---------------------------------------------------------------------- one-line errors
@@ -182,16 +217,28 @@ def _subcommand_of(args: Any) -> Optional[str]:
     return next((a for a in argv if a in LightningCLI.subcommands()), None)
 
 
+def check_command(args: list[str]) -> None:
+    """`UserError` listing every command when `args` names none (or an unknown one)."""
+    commands = [*LightningCLI.subcommands(), *EXTRA_COMMANDS]
+    if args and (args[0].startswith("-") or args[0] in commands):
+        return
+    listed = ", ".join(commands)
+    if not args:
+        raise UserError(f"Give a command: {listed} (llm_lit --help says more).")
+    close = difflib.get_close_matches(args[0], commands, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    raise UserError(f"Unknown command '{args[0]}'; {hint}The commands are {listed} (llm_lit --help says more).")
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Entry point of the `llm_lit` console script; returns the exit code (2 for user errors)."""
-    # Our validation IterableDataset has an exact __len__ (it never uses workers), so this warning is noise.
-    warnings.filterwarnings("ignore", message=".*IterableDataset.*has `__len__` defined.*")
-    if argv is not None:  # called from Python (tests, notebooks) with explicit arguments, on purpose
-        warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
+    silence_lightning_noise(args_from_python=argv is not None)
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        if args and args[0] in EXTRA_COMMANDS:
-            return EXTRA_COMMANDS[args[0]](args[1:]) or 0
+        check_command(args)
+        if args[0] in EXTRA_COMMANDS:
+            run_command, _ = EXTRA_COMMANDS[args[0]]
+            return run_command(args[1:]) or 0
         LLMLitCLI(args=argv)
         return 0
     except (UserError, TokenizerError) as e:

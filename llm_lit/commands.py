@@ -9,12 +9,12 @@ from llm_lit.errors import UserError, one_line
 from llm_lit.lightning_compat import reworded
 
 
-def function_parser(prog: str, function: Callable[..., Any]) -> Any:
-    """A jsonargparse parser whose options are `function`'s parameters (help from its docstring)."""
+def function_parser(prog: str, function: Callable[..., Any], skip: Optional[set[str]] = None) -> Any:
+    """A jsonargparse parser whose options are `function`'s parameters (help from its docstring), less `skip`."""
     from jsonargparse import ArgumentParser
 
     parser = ArgumentParser(prog=prog, description=(function.__doc__ or "").splitlines()[0], exit_on_error=False)
-    parser.add_function_arguments(function)
+    parser.add_function_arguments(function, skip=skip)
     return parser
 
 

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -77,8 +78,13 @@ def require_max_steps(max_steps: Optional[int]) -> int:
 
 
 def check_writable_dir(path: str | os.PathLike, what: str, setting: str) -> None:
-    """Create folder `path` if needed and check that files can be created in it (else `UserError`)."""
+    """Check that files can be created in folder `path` (else `UserError`).
+
+    Folders it creates for the check are removed again, so a run that stops before writing
+    anything leaves no empty run folder behind.
+    """
     folder = Path(path).expanduser()
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".llm_lit_write_test.{os.getpid()}"
@@ -87,6 +93,10 @@ def check_writable_dir(path: str | os.PathLike, what: str, setting: str) -> None
     except OSError as e:
         raise UserError(f"The {what} folder '{folder}' cannot be written ({e.strerror or e}); "
                         f"pass a writable {setting}.") from e
+    finally:
+        for made in created:
+            with contextlib.suppress(OSError):  # not empty: something else has written there since
+                made.rmdir()
 
 
 def check_devices(accelerator: Any, devices: Any) -> None:

@@ -20,7 +20,8 @@ Private names used (and the public ones that replaced earlier private uses):
   file again after parsing, only to look for `hyper_parameters`, which llm_lit checkpoints
   never hold (`NoHyperparametersInCheckpoints`).
 * `parser._subcommands_action` (jsonargparse) and `parser._actions` (argparse): the option
-  names a subcommand accepts, for "did you mean" hints (`subcommand_parser`, `option_keys`).
+  names a subcommand accepts, for "did you mean" hints (`subcommand_parser`, `option_keys`);
+  the same action lists llm_lit's own subcommands in `llm_lit --help` (`add_listed_subcommand`).
 * the wording of jsonargparse's error messages (`unknown_key`, `reworded`).
 * no longer used, replaced by public APIs: `LightningModule._trainer` (`attached_trainer` asks
   the `module.trainer` property), `LightningCLI._get` (the CLI reads its settings with
@@ -119,6 +120,19 @@ def subcommand_parser(parser: Any, subcommand: Optional[str]) -> Any:
         return parser
     action = _private(parser, "_subcommands_action", "suggest the nearest valid key for an unknown one")
     return action.choices.get(subcommand, parser) if action is not None else parser
+
+
+def add_listed_subcommand(parser: Any, name: str, help_line: str) -> None:
+    """List `name` among `parser`'s subcommands (in its --help and its invalid-choice error) with `help_line`.
+
+    llm_lit runs these commands itself before LightningCLI parses anything, so the listed
+    subcommand gets an empty parser. Private: jsonargparse hands out the subcommands action only
+    from `add_subcommands()`, which may be called once, and LightningCLI has called it.
+    """
+    from jsonargparse import ArgumentParser
+
+    action = _private(parser, "_subcommands_action", "list llm_lit's own subcommands in llm_lit --help")
+    action.add_subcommand(name, ArgumentParser(prog=f"llm_lit {name}"), help=help_line)
 
 
 def option_keys(parser: Any) -> list[str]:

@@ -195,7 +195,9 @@ class InterruptCheckpoint(L.Callback):
             return
         self._saving = True
         try:
-            trainer.save_checkpoint(path)
+            # A full checkpoint (optimizer, loops, callbacks) is what resuming needs; saying so explicitly
+            # also keeps Lightning from logging "`weights_only` was not set, defaulting to `False`".
+            trainer.save_checkpoint(path, weights_only=False)
         finally:
             self._saving = False
         self.saved_path = path

@@ -1,7 +1,7 @@
 """Export a model to a Hugging Face folder that `transformers` loads with no code of ours.
 
-    llm_lit export --ckpt_path checkpoints/last.ckpt --output hf_model/
-    python -m llm_lit.interop.export --ckpt_path checkpoints/last.ckpt --output hf_model/
+    llm_lit export --ckpt_path runs/shakespeare/version_0/checkpoints/last.ckpt --output hf_model/
+    python -m llm_lit.interop.export --ckpt_path runs/shakespeare/version_0/checkpoints/last.ckpt --output hf_model/
 
 Which layout a config exports to (everything else is refused with the reason):
 
@@ -136,12 +136,20 @@ def staged_folder(out_dir: str | os.PathLike, overwrite: bool) -> Iterator[Path]
         raise UserError(f"The output folder {out_dir} already exists and is not empty; pass overwrite=True (--overwrite true) or another folder.")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private (0700); the export gets the mode mkdir gives
     try:
         yield staging
         _move_into_place(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it, so it is set back at once)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _move_into_place(staging: Path, out_dir: Path) -> None:

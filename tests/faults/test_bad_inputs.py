@@ -9,7 +9,7 @@ import lightning
 import pytest
 import torch
 
-from cli_helpers import DEBUG_CONFIG
+from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG
 from llm_lit.cli import main
 from llm_lit.data.tokens import BUNDLED_CORPUS
 from llm_lit.model import ModelConfig, TransformerLM
@@ -121,13 +121,13 @@ def test_checkpoint_with_weights_that_do_not_fit_its_config(workdir, capsys):
 
 @pytest.mark.parametrize("content", [b"", b"PK\x03\x04garbage", None], ids=["empty", "garbage", "truncated"])
 def test_truncated_or_corrupt_last_checkpoint(workdir, capsys, content):
-    last = workdir / "checkpoints" / "debug" / "last.ckpt"
+    last = workdir / DEBUG_CKPTS / "last.ckpt"
     last.parent.mkdir(parents=True)
     if content is None:  # a real checkpoint cut in half
         _fake_checkpoint(last, ModelConfig(vocab_size=270, context_length=32, d_model=32, n_layers=2, n_heads=2))
         content = last.read_bytes()[: last.stat().st_size // 2]
     last.write_bytes(content)
-    err = one_line_error(fit_args("--ckpt_path", "last", checkpoints=True), capsys)
+    err = one_line_error(fit_args("--ckpt_path", "last", "--run_name", "debug", checkpoints=True), capsys)
     assert "last.ckpt' is truncated or corrupt" in err
 
 
@@ -146,8 +146,8 @@ def test_unwritable_checkpoint_folder(workdir, capsys):
 
 def test_unwritable_log_folder(workdir, capsys):
     (workdir / "a_file").write_text("not a folder")
-    err = one_line_error(fit_args("--trainer.default_root_dir", "a_file/logs", logger=True), capsys)
-    assert "log folder 'a_file/logs' cannot be written" in err
+    err = one_line_error(fit_args("--out_dir", "a_file/runs", logger=True), capsys)
+    assert "log folder 'a_file/runs' cannot be written" in err and "--out_dir" in err
 
 
 def test_more_gpus_than_exist(workdir, capsys, monkeypatch):

@@ -5,11 +5,10 @@ two-process run."""
 from __future__ import annotations
 
 import signal
-from pathlib import Path
 
 import pytest
 
-from cli_helpers import DEBUG_CONFIG, run_cli
+from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG, run_cli
 from fault_helpers import assert_same_logs, assert_same_training_state, run_and_interrupt
 from llm_lit.data.tokens import BUNDLED_CORPUS
 
@@ -17,7 +16,7 @@ ARGS = ["fit", "--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "
         "--trainer.log_every_n_steps", "1", "--model.config.dropout", "0.1", "--trainer.max_steps", "20",
         "--trainer.devices", "2", "--trainer.strategy", "ddp", "--data.batch_size", "8",
         "--model.sample_prompts", "[]"]
-LAST = Path("checkpoints") / "debug" / "last.ckpt"
+LAST = DEBUG_CKPTS / "last.ckpt"
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +26,8 @@ def corpus(tmp_path_factory) -> list[str]:
     data = BUNDLED_CORPUS.read_bytes()
     (folder / "a.txt").write_bytes(data[:600_000])
     (folder / "b.txt").write_bytes(data[600_000:])
-    return ["--data.train_files", f"[{folder / 'a.txt'},{folder / 'b.txt'}]"]
+    # --run_name debug: the run's folder is DEBUG_RUN (a corpus of its own would otherwise name it debug-a+1)
+    return ["--data.train_files", f"[{folder / 'a.txt'},{folder / 'b.txt'}]", "--run_name", "debug"]
 
 
 @pytest.fixture(scope="module")
@@ -52,5 +52,5 @@ def test_ddp_interrupt_then_resume_is_exact(reference, cache, corpus, tmp_path, 
     resumed = run_cli([*args, "--ckpt_path", "last"], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_training_state(reference / LAST, tmp_path / LAST)
-    assert_same_logs(reference / "lightning_logs", tmp_path / "lightning_logs", ("train/loss", "val/loss"),
+    assert_same_logs(reference / "runs", tmp_path / "runs", ("train/loss", "val/loss"),
                      expect_steps=20)

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import DEBUG_CONFIG, run_cli
+from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG, run_cli
 from fault_helpers import assert_same_logs, assert_same_training_state, run_and_interrupt
 
 ARGS = ["fit", "--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "false",
         "--trainer.log_every_n_steps", "1", "--model.config.dropout", "0.1"]
 TAGS = ("train/loss", "lr", "grad_norm", "val/loss")
-LAST = Path("checkpoints") / "debug" / "last.ckpt"
+LAST = DEBUG_CKPTS / "last.ckpt"
 
 
 def _interrupt_then_resume(root: Path, cache: Path, signum: int, after_step: int) -> tuple:
@@ -32,10 +32,9 @@ def test_sigkill_after_the_first_checkpoint_then_resume_is_exact(reference, cach
     stopped, _ = _interrupt_then_resume(tmp_path, cache, signal.SIGKILL, after_step=5)
     assert stopped.returncode == -signal.SIGKILL
     assert_same_training_state(reference / LAST, tmp_path / LAST)
-    assert_same_training_state(reference / "checkpoints/debug/best-step30.ckpt",
-                               tmp_path / "checkpoints/debug/best-step30.ckpt")
-    assert_same_logs(reference / "lightning_logs", tmp_path / "lightning_logs", TAGS, expect_steps=30)
-    assert not list((tmp_path / "checkpoints" / "debug").glob(".*.tmp"))
+    assert_same_training_state(reference / DEBUG_CKPTS / "best-step30.ckpt", tmp_path / DEBUG_CKPTS / "best-step30.ckpt")
+    assert_same_logs(reference / "runs", tmp_path / "runs", TAGS, expect_steps=30)
+    assert not list((tmp_path / DEBUG_CKPTS).glob(".*.tmp"))
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -46,7 +45,7 @@ def test_sigterm_or_ctrl_c_saves_a_checkpoint_that_resumes_exactly(reference, ca
     assert "continue with --ckpt_path last" in stopped.stdout
     assert "Traceback" not in stopped.stderr
     assert_same_training_state(reference / LAST, tmp_path / LAST)
-    assert_same_logs(reference / "lightning_logs", tmp_path / "lightning_logs", TAGS, expect_steps=30)
+    assert_same_logs(reference / "runs", tmp_path / "runs", TAGS, expect_steps=30)
 
 def test_each_checkpoint_finds_its_steps_train_logs_already_on_disk(tmp_path):
     """A SIGKILL just after any checkpoint loses no log line: when a checkpoint of step g is written, the

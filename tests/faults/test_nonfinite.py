@@ -13,7 +13,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from cli_helpers import DEBUG_CONFIG, cli_env
+from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG, cli_env
 from llm_lit.data import TextDataModule
 from llm_lit.data.tokens import BUNDLED_CORPUS
 from llm_lit.guards import NonFiniteError
@@ -138,5 +138,5 @@ def test_cli_nan_message_is_one_line_and_the_last_checkpoint_is_finite(tmp_path)
     err = result.stderr.strip().splitlines()
     assert err[-1].startswith("error: Training stopped at step 7: the loss is nan")
     assert "Traceback" not in result.stderr
-    checkpoint = _finite_checkpoint(tmp_path / "checkpoints" / "debug" / "last.ckpt")
+    checkpoint = _finite_checkpoint(tmp_path / DEBUG_CKPTS / "last.ckpt")
     assert checkpoint["global_step"] == 5  # debug.yaml checkpoints every 5 steps

@@ -92,3 +92,16 @@ def test_load_pretrained_reads_checkpoints_and_hf_folders(checkpoint, tmp_path):
 
     with pytest.raises(UserError, match=r"does not exist; pass a Hugging Face model folder or an llm_lit .ckpt file"):
         load_pretrained(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_the_exported_folder_and_files_follow_the_umask(checkpoint, tmp_path, umask):
+    path, _ = checkpoint
+    previous = os.umask(umask)
+    try:
+        assert export_main(["--ckpt_path", str(path), "--output", str(tmp_path / "hf")]) == 0
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "hf").stat().st_mode & 0o777 == 0o777 & ~umask  # as mkdir would make it
+    for file in (tmp_path / "hf").iterdir():
+        assert file.stat().st_mode & 0o777 == 0o666 & ~umask, file.name  # as open() would make it
