@@ -16,7 +16,6 @@ one line on stderr with exit code 2.
 
 from __future__ import annotations
 
-import difflib
 import sys
 import warnings
 from argparse import ArgumentError
@@ -32,6 +31,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from llm_lit.accounting import main as accounting_main
 from llm_lit.callbacks import PredictionWriter
 from llm_lit.checkpoint import CHECKPOINT_DEFINES_MODEL, LoadedCheckpoint, apply_to_config, read_given_checkpoint
+from llm_lit.commands import unknown_key_message
 from llm_lit.data import TextDataModule
 from llm_lit.errors import UserError, one_line, print_error
 from llm_lit.guards import check_devices, check_writable_dir, require_max_steps
@@ -78,8 +78,10 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
     def __init__(self, args: Optional[list[str]] = None, run: bool = True) -> None:
         #: The `--ckpt_path` file, read once at parse time (None for 'last', 'best' or no checkpoint).
         self.checkpoint: Optional[LoadedCheckpoint] = None
-        quiet = {"exit_on_error": False}
-        parser_kwargs = {"exit_on_error": False, **{name: dict(quiet) for name in self.subcommands()}}
+        # allow_abbrev=False: argparse would otherwise take `--trainer.max_st` for `--trainer.max_steps`
+        # (a YAML file's keys are never abbreviated, so neither are flags).
+        strict = {"exit_on_error": False, "allow_abbrev": False}
+        parser_kwargs = {**strict, **{name: dict(strict) for name in self.subcommands()}}
         super().__init__(LanguageModel, TextDataModule, subclass_mode_model=False, subclass_mode_data=False,
                          auto_configure_optimizers=False, parser_kwargs=parser_kwargs,
                          save_config_kwargs={"overwrite": True}, seed_everything_default=1337,
@@ -170,10 +172,7 @@ def _one_line(parser: LightningArgumentParser, error: ArgumentError, args: Any) 
     message = one_line(error)
     key = unknown_key(message)
     if key is not None:
-        keys = option_keys(subcommand_parser(parser, _subcommand_of(args)))
-        close = difflib.get_close_matches(key, keys, n=1, cutoff=0.5)
-        hint = f"did you mean '{close[0]}'?" if close else "see --help for the valid keys."
-        return f"Unknown config key '{key}'; {hint}"
+        return unknown_key_message(key, option_keys(subcommand_parser(parser, _subcommand_of(args))))
     return f"{reworded(message).rstrip('.')}; fix it (see --help for the valid values)."
 
 

@@ -169,6 +169,18 @@ def test_unknown_config_key_and_invalid_model_config(workdir, capsys):
     assert "divisible" in err
 
 
+@pytest.mark.parametrize("flag, nearest", [("--model.config.n_la", "model.config.n_layers"),
+                                           ("--trainer.max_st", "trainer.max_steps")])
+def test_an_abbreviated_key_is_refused_naming_the_full_key(workdir, capsys, flag, nearest):
+    err = one_line_error(fit_args(flag, "5"), capsys)  # argparse would take the prefix for the full key
+    assert f"Unknown config key '{flag[2:]}'; did you mean '{nearest}'?" in err
+
+
+def test_an_abbreviated_key_of_an_extra_command_is_refused(capsys):
+    err = one_line_error(["export", "--ckpt_pa", "x.ckpt", "--output", "out"], capsys)
+    assert "Unknown config key 'ckpt_pa'; did you mean 'ckpt_path'?" in err
+
+
 def test_traceback_only_with_llm_lit_debug(workdir, capsys, monkeypatch):
     monkeypatch.setenv("LLM_LIT_DEBUG", "1")
     assert main(fit_args("--data.train_files", '["nope.txt"]')) == 2
