@@ -1,9 +1,10 @@
 """Exact resume: atomic checkpoint files, restorable randomness, and checkpoints on interrupts.
 
-* `AtomicCheckpointIO` writes every checkpoint under a temporary name and renames it, so a
-  run killed mid-write leaves the previous `last.ckpt` (or none), never half of one; it
-  loads with `weights_only=True` (handing over the copy the CLI already read, when the file is
-  unchanged) and turns unreadable files and full disks into one-line `UserError`s.
+* `AtomicCheckpointIO` writes every checkpoint, with its checksums, under a temporary name and
+  renames it, so a run killed mid-write leaves the previous `last.ckpt` (or none), never half of
+  one; it loads with `weights_only=True`, verifying the checksums (handing over the copy the CLI
+  already read and verified, when the file is unchanged) and turns unreadable or corrupt files
+  and full disks into one-line `UserError`s.
 * Training randomness (dropout) needs no saved state: before each training micro-batch
   torch's generator is reseeded from a hash of `(seed, micro-batch index, rank)` -- the same
   idea as the data windows -- so a resumed run draws the same masks as the uninterrupted one.
@@ -29,11 +30,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from llm_lit.checkpoint import LoadedCheckpoint, read_checkpoint
+from llm_lit.checkpoint import LoadedCheckpoint, read_checkpoint, save_checkpoint_file
 from llm_lit.errors import UserError
 from llm_lit.hashing import splitmix64
 from llm_lit.lightning_compat import logger_step, request_stop, set_logger_step
-from tokenizer.atomic import atomic_path
 
 RNG_KEY = "llm_lit_rng"
 INTERRUPT_KEY = "llm_lit_interrupt"
@@ -54,12 +54,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike,
                         storage_options: Optional[Any] = None) -> None:
-        """Write `checkpoint` to `path` via a temporary file renamed on success (the old file survives failures)."""
+        """Write `checkpoint` with its checksums to `path` via a temporary file renamed on success (the old
+        file survives failures)."""
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO.save_checkpoint takes no storage_options.")
         try:
-            with atomic_path(path) as tmp:
-                torch.save(checkpoint, tmp)
+            save_checkpoint_file(checkpoint, path)
         except OSError as e:
             raise UserError(write_failure_message(path, e, "checkpoint", "the checkpoint callback's dirpath")) from e
 
