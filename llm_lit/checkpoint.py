@@ -30,7 +30,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 
 from llm_lit.checksums import ChecksumMismatch, verify_checksums, with_checksums
 from llm_lit.errors import UserError
-from llm_lit.guards import state_dict_mismatch
+from llm_lit.guards import first_nonfinite, state_dict_mismatch
 from llm_lit.model import ModelConfig, TransformerLM
 from tokenizer import Tokenizer
 from tokenizer.atomic import atomic_path
@@ -82,10 +82,11 @@ def _verify(checkpoint: dict[str, Any], path: Path) -> None:
     if verified is None and rank_zero_only.rank == 0:
         print(f"note: the checkpoint '{path}' has no checksums (written by llm_lit before they were recorded), "
               "so it is loaded without verifying them.", file=sys.stderr, flush=True)
-    for name, tensor in checkpoint.get("state_dict", {}).items():
-        if name.startswith("model.") and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise UserError(f"The checkpoint '{path}' holds NaN or infinite weights in '{name}', which no run can "
-                            "use; use an earlier checkpoint.")
+    weights = ((name, t) for name, t in checkpoint.get("state_dict", {}).items() if name.startswith("model."))
+    name = first_nonfinite(weights)
+    if name is not None:
+        raise UserError(f"The checkpoint '{path}' holds NaN or infinite weights in '{name}', which no run can "
+                        "use; use an earlier checkpoint.")
 
 
 def save_checkpoint_file(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:

@@ -38,6 +38,20 @@ def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
     return bool(torch.stack(flags).all()) if flags else True
 
 
+def first_nonfinite(named: Iterable[tuple[str, torch.Tensor]]) -> Optional[str]:
+    """The name of the first floating-point tensor holding NaN or infinity, or None.
+
+    A tensor's sum is finite when all of its elements are (NaN and infinity propagate), so one
+    reduction per tensor settles almost every case; only a non-finite sum, which huge finite
+    values can also give, is confirmed element by element.
+    """
+    for name, tensor in named:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor.sum())):
+            if not bool(torch.isfinite(tensor).all()):
+                return name
+    return None
+
+
 def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """`"name: saved -> current"` for each architecture field that differs (runtime-only fields ignored)."""
     runtime_only = {"attention", "dropout"}  # fused vs reference attention and dropout do not change the weights
