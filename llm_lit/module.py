@@ -28,10 +28,12 @@ from llm_lit.guards import (NonFiniteError, all_finite, config_differences, nonf
 from llm_lit.lightning_compat import attached_trainer
 from llm_lit.model import ModelConfig, TransformerLM
 from llm_lit.optim import AdamW, clip_grad_norm, cosine_warmup_scheduler, param_groups
-from llm_lit.resume import RNG_KEY, micro_batch_seed, rng_states, set_rng_states
+from llm_lit.resume import RNG_KEY, ValidationAfterResume, micro_batch_seed, rng_states, set_rng_states
 from tokenizer import Tokenizer
 
 END_OF_TEXT = "<|endoftext|>"
+#: Checkpoint key of the train loss's running mean since the last logging step (per rank).
+TRAIN_LOSS_KEY = "llm_lit_train_loss"
 
 
 @dataclass
@@ -223,8 +225,9 @@ class LanguageModel(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step", "frequency": 1}}
 
     def configure_callbacks(self) -> list[L.Callback]:
-        """Train metrics written before each checkpoint, and tokens/s and MFU logging, during fit."""
-        return [TrainMetricsWriter(), SpeedMonitor()]
+        """Train metrics written before each checkpoint, a checkpoint's pending validation run after a
+        resume, and tokens/s and MFU logging, during fit."""
+        return [TrainMetricsWriter(), ValidationAfterResume(), SpeedMonitor()]
 
     # ------------------------------------------------------------------ evaluation
     def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
@@ -318,7 +321,8 @@ class LanguageModel(L.LightningModule):
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Embed the model config and tokenizer (plain JSON-able data) so the checkpoint is self-contained."""
+        """Embed the model config and tokenizer (plain JSON-able data) so the checkpoint is self-contained, plus
+        the global RNG states and the train loss's running mean a resume restores."""
         trainer = attached_trainer(self)
         if trainer is not None and trainer.state.fn == "fit" and not all_finite(self.model.parameters()):
             raise NonFiniteError(f"The weights hold NaN or infinite values at step {self.global_step}, so no "
@@ -326,9 +330,11 @@ class LanguageModel(L.LightningModule):
                                  "and resume from it with --ckpt_path last.")
         checkpoint[CHECKPOINT_KEY] = llm_lit_section(self.config, self.tokenizer, self.skipped_steps)
         checkpoint[RNG_KEY] = rng_states()
+        checkpoint[TRAIN_LOSS_KEY] = self._train_loss_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Take the tokenizer from the checkpoint, refusing one that differs from the DataModule's."""
+        """Take the tokenizer from the checkpoint (refusing one that differs from the DataModule's); in fit, restore
+        the global RNG states and the train loss's running mean too."""
         payload = checkpoint.get(CHECKPOINT_KEY)
         if not isinstance(payload, dict):
             raise UserError("This checkpoint was not written by llm_lit (it has no 'llm_lit' section); "
@@ -336,8 +342,11 @@ class LanguageModel(L.LightningModule):
         self._check_architecture(checkpoint, payload)
         self.skipped_steps = int(payload.get("skipped_steps", 0))
         trainer = attached_trainer(self)
-        if RNG_KEY in checkpoint and trainer is not None and trainer.state.fn == "fit":
-            set_rng_states(checkpoint[RNG_KEY])
+        if trainer is not None and trainer.state.fn == "fit":
+            if RNG_KEY in checkpoint:
+                set_rng_states(checkpoint[RNG_KEY])
+            if TRAIN_LOSS_KEY in checkpoint:
+                self._restore_train_loss(checkpoint[TRAIN_LOSS_KEY], trainer.global_rank, trainer.world_size)
         saved = payload.get("tokenizer")
         if saved is None:
             return
@@ -346,6 +355,23 @@ class LanguageModel(L.LightningModule):
         elif not same_tokenizer(self.tokenizer, saved):
             raise UserError("The checkpoint's tokenizer differs from the data's tokenizer; use the same data "
                             "settings as the run that wrote the checkpoint (or the checkpoint's tokenizer).")
+
+    def _train_loss_state(self) -> dict[str, torch.Tensor]:
+        """The train loss's running mean since the last logging step (not logged yet), on every rank:
+        `{"mean_value": (world_size,), "weight": (world_size,)}` (all ranks take part in the gather)."""
+        return {name: self.all_gather(value.detach()).reshape(-1).cpu()
+                for name, value in self.train_loss.metric_state.items()}
+
+    def _restore_train_loss(self, saved: dict[str, torch.Tensor], rank: int, world_size: int) -> None:
+        """Put back the running mean saved by `_train_loss_state`, so the first train/loss logged after a
+        resume averages the same steps as in the uninterrupted run (bitwise, for the same world size;
+        with another, rank 0 takes the sums and the others start empty)."""
+        for name, values in saved.items():
+            if len(values) == world_size:
+                value = values[rank]
+            else:
+                value = values.sum() if rank == 0 else torch.zeros_like(values[0])
+            setattr(self.train_loss, name, value.clone())
 
     def _check_architecture(self, checkpoint: dict[str, Any], payload: dict[str, Any]) -> None:
         """Refuse, in one sentence, a checkpoint whose architecture or weights differ from this model's."""

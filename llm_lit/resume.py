@@ -12,6 +12,9 @@
   anything else that draws from them.
 * `InterruptCheckpoint`: the first Ctrl-C (SIGINT) or SIGTERM lets the current optimizer step
   finish, then writes `last.ckpt` and exits (code 130 / 143); a second Ctrl-C aborts at once.
+* `ValidationAfterResume`: a checkpoint written at the end of a training step whose validation
+  has not run yet is marked so; a run resumed from it (after a SIGKILL in between) runs that
+  validation first, as the uninterrupted run did.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from llm_lit.checkpoint import LoadedCheckpoint, read_checkpoint, save_checkpoint_file
 from llm_lit.errors import UserError
 from llm_lit.hashing import splitmix64
-from llm_lit.lightning_compat import logger_step, request_stop, set_logger_step
+from llm_lit.lightning_compat import (logger_step, mark_validation_started, request_stop, saved_at_train_batch_end,
+                                      set_logger_step, validation_due)
 
 RNG_KEY = "llm_lit_rng"
 INTERRUPT_KEY = "llm_lit_interrupt"
@@ -224,6 +228,23 @@ class InterruptCheckpoint(L.Callback):
             if previous is not None:
                 _install(signum, previous)
         self._previous_handlers = {}
+
+
+class ValidationAfterResume(L.Callback):
+    """Makes a resume run the validation of the checkpointed step when a kill came before it ran.
+
+    Checkpoints taken every N steps are written at the end of the step (`on_train_batch_end`), before
+    a validation due at that step; Lightning resumes such a checkpoint after the validation, so a
+    SIGKILL in between would lose that step's val/loss and the best checkpoint it would have
+    written. Such a checkpoint records instead that the validation had started and no batch of it
+    had finished: Lightning then runs it first on resume, at the step it belongs to.
+    """
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        loops = checkpoint.get("loops")
+        if (loops and trainer.state.fn == "fit" and trainer.training and saved_at_train_batch_end(loops)
+                and validation_due(trainer)):
+            mark_validation_started(loops)
 
 
 def _install(signum: int, handler: Any) -> Any:
