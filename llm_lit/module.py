@@ -359,8 +359,8 @@ class LanguageModel(L.LightningModule):
     def _train_loss_state(self) -> dict[str, torch.Tensor]:
         """The train loss's running mean since the last logging step (not logged yet), on every rank:
         `{"mean_value": (world_size,), "weight": (world_size,)}` (all ranks take part in the gather)."""
-        return {name: self.all_gather(value.detach()).reshape(-1).cpu()
-                for name, value in self.train_loss.metric_state.items()}
+        gather = self.all_gather if attached_trainer(self) is not None else (lambda value: value)
+        return {name: gather(value.detach()).reshape(-1).cpu() for name, value in self.train_loss.metric_state.items()}
 
     def _restore_train_loss(self, saved: dict[str, torch.Tensor], rank: int, world_size: int) -> None:
         """Put back the running mean saved by `_train_loss_state`, so the first train/loss logged after a
