@@ -126,7 +126,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[TransformerLM, Tokenizer]:
     weights = model_state_dict(checkpoint)
     problem = state_dict_mismatch(model.state_dict(), weights)
     if problem:
-        raise UserError(f"The checkpoint '{path}' holds weights that do not fit its own model config ({problem}); "
+        raise UserError(f"The checkpoint '{path}' holds weights of another architecture than its model config ({problem}); "
                         "pass an unmodified checkpoint written by llm_lit fit.")
     model.load_state_dict(weights, strict=True)
     return model.eval(), tokenizer

@@ -119,6 +119,18 @@ def test_checkpoint_with_weights_that_do_not_fit_its_config(workdir, capsys):
     assert "'model.ln_final.weight' is (7,) in the checkpoint but (32,) in the model" in err
 
 
+def test_export_of_weights_that_do_not_fit_their_config_names_the_tensor(workdir, capsys):
+    config = ModelConfig(vocab_size=270, context_length=32, d_model=32, n_layers=2, n_heads=2)
+    _fake_checkpoint(workdir / "edited.ckpt", config)
+    ckpt = torch.load(workdir / "edited.ckpt", weights_only=True)
+    ckpt["state_dict"]["model.layers.1.ffn.w2.weight"] = torch.ones(32, 7)
+    ckpt["llm_lit"]["tokenizer"] = Tokenizer({i: bytes([i]) for i in range(256)}, [], ["<|endoftext|>"]).to_dict()
+    torch.save(ckpt, workdir / "edited.ckpt")
+    err = one_line_error(["export", "--ckpt_path", "edited.ckpt", "--output", "hf"], capsys)
+    assert "'layers.1.ffn.w2.weight' is (32, 7) in the checkpoint but" in err
+    assert not (workdir / "hf").exists()
+
+
 @pytest.mark.parametrize("content", [b"", b"PK\x03\x04garbage", None], ids=["empty", "garbage", "truncated"])
 def test_truncated_or_corrupt_last_checkpoint(workdir, capsys, content):
     last = workdir / "checkpoints" / "debug" / "last.ckpt"
