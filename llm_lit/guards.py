@@ -32,6 +32,14 @@ def nonfinite_message(step: int, loss: float, grad_norm: float) -> str:
             "to skip such steps.")
 
 
+def unusable_message(reason: str, step: int, since: int) -> str:
+    """The one-sentence report of weights that became unusable: `reason` says how it showed at global step
+    `step`; the update that did it came at step `since` or later, so checkpoints of earlier steps are good."""
+    return (f"Training stopped at step {step}: {reason}, so the weights are unusable (no sample is drawn from them "
+            f"and no checkpoint written); checkpoints written after step {since} may hold them too, so resume from "
+            f"one of step {since} or earlier with a lower model.optimizer.lr (or model.grad_clip).")
+
+
 def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
     """Whether every floating-point tensor holds only finite values (one device sync)."""
     flags = [torch.isfinite(t).all() for t in tensors if t.is_floating_point()]

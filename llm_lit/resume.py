@@ -258,6 +258,12 @@ def _install(signum: int, handler: Any) -> Any:
     return previous
 
 
+def last_checkpoint(trainer: L.Trainer) -> Optional[Path]:
+    """The run's `last.ckpt` when one has been written (where `--ckpt_path last` resumes from), else None."""
+    path = last_checkpoint_path(trainer)
+    return path if path is not None and path.is_file() else None
+
+
 def last_checkpoint_path(trainer: L.Trainer) -> Optional[Path]:
     """Where `--ckpt_path last` looks: `last.ckpt` of the first ModelCheckpoint with `save_last` (None if none)."""
     for callback in trainer.checkpoint_callbacks:
