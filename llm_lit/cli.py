@@ -153,7 +153,9 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
         return config.get(str(self.subcommand), config).get(key, default)
 
     def before_fit(self) -> None:
-        """Check that checkpoints and logs can be written before any training time is spent."""
+        """Check every setting, and that checkpoints and logs can be written, before any data or training time
+        is spent."""
+        self.model.check_fit_settings(self.trainer)
         for callback in self.trainer.checkpoint_callbacks:
             if isinstance(callback, ModelCheckpoint) and callback.dirpath:
                 check_writable_dir(callback.dirpath, "checkpoint", "dirpath in the ModelCheckpoint callback")

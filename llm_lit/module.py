@@ -254,6 +254,32 @@ class LanguageModel(L.LightningModule):
         schedule = cosine_warmup_scheduler(opt, c.lr, c.min_lr, c.warmup_steps, max_steps)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step", "frequency": 1}}
 
+    def check_fit_settings(self, trainer: L.Trainer) -> None:
+        """Refuse, in one line naming the command-line flag, every fit setting that would otherwise fail only
+        after the data step (tokenizer training and encoding): Lightning's gradient clipping, the warmup against the run's
+        length (`max_steps`, or `fast_dev_run`'s steps), and the optimizer's and schedule's arguments (built
+        once here, on a throw-away optimizer, by `configure_optimizers` itself)."""
+        if trainer.gradient_clip_val is not None:
+            raise UserError("Gradient clipping is set by --model.grad_clip; remove --trainer.gradient_clip_val.")
+        steps = require_max_steps(trainer.max_steps)
+        warmup = self.optimizer_config.warmup_steps
+        if warmup < 0:
+            raise UserError(f"--model.optimizer.warmup_steps must be >= 0 (got {warmup}); pass 0 for no warmup.")
+        if warmup > steps:
+            run = f"--trainer.max_steps is {steps}"
+            if trainer.fast_dev_run:
+                run = f"--trainer.fast_dev_run runs {steps} step{'s' if steps != 1 else ''}"
+            raise UserError(f"--model.optimizer.warmup_steps is {warmup} but the run has fewer steps ({run}), so the "
+                            "learning rate would never reach model.optimizer.lr; lower --model.optimizer.warmup_steps "
+                            "(e.g. to 0) or raise --trainer.max_steps.")
+        self.trainer = trainer  # configure_optimizers reads the run's length and strategy from it
+        try:
+            self.configure_optimizers()
+        except UserError as e:
+            raise UserError(f"Invalid --model.optimizer settings: {e}") from e
+        finally:
+            self.trainer = None
+
     def configure_callbacks(self) -> list[L.Callback]:
         """Train metrics written before each checkpoint, a checkpoint's pending validation run after a
         resume, and tokens/s and MFU logging, during fit."""

@@ -193,6 +193,25 @@ def test_an_abbreviated_key_of_an_extra_command_is_refused(capsys):
     assert "Unknown config key 'ckpt_pa'; did you mean 'ckpt_path'?" in err
 
 
+SHAKESPEARE = DEBUG_CONFIG.parent / "shakespeare.yaml"
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--config", str(SHAKESPEARE), "--trainer.max_steps", "30"],
+     "--model.optimizer.warmup_steps is 50 but the run has fewer steps (--trainer.max_steps is 30)"),
+    (["--config", str(SHAKESPEARE), "--trainer.fast_dev_run", "true"],
+     "--model.optimizer.warmup_steps is 50 but the run has fewer steps (--trainer.fast_dev_run runs 1 step)"),
+    (["--config", str(DEBUG_CONFIG), "--model.optimizer.min_lr", "-1"], "Invalid --model.optimizer settings: Learning rates"),
+    (["--config", str(DEBUG_CONFIG), "--model.optimizer.betas", "[0.9, 1.5]"],
+     "Invalid --model.optimizer settings: Invalid AdamW arguments: betas"),
+    (["--config", str(DEBUG_CONFIG), "--trainer.gradient_clip_val", "1"], "remove --trainer.gradient_clip_val"),
+], ids=["warmup-vs-max_steps", "warmup-vs-fast_dev_run", "min_lr", "betas", "gradient_clip_val"])
+def test_settings_are_checked_before_any_tokenizer_training_or_encoding(workdir, capsys, argv, words):
+    err = one_line_error(["fit", *argv, "--data.cache_dir", "cache"], capsys)
+    assert words in err
+    assert not (workdir / "cache").exists()  # refused before the data step: no tokenizer trained, nothing encoded
+
+
 def test_traceback_only_with_llm_lit_debug(workdir, capsys, monkeypatch):
     monkeypatch.setenv("LLM_LIT_DEBUG", "1")
     assert main(fit_args("--data.train_files", '["nope.txt"]')) == 2
