@@ -16,9 +16,11 @@ one line on stderr with exit code 2.
 
 from __future__ import annotations
 
+import signal
 import sys
 import warnings
 from argparse import ArgumentError
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
@@ -34,13 +36,14 @@ from llm_lit.checkpoint import CHECKPOINT_DEFINES_MODEL, LoadedCheckpoint, apply
 from llm_lit.commands import unknown_key_message
 from llm_lit.data import TextDataModule
 from llm_lit.errors import UserError, one_line, print_error
-from llm_lit.guards import check_devices, check_writable_dir, require_max_steps
+from llm_lit.guards import check_devices, check_strategy, check_writable_dir, check_writable_file, require_max_steps
 from llm_lit.interop.export import main as export_main
 from llm_lit.interop.import_hf import main as import_main
 from llm_lit.lightning_compat import (NoHyperparametersInCheckpoints, option_keys, reworded, subcommand_parser,
                                       unknown_key)
 from llm_lit.module import LanguageModel
-from llm_lit.resume import AtomicCheckpointIO, InterruptCheckpoint
+from llm_lit.resume import AtomicCheckpointIO, InterruptCheckpoint, SecondInterrupt, remove_stale_temporary_checkpoints
+from llm_lit.run_lock import RunLock
 from tokenizer.errors import TokenizerError
 
 #: Subcommands handled outside LightningCLI: name -> function(argv) returning an exit code (or None for 0).
@@ -78,6 +81,8 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
     def __init__(self, args: Optional[list[str]] = None, run: bool = True) -> None:
         #: The `--ckpt_path` file, read once at parse time (None for 'last', 'best' or no checkpoint).
         self.checkpoint: Optional[LoadedCheckpoint] = None
+        #: The locks of the checkpoint folders fit writes into (released when this object goes).
+        self.run_locks: list[RunLock] = []
         # allow_abbrev=False: argparse would otherwise take `--trainer.max_st` for `--trainer.max_steps`
         # (a YAML file's keys are never abbreviated, so neither are flags).
         strict = {"exit_on_error": False, "allow_abbrev": False}
@@ -129,6 +134,7 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
         """The Trainer, with atomic checkpoint files and checkpoint-on-interrupt; device errors in one line."""
         config = self._setting(self.config_init, "trainer", default={})
         check_devices(config.get("accelerator"), config.get("devices"))
+        check_strategy(config.get("strategy"), config.get("accelerator"))
         plugins = config.get("plugins") or []
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
         if not any(isinstance(p, CheckpointIO) for p in plugins):
@@ -156,15 +162,19 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
         """Check every setting, and that checkpoints and logs can be written, before any data or training time
         is spent."""
         self.model.check_fit_settings(self.trainer)
-        for callback in self.trainer.checkpoint_callbacks:
-            if isinstance(callback, ModelCheckpoint) and callback.dirpath:
-                check_writable_dir(callback.dirpath, "checkpoint", "dirpath in the ModelCheckpoint callback")
+        folders = {Path(c.dirpath) for c in self.trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint) and c.dirpath}
+        for folder in sorted(folders):
+            check_writable_dir(folder, "checkpoint", "dirpath in the ModelCheckpoint callback")
+            if self.trainer.is_global_zero:  # one lock per folder for the whole job; held until this process ends
+                self.run_locks.append(RunLock.acquire(folder))
+                remove_stale_temporary_checkpoints(folder)
         for logger in self.trainer.loggers:
             if getattr(logger, "save_dir", None):
                 check_writable_dir(logger.save_dir, "log", "--trainer.default_root_dir (or logger save_dir)")
 
     def before_predict(self) -> None:
-        """Print and write the continuations (JSONL at data.predictions_path)."""
+        """Print and write the continuations (JSONL at data.predictions_path, checked writable before generating)."""
+        check_writable_file(self.datamodule.predictions_path, "predictions", "--data.predictions_path")
         self.trainer.callbacks.append(PredictionWriter(self.datamodule.predictions_path))
 
 
@@ -197,6 +207,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
     except (UserError, TokenizerError) as e:
         return print_error(e)
+    except SecondInterrupt:
+        print("Aborted by a second Ctrl-C; no checkpoint written (the previous last.ckpt, if any, is intact).",
+              file=sys.stderr, flush=True)
+        return 128 + signal.SIGINT
 
 
 if __name__ == "__main__":

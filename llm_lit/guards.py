@@ -3,8 +3,9 @@
 * the non-finite guard: a NaN/inf loss or gradient norm stops training before the optimizer
   step (so no checkpoint ever holds the weights it would have produced), or is skipped;
 * checkpoints of another architecture, compared field by field and tensor by tensor;
-* output folders that cannot be written, found before training rather than at the first save;
-* `trainer.devices` asking for accelerators the machine does not have;
+* output folders and files that cannot be written, found before training (or generating) rather than
+  at the first save;
+* `trainer.devices` asking for accelerators the machine does not have, and FSDP without a GPU;
 * a `fit` without `trainer.max_steps`, which the learning-rate schedule's length comes from.
 """
 
@@ -103,6 +104,15 @@ def check_writable_dir(path: str | os.PathLike, what: str, setting: str) -> None
                         f"pass a writable {setting}.") from e
 
 
+def check_writable_file(path: str | os.PathLike, what: str, setting: str) -> None:
+    """Check that the file `path` can be written (a file or nothing there, in a writable folder), else `UserError`."""
+    file = Path(path).expanduser()
+    if file.is_dir():
+        raise UserError(f"{setting} '{file}' is a folder; pass the path of the {what} file to write, "
+                        f"e.g. {file / f'{what}.jsonl'}.")
+    check_writable_dir(file.parent, what, setting)
+
+
 def check_devices(accelerator: Any, devices: Any) -> None:
     """Refuse `devices` asking for more GPUs than this machine has, in one sentence (before Lightning does)."""
     name = str(accelerator).lower() if accelerator is not None else "auto"
@@ -116,6 +126,22 @@ def check_devices(accelerator: Any, devices: Any) -> None:
     if wanted is not None and wanted > available:
         raise UserError(f"trainer.devices asks for {wanted} GPUs but this machine has {available}; "
                         f"pass --trainer.devices {available} or fewer (or 'auto').")
+
+
+def check_strategy(strategy: Any, accelerator: Any) -> None:
+    """Refuse FSDP without a CUDA GPU in one sentence (Lightning stops with a traceback there)."""
+    name = strategy if isinstance(strategy, str) else type(strategy).__name__
+    if "fsdp" not in str(name).lower():
+        return
+    chosen = str(accelerator).lower() if accelerator is not None else "auto"
+    if chosen == "cpu":
+        reason = "--trainer.accelerator is cpu"
+    elif chosen in ("auto", "gpu", "cuda") and torch.cuda.device_count() == 0:
+        reason = "this machine has no usable CUDA GPU"
+    else:
+        return
+    raise UserError(f"--trainer.strategy {name} shards the model across CUDA GPUs but {reason}; use "
+                    "--trainer.accelerator gpu on a GPU machine, or --trainer.strategy ddp (or auto) on a CPU.")
 
 
 def _requested_count(devices: Any, available: int) -> Optional[int]:

@@ -74,6 +74,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return contents if contents is not None else read_checkpoint(path, mmap=False)
 
 
+def remove_stale_temporary_checkpoints(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files of checkpoint writes a killed run left in `folder` (`.last.ckpt.*.tmp`);
+    call it only while holding the folder's run lock, when no write can be under way. Returns them."""
+    stale = sorted(Path(folder).glob(".*.ckpt.*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def write_failure_message(path: str | os.PathLike, error: OSError, what: str, setting: str) -> str:
     """One sentence for a failed write: which file, why (full disk, no permission, ...) and the fix."""
     reason = error.strerror or str(error)
@@ -121,6 +130,13 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------- interrupts
+class SecondInterrupt(BaseException):
+    """A second Ctrl-C: stop at once, without a checkpoint.
+
+    Not a `KeyboardInterrupt`, which Lightning turns into exit code 1; like one, no `except Exception`
+    catches it on the way out.
+    """
+
 class InterruptCheckpoint(L.Callback):
     """On Ctrl-C or SIGTERM during fit: finish the optimizer step, write `last.ckpt`, exit (130 / 143).
 
@@ -128,8 +144,9 @@ class InterruptCheckpoint(L.Callback):
     (one small all-reduce under DDP) whether any was signalled; if so Lightning's own
     stop-at-step-boundary flag is raised on all of them, a running validation is allowed to finish,
     and the checkpoint is written where `--ckpt_path last` finds it (the `last.ckpt` of the first
-    checkpoint callback that keeps one). A second Ctrl-C raises `KeyboardInterrupt` at once (no
-    checkpoint: the state may be mid-update; the previous `last.ckpt` stays).
+    checkpoint callback that keeps one). A second Ctrl-C raises `SecondInterrupt` at once (no
+    checkpoint: the state may be mid-update; the previous `last.ckpt` stays), which the CLI turns
+    into exit code 130, as for any Ctrl-C.
     """
 
     def __init__(self) -> None:
@@ -151,7 +168,7 @@ class InterruptCheckpoint(L.Callback):
     def _on_signal(self) -> Callable:
         def handler(signum: int, frame: Any) -> None:
             if self.signal_received is not None and signum == signal.SIGINT:
-                raise KeyboardInterrupt
+                raise SecondInterrupt
             if self.signal_received is None:
                 self.signal_received = signum
                 print(f"\n{signal.Signals(signum).name}: finishing this step, then saving a checkpoint"

@@ -25,10 +25,11 @@ def faults_env() -> dict[str, str]:
     return env
 
 
-def signal_at(step: int, hook: str = "train_batch_start", signal_name: str = "SIGKILL") -> list[str]:
+def signal_at(step: int, hook: str = "train_batch_start", signal_name: str = "SIGKILL", repeat: int = 1) -> list[str]:
     """CLI arguments adding `self_kill.SignalAt`: the run signals itself at `hook` of global step `step`."""
     return ["--trainer.callbacks+=self_kill.SignalAt", "--trainer.callbacks.step", str(step),
-            "--trainer.callbacks.hook", hook, "--trainer.callbacks.signal_name", signal_name]
+            "--trainer.callbacks.hook", hook, "--trainer.callbacks.signal_name", signal_name,
+            "--trainer.callbacks.repeat", str(repeat)]
 
 
 def checkpoint_step(path: Path) -> int:

@@ -25,17 +25,19 @@ class SignalAt(L.Callback):
         step: The global step (optimizer steps done) at which to signal.
         hook: Where: 'train_batch_start' or 'validation_start'.
         signal_name: 'SIGKILL', 'SIGTERM' or 'SIGINT'.
+        repeat: How many times to send it (2 SIGINTs: Ctrl-C pressed twice).
     """
 
     def __init__(self, step: int, hook: Literal["train_batch_start", "validation_start"] = "train_batch_start",
-                 signal_name: Literal["SIGKILL", "SIGTERM", "SIGINT"] = "SIGKILL") -> None:
-        self.step, self.hook, self.signum = step, hook, signal.Signals[signal_name]
+                 signal_name: Literal["SIGKILL", "SIGTERM", "SIGINT"] = "SIGKILL", repeat: int = 1) -> None:
+        self.step, self.hook, self.signum, self.repeat = step, hook, signal.Signals[signal_name], repeat
         self._sent = False
 
     def _maybe_signal(self, trainer: L.Trainer, hook: str) -> None:
         if hook == self.hook and trainer.global_step == self.step and not self._sent:
             self._sent = True
-            os.kill(os.getpid(), self.signum)
+            for _ in range(self.repeat):
+                os.kill(os.getpid(), self.signum)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         self._maybe_signal(trainer, "train_batch_start")

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import DEBUG_CONFIG, run_cli
-from fault_helpers import (assert_same_logs, assert_same_training_state, faults_env, run_and_interrupt,
-                           signal_at)
+from fault_helpers import (assert_same_logs, assert_same_training_state, checkpoint_step, faults_env,
+                           run_and_interrupt, signal_at)
 
 ARGS = ["fit", "--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "false",
         "--trainer.log_every_n_steps", "4", "--model.config.dropout", "0.1"]
@@ -74,6 +74,15 @@ def test_sigterm_or_ctrl_c_between_logging_steps_resumes_exactly(reference, cach
     assert "Stopped at step 7; saved" in stopped.stdout
     _resume(tmp_path, cache)
     _assert_same_run(reference, tmp_path)
+
+
+def test_a_second_ctrl_c_aborts_at_once_with_exit_code_130(cache, tmp_path):
+    stopped = run_cli([*ARGS, "--data.cache_dir", str(cache), *signal_at(6, "train_batch_start", "SIGINT", repeat=2)],
+                      cwd=tmp_path, env=faults_env())
+    assert stopped.returncode == 130, stopped.stderr[-3000:]
+    assert "Traceback" not in stopped.stderr
+    assert stopped.stderr.strip().splitlines()[-1].startswith("Aborted by a second Ctrl-C; no checkpoint written")
+    assert checkpoint_step(tmp_path / LAST) == 5  # the last regular checkpoint, untouched
 
 
 @pytest.mark.parametrize("signum", [pytest.param(signal.SIGTERM, marks=pytest.mark.slow), signal.SIGINT],
