@@ -4,7 +4,7 @@ One step = forward + cross-entropy + backward + optimizer step at batch 8 x cont
 The reference is `benchmarks/reference_model.py`'s `ReferenceLM` at the GPT-2 preset (LayerNorm,
 GELU MLP, learned positions, tied embeddings, biases), made of `nn.Linear`, `nn.Embedding`,
 `nn.LayerNorm`, `F.scaled_dot_product_attention`, with fused `torch.optim.AdamW`. Ours runs the same GPT-2 preset with
-`attention='fused'` (the headline ratio), plus `attention='reference'` and the Llama preset.
+`kernels='torch'` (the headline ratio), plus `kernels='reference'` and the Llama preset.
 Variants are timed in interleaved rounds; medians of tokens/s are printed.
 
     python benchmarks/train_step.py [--repeats 5] [--steps 3] [--batch 8]
@@ -38,9 +38,9 @@ def make_variants(args: argparse.Namespace) -> dict[str, tuple[nn.Module, torch.
     ref = ReferenceLM(ModelConfig.gpt2(**shape))
     variants["reference (torch.nn + torch AdamW)"] = (ref, reference_optimizer(ref, lr=1e-4))
     for name, config in [
-        ("ours gpt2 attention=fused", ModelConfig.gpt2(**shape, attention="fused")),
-        ("ours gpt2 attention=reference", ModelConfig.gpt2(**shape, attention="reference")),
-        ("ours llama attention=fused", ModelConfig.llama(**shape, attention="fused")),
+        ("ours gpt2 kernels=torch", ModelConfig.gpt2(**shape, kernels="torch")),
+        ("ours gpt2 kernels=reference", ModelConfig.gpt2(**shape, kernels="reference")),
+        ("ours llama kernels=torch", ModelConfig.llama(**shape, kernels="torch")),
     ]:
         torch.manual_seed(0)
         model = TransformerLM(config)

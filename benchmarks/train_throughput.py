@@ -16,7 +16,7 @@ Every run is its own child process (fresh allocator, clean peak memory), runs ar
 ratio ours / reference. Peak memory is `torch.cuda.max_memory_allocated` on GPU; on CPU it is
 the peak resident set (VmHWM, reset after warmup) minus the resident set just before the model
 was built (after the Trainer, for ours); when either loop compiles on a CPU, both children first
-compile a one-line function so the compiler's own resident memory is in both baselines. MFU uses `llm_lit.callbacks.peak_flops` (a CPU has no listed peak: "unknown peak").
+compile a one-line function so the compiler's own resident memory is in both baselines. MFU uses `llm_lit.peak_flops` (a CPU has no listed peak: "unknown peak").
 
     python benchmarks/train_throughput.py --config shakespeare --compile both
     python benchmarks/train_throughput.py --config llama-small --batch-size 4 --steps 4 --warmup 2
@@ -259,8 +259,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         return
 
     from llm_lit.accounting import flops_per_token
+    from llm_lit.peak_flops import device_peak_flops
     from llm_lit.presets import load_preset
-    from llm_lit.callbacks import peak_flops
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     config, preset_batch, _ = load_preset(args.config)
@@ -271,7 +271,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     compile_modes = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
     variants = [args.only] if args.only else ["reference", "ours"]
     fpt = flops_per_token(config, context)
-    peak = peak_flops(torch.device(device), args.precision) if device == "cuda" else None
+    peak = device_peak_flops(torch.device(device), args.precision)
     name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {args.threads or torch.get_num_threads()} threads"
     print(f"{args.config}: {config.n_layers}L d{config.d_model} {config.n_heads}H vocab {config.vocab_size} ctx {context} "
           f"({config.norm}/{config.ffn}/{config.position}), {args.precision}, {name}, torch {torch.__version__}, "

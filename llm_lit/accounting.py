@@ -6,59 +6,67 @@
 
 Every figure is computed from the `ModelConfig` (no model is allocated):
 
-* parameters, counted from the layer shapes (tests check it equals `TransformerLM.num_parameters()`);
-* FLOPs per token from `TransformerLM.flops_per_token` (6N plus the attention products);
-* memory of a training step = weights + gradients + AdamW's two moments (float32, 16 bytes per
-  parameter, also under mixed precision, where Lightning keeps float32 weights) + the
+* parameters and FLOPs per token from `TransformerLM.num_parameters` and `.flops_per_token`
+  (6N plus the attention products), of the model built on the meta device (no memory);
+* memory of a training step = weights + gradients + the optimizer's state (float32 under fp32 and
+  mixed precision, where Lightning keeps float32 weights: 16 bytes per parameter with AdamW's two
+  moments, 12 with SGD's momentum, 8 with plain SGD; Muon keeps one buffer per element of the
+  block matrices and AdamW's two moments for the rest) + the
   activations saved for the backward pass + the loss's logits; the activation count follows
-  the fused-attention path tensor by tensor (tests compare it with the bytes autograd saves);
+  the torch-kernels path tensor by tensor (tests compare it with the bytes autograd saves);
 * the largest micro-batch whose estimate fits a given memory;
 * MFU: predicted tokens/s at a target MFU on a device from the peak table in
-  `llm_lit.callbacks.PEAK_FLOPS`, and the MFU of a measured tokens/s. A device without a
-  listed peak (any CPU) gets "unknown peak", never a guess.
+  `llm_lit.peak_flops` (the MFU logger's too), and the MFU of a measured tokens/s. A device
+  without a listed peak (any CPU) gets "unknown peak", never a guess.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
 import torch
 
-from llm_lit.callbacks import PEAK_FLOPS
 from llm_lit.errors import UserError, one_line
 from llm_lit.model import ModelConfig, TransformerLM
-from llm_lit.model.chunked_loss import auto_chunk_tokens
-from llm_lit.presets import load_preset
+from llm_lit.module import muon_matrices
+from llm_lit.optim import OptimizerConfig, optimizer_state_elements
+from llm_lit.peak_flops import peak_flops
+from llm_lit.presets import load_preset, preset_optimizer_defaults
 
 Precision = Literal["32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true"]
 GIB = 2**30
 
 
 # ---------------------------------------------------------------------- parameters and FLOPs
-def count_parameters(config: ModelConfig) -> int:
-    """Number of distinct parameters of `TransformerLM(config)`, from the layer shapes alone."""
-    c = config
-    d, f, kv = c.d_model, c.d_ff, c.n_kv_heads * c.d_head
-    norm = d * (2 if c.norm == "layernorm" and c.bias else 1)
-    attention = 2 * d * d + 2 * d * kv + ((2 * d + 2 * kv) if c.bias else 0)
-    if c.ffn == "swiglu":
-        ffn = 3 * d * f + ((2 * f + d) if c.bias else 0)
-    else:
-        ffn = 2 * d * f + ((f + d) if c.bias else 0)
-    total = c.vocab_size * d + c.n_layers * (2 * norm + attention + ffn) + norm
-    if c.position == "learned":
-        total += c.context_length * d
-    if not c.tie_embeddings:
-        total += c.vocab_size * d
-    return total
+def count_parameters(config: ModelConfig, non_embedding: bool = False) -> int:
+    """`TransformerLM.num_parameters` of `TransformerLM(config)`, without allocating weights."""
+    return meta_model(config).num_parameters(non_embedding)
+
+
+def muon_matrix_parameters(config: ModelConfig) -> int:
+    """Parameters of the matrices Muon takes (`llm_lit.module.muon_matrices`), without allocating weights."""
+    with torch.device("meta"):
+        model = TransformerLM(config)
+    return sum(p.numel() for p in muon_matrices(model))
 
 
 def flops_per_token(config: ModelConfig, seq_len: Optional[int] = None) -> int:
     """Training FLOPs per token (forward + backward), `TransformerLM.flops_per_token`, without allocating weights."""
+    return meta_model(config).flops_per_token(seq_len)
+
+
+def meta_model(config: ModelConfig) -> TransformerLM:
+    """`TransformerLM(config)` built on the meta device: every shape and setting, no memory."""
+    return _meta_model(json.dumps(config.to_dict(), sort_keys=True))
+
+
+@functools.lru_cache(maxsize=8)
+def _meta_model(config_json: str) -> TransformerLM:
     with torch.device("meta"):
-        model = TransformerLM(config)
-    return model.flops_per_token(seq_len)
+        return TransformerLM(ModelConfig.from_dict(json.loads(config_json)))
 
 
 # ---------------------------------------------------------------------- memory
@@ -72,7 +80,7 @@ def _is_mixed(precision: str) -> bool:
 
 
 def layer_activation_bytes_per_token(config: ModelConfig, precision: str = "32-true") -> int:
-    """Bytes one block saves for its backward pass, per token, on the fused-attention path.
+    """Bytes one block saves for its backward pass, per token, on the torch-kernels path.
 
     The residual stream (the inputs of ln1 and ln2) stays in the weights' dtype (float32
     unless the precision is '-true'); everything a matmul produces is in the compute dtype.
@@ -88,9 +96,12 @@ def layer_activation_bytes_per_token(config: ModelConfig, precision: str = "32-t
         saved += 2 * d * 4  # the norms' float32 outputs, besides the 16-bit copies the matmuls keep
     if c.position == "rope":
         saved += (d + kv) * a  # q and k before the rotation
+    if c.qk_norm:  # each norm keeps its float32 input and normalised values, and one rstd per head
+        saved += 2 * (d + kv) * 4 + (heads + c.n_kv_heads) * 4
     saved += (2 * d + 2 * kv) * a + heads * 4  # attention's q, k, v, output and log-sum-exp
     saved += d * a  # the heads merged back: input of output_proj
-    saved += (4 * f if c.ffn == "swiglu" else 2 * f) * a  # w1 (and w3) outputs, activation, w2 input
+    # w1 (and w3) outputs, the activation's own saved values, w2's input
+    saved += {"swiglu": 4 * f, "relu2": 3 * f, "gelu": 2 * f}[c.ffn] * a
     if c.dropout > 0:
         saved += 3 * d  # three boolean dropout masks (embedding's is counted per layer for simplicity)
     return saved
@@ -102,16 +113,19 @@ def loss_bytes(config: ModelConfig, tokens: int, precision: str = "32-true", chu
     Plain path: float32 log-probabilities `(tokens, vocab)` are saved, and while the loss is
     computed and differentiated the logits and their gradient exist too. Chunked path
     (`chunked_linear_cross_entropy`): the gradients of the hidden states and of the float32
-    output matrix are saved, and only one chunk of logits exists at a time.
+    output matrix are saved, and only one chunk of logits exists at a time. A soft cap adds one
+    float32 `(tokens, vocab)` tensor (tanh's output) to the plain path's saved bytes, and one
+    chunk-sized slope to the chunked path's.
     """
     a = activation_bytes_per_element(precision)
     v, d = config.vocab_size, config.d_model
     if chunk_tokens is None:
-        chunk_tokens = auto_chunk_tokens(tokens, v) if config.attention == "fused" else 0
+        chunk_tokens = meta_model(config).lm_head.auto_chunk_tokens(tokens)  # the loss's own choice
+    capped = config.logit_softcap is not None
     if chunk_tokens > 0:
         chunk = min(chunk_tokens, tokens)
-        return {"saved": tokens * d * 4 + v * d * 4, "transient": chunk * v * (a + 4) + v * d * a}
-    return {"saved": tokens * v * 4, "transient": tokens * v * (a + 4)}
+        return {"saved": tokens * d * 4 + v * d * 4, "transient": chunk * v * (a + 4 + 4 * capped) + v * d * a}
+    return {"saved": tokens * v * 4 * (1 + capped), "transient": tokens * v * (a + 4 + 4 * capped)}
 
 
 @dataclass
@@ -134,12 +148,14 @@ class MemoryEstimate:
 
 
 def estimate_memory(config: ModelConfig, batch_size: int, seq_len: Optional[int] = None, precision: str = "32-true",
-                    activation_checkpointing: bool = False, chunk_tokens: Optional[int] = None) -> MemoryEstimate:
-    """Predicted peak memory of a training step with AdamW at `batch_size x seq_len` tokens.
+                    activation_checkpointing: bool = False, chunk_tokens: Optional[int] = None,
+                    optimizer: Optional[OptimizerConfig] = None) -> MemoryEstimate:
+    """Predicted peak memory of a training step with `optimizer` (default AdamW) at `batch_size x seq_len` tokens.
 
-    Weights, gradients and the two AdamW moments are float32 (16 bytes per parameter; 2-byte
-    weights and gradients under '-true' 16-bit precision). With activation checkpointing each
-    block keeps only its input, and one block's activations exist again while it is recomputed.
+    Weights, gradients and the optimizer's state are float32 (16 bytes per parameter with AdamW;
+    weights, gradients and state are 2-byte under '-true' 16-bit precision, since the state is
+    allocated like the weights). With activation checkpointing each block keeps only its input,
+    and one block's activations exist again while it is recomputed.
     """
     seq_len = seq_len or config.context_length
     tokens = batch_size * seq_len
@@ -159,17 +175,21 @@ def estimate_memory(config: ModelConfig, batch_size: int, seq_len: Optional[int]
     else:
         activations = config.n_layers * per_layer + embedding + final
     loss = loss_bytes(config, tokens, precision, chunk_tokens)
-    return MemoryEstimate(parameters=n * w, gradients=n * w, optimizer=n * 8, weight_copies=copies,
+    optimizer = optimizer or OptimizerConfig()
+    matrices = muon_matrix_parameters(config) if optimizer.name == "muon" else 0
+    return MemoryEstimate(parameters=n * w, gradients=n * w, optimizer=optimizer_state_elements(optimizer, n, matrices) * w,
+                          weight_copies=copies,
                           activations=activations,
                           loss_saved=loss["saved"], loss_transient=loss["transient"])
 
 
 def largest_micro_batch(config: ModelConfig, memory_bytes: float, seq_len: Optional[int] = None,
                         precision: str = "32-true", activation_checkpointing: bool = False,
-                        chunk_tokens: Optional[int] = None) -> int:
+                        chunk_tokens: Optional[int] = None, optimizer: Optional[OptimizerConfig] = None) -> int:
     """The largest batch size whose `estimate_memory(...).total` fits in `memory_bytes` (0 if none does)."""
     def fits(b: int) -> bool:
-        return estimate_memory(config, b, seq_len, precision, activation_checkpointing, chunk_tokens).total <= memory_bytes
+        return estimate_memory(config, b, seq_len, precision, activation_checkpointing, chunk_tokens,
+                               optimizer).total <= memory_bytes
 
     if not fits(1):
         return 0
@@ -186,19 +206,6 @@ def largest_micro_batch(config: ModelConfig, memory_bytes: float, seq_len: Optio
 
 
 # ---------------------------------------------------------------------- MFU
-def device_peak_flops(device_name: str, precision: str) -> Optional[float]:
-    """Dense peak FLOP/s of a device named like `torch.cuda.get_device_name` (e.g. 'NVIDIA H100 80GB HBM3')
-    at a precision, from `llm_lit.callbacks.PEAK_FLOPS`; None when the device is not listed.
-
-    Plain float32 counts as TF32 on tensor cores, as `torch.set_float32_matmul_precision('high')` gives.
-    """
-    kind = "bf16" if "16" in precision else "tf32"
-    for key, peaks in PEAK_FLOPS:
-        if key.lower() in device_name.lower():
-            return peaks.get(kind, peaks.get("32"))
-    return None
-
-
 def mfu(flops_per_token: float, tokens_per_s: float, peak: float) -> float:
     """Model FLOPs utilisation: achieved training FLOP/s over the device's peak."""
     return flops_per_token * tokens_per_s / peak
@@ -217,6 +224,7 @@ def accounting(
     device_name: Optional[str] = None,
     tokens_per_s: Optional[float] = None,
     target_mfu: float = 0.5,
+    optimizer: OptimizerConfig = OptimizerConfig(),
 ) -> dict[str, Any]:
     """Print parameters, FLOPs per token, memory of a training step, the largest micro-batch and MFU.
 
@@ -232,6 +240,7 @@ def accounting(
         device_name: Device to predict MFU for (e.g. H100, A100; default: this machine's GPU if any).
         tokens_per_s: A measured training throughput of one device (tokens/s) to turn into MFU.
         target_mfu: MFU at which to predict tokens/s and step time on the device.
+        optimizer: The optimizer whose state the memory estimate counts (the preset's model.optimizer by default, else AdamW).
 
     Returns:
         The figures, as a dict (also printed).
@@ -255,17 +264,17 @@ def accounting(
         raise UserError("Invalid accounting arguments: " + "; ".join(problems) + "; fix them and try again.")
 
     fpt = flops_per_token(config, seq_len)
-    memory = estimate_memory(config, batch_size, seq_len, precision, activation_checkpointing, chunk_tokens)
+    memory = estimate_memory(config, batch_size, seq_len, precision, activation_checkpointing, chunk_tokens, optimizer)
     if device_name is None and torch.cuda.is_available():
         device_name = torch.cuda.get_device_name()
-    peak = device_peak_flops(device_name, precision) if device_name else None
+    peak = peak_flops(device_name, precision) if device_name else None
     result: dict[str, Any] = {
         "parameters": count_parameters(config),
-        "non_embedding_parameters": count_parameters(config) - config.vocab_size * config.d_model
-        - (config.context_length * config.d_model if config.position == "learned" else 0),
+        "non_embedding_parameters": count_parameters(config, non_embedding=True),
         "flops_per_token": fpt,
         "tokens_per_step": batch_size * seq_len,
         "memory": memory,
+        "optimizer": optimizer.name,
         "largest_micro_batch": None,
         "device": device_name or "cpu",
         "peak_flops": peak,
@@ -274,7 +283,7 @@ def accounting(
     }
     if memory_gib is not None:
         result["largest_micro_batch"] = largest_micro_batch(config, memory_gib * GIB, seq_len, precision,
-                                                            activation_checkpointing, chunk_tokens)
+                                                            activation_checkpointing, chunk_tokens, optimizer)
     print(format_report(config, result, batch_size, seq_len, precision, memory_gib, tokens_per_s, target_mfu))
     return result
 
@@ -286,14 +295,14 @@ def format_report(config: ModelConfig, r: dict[str, Any], batch_size: int, seq_l
     c = config
     lines = [
         f"model: {c.n_layers} layers, d_model {c.d_model}, {c.n_heads} heads ({c.n_kv_heads} kv), d_ff {c.d_ff}, "
-        f"vocab {c.vocab_size}, {c.norm}/{c.ffn}/{c.position}, tied={c.tie_embeddings}",
+        f"vocab {c.vocab_size}, {c.norm}/{c.ffn}/{c.position}, tied={c.tie_embeddings}" + _options(c),
         f"parameters:          {r['parameters']:>16,d}  ({r['parameters'] / 1e6:.1f} M)",
         f"FLOPs per token:     {r['flops_per_token']:>16,d}  (train, forward+backward, seq {seq_len})",
         f"FLOPs per step:      {r['flops_per_token'] * r['tokens_per_step']:>16.3e}  (batch {batch_size} x {seq_len})",
         f"memory of a step ({precision}, batch {batch_size} x {seq_len}):",
         f"  weights            {_gib(m.parameters)}",
         f"  gradients          {_gib(m.gradients)}",
-        f"  AdamW moments      {_gib(m.optimizer)}",
+        f"  {r.get('optimizer', 'adamw') + ' state':<19}{_gib(m.optimizer)}",
         f"  autocast copies    {_gib(m.weight_copies)}",
         f"  activations        {_gib(m.activations)}",
         f"  loss (saved)       {_gib(m.loss_saved)}",
@@ -304,7 +313,7 @@ def format_report(config: ModelConfig, r: dict[str, Any], batch_size: int, seq_l
         lines.append(f"largest micro-batch fitting {memory_gib:g} GiB: {r['largest_micro_batch']}")
     peak = r["peak_flops"]
     if peak is None:
-        lines.append(f"MFU on {r['device']}: unknown peak (not in llm_lit.callbacks.PEAK_FLOPS); no MFU is predicted or measured")
+        lines.append(f"MFU on {r['device']}: unknown peak (not in llm_lit.peak_flops.PEAK_FLOPS); no MFU is predicted or measured")
     else:
         predicted = r["predicted_tokens_per_s"]
         step_s = r["tokens_per_step"] / predicted
@@ -313,6 +322,14 @@ def format_report(config: ModelConfig, r: dict[str, Any], batch_size: int, seq_l
         if tokens_per_s is not None:
             lines.append(f"measured {tokens_per_s:,.0f} tokens/s -> MFU {r['measured_mfu']:.1%}")
     return "\n".join(lines)
+
+
+def _options(c: ModelConfig) -> str:
+    """The model options that are on, e.g. ', qk_norm, logit_softcap=30.0' (empty when none is)."""
+    on = [name for name in ("qk_norm", "zero_init_residual") if getattr(c, name)]
+    on += [f"{name}={getattr(c, name)}" for name, off in (("embedding_scale", 1.0), ("logit_scale", 1.0),
+                                                          ("logit_softcap", None)) if getattr(c, name) != off]
+    return "".join(f", {o}" for o in on)
 
 
 def _gib(n: float) -> str:
@@ -327,7 +344,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parse(parser, argv)
     if args.preset:  # the preset supplies defaults; flags given on the command line still win
         config, batch_size, precision = load_preset(args.preset)
-        parser.set_defaults({"batch_size": batch_size, "precision": precision, "model": config})
+        parser.set_defaults({"batch_size": batch_size, "precision": precision, "model": config,
+                             **preset_optimizer_defaults(args.preset)})
         args = parse(parser, argv)
     try:
         kwargs = parser.instantiate(args).as_dict()

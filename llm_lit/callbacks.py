@@ -17,40 +17,8 @@ import torch
 from lightning.fabric.utilities.apply_func import convert_tensors_to_scalars
 
 from llm_lit.lightning_compat import logger_step, should_update_logs
+from llm_lit.peak_flops import device_peak_flops
 from tokenizer.atomic import atomic_write
-
-# Dense peak tensor throughput in FLOP/s per device, by precision ("bf16" also covers fp16,
-# "tf32" is fp32 matmuls on tensor cores, "32" plain fp32). Matched by substring of the CUDA
-# device name, most specific first. Devices not listed get no MFU: it is omitted, not guessed.
-PEAK_FLOPS: list[tuple[str, dict[str, float]]] = [
-    ("H200", {"bf16": 989e12, "tf32": 494e12, "32": 67e12}),
-    ("H100 PCIe", {"bf16": 756e12, "tf32": 378e12, "32": 51e12}),
-    ("H100", {"bf16": 989e12, "tf32": 494e12, "32": 67e12}),
-    ("A100", {"bf16": 312e12, "tf32": 156e12, "32": 19.5e12}),
-    ("L40S", {"bf16": 362e12, "tf32": 183e12, "32": 91.6e12}),
-    ("L4", {"bf16": 121e12, "tf32": 60e12, "32": 30.3e12}),
-    ("A10G", {"bf16": 70e12, "tf32": 35e12, "32": 31.2e12}),
-    ("V100", {"bf16": 125e12, "32": 15.7e12}),  # fp16 only: V100 has no bf16
-    ("T4", {"bf16": 65e12, "32": 8.1e12}),  # fp16 only
-]
-
-
-def peak_flops(device: torch.device, precision: str) -> Optional[float]:
-    """Dense peak FLOP/s of `device` at a Lightning precision string, or None when unknown (CPU included)."""
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    if "bf16" in precision or "16" in precision:
-        kind = "bf16"
-    elif torch.get_float32_matmul_precision() != "highest":
-        kind = "tf32"
-    else:
-        kind = "32"
-    for key, peaks in PEAK_FLOPS:
-        if key in name:
-            return peaks.get(kind)
-    return None
-
 
 class SpeedMonitor(L.Callback):
     """Logs `perf/tokens_per_s` (all devices together) and, on known GPUs, `perf/mfu` at each logging step.
@@ -67,7 +35,7 @@ class SpeedMonitor(L.Callback):
         self._flops_per_token: Optional[int] = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._peak = peak_flops(pl_module.device, str(trainer.precision))
+        self._peak = device_peak_flops(pl_module.device, str(trainer.precision))
         self._flops_per_token = None
 
     def _clock(self, pl_module: L.LightningModule) -> float:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any, Iterable, Mapping, Optional
 import torch
 
 from llm_lit.errors import UserError
+from llm_lit.model.config import ModelConfig
 
 
 class NonFiniteError(UserError):
@@ -62,8 +64,14 @@ def first_nonfinite(named: Iterable[tuple[str, torch.Tensor]]) -> Optional[str]:
 
 
 def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """`"name: saved -> current"` for each architecture field that differs (runtime-only fields ignored)."""
-    runtime_only = {"attention", "dropout"}  # fused vs reference attention and dropout do not change the weights
+    """`"name: saved -> current"` for each architecture field that differs (runtime-only fields ignored).
+
+    A field the saved config lacks (it predates the field) counts as that field's default, which is
+    what the model it came from computed.
+    """
+    runtime_only = {"kernels", "attention", "dropout"}  # kernels (formerly `attention`) and dropout leave the weights alone
+    defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig) if f.default is not dataclasses.MISSING}
+    saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
     names = sorted((set(saved) | set(current)) - runtime_only)
     return [f"{n} {saved.get(n)!r} in the checkpoint vs {current.get(n)!r}" for n in names
             if saved.get(n) != current.get(n)]

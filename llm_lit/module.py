@@ -1,7 +1,7 @@
 """`LanguageModel`: the LightningModule that trains, validates, tests and samples a `TransformerLM`.
 
 Lightning runs the loops, precision, strategies, checkpointing and logging; this module
-adds only what is ours: the from-scratch AdamW with its cosine-warmup schedule (stepped per
+adds only what is ours: the from-scratch optimizer (AdamW, SGD or Muon) and its schedule (stepped per
 optimizer step, its length taken from `trainer.max_steps`), our global-norm clipping, exact
 DDP-safe validation metrics (loss, perplexity, bits per byte), sampled text, and
 self-contained checkpoints (model config and tokenizer travel inside them).
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 from typing import Any, Optional
 
 import lightning as L
@@ -27,7 +26,7 @@ from llm_lit.guards import (NonFiniteError, all_finite, config_differences, nonf
                             state_dict_mismatch, unusable_message)
 from llm_lit.lightning_compat import attached_trainer
 from llm_lit.model import ModelConfig, TransformerLM
-from llm_lit.optim import AdamW, clip_grad_norm, cosine_warmup_scheduler, param_groups
+from llm_lit.optim import OptimizerConfig, build_optimizer, clip_grad_norm
 from llm_lit.resume import (RNG_KEY, ValidationAfterResume, last_checkpoint, micro_batch_seed, rng_states,
                             set_rng_states)
 from tokenizer import Tokenizer
@@ -39,28 +38,11 @@ UNUSABLE_AFTER = 3
 TRAIN_LOSS_KEY = "llm_lit_train_loss"
 
 
-@dataclass
-class OptimizerConfig:
-    """AdamW and its cosine-with-warmup learning-rate schedule (length: trainer.max_steps).
-
-    Args:
-        lr: Peak learning rate, reached at the end of warmup.
-        min_lr: Learning rate at the end of the cosine decay (trainer.max_steps).
-        warmup_steps: Optimizer steps of linear warmup from 0 to lr.
-        weight_decay: Decoupled weight decay of matrices (norms, biases and embeddings are not decayed).
-        betas: AdamW's moment decay rates.
-        eps: AdamW's denominator epsilon.
-        compile: Update each parameter in one torch.compile'd pass instead of eight eager passes
-            (about 2.5x faster optimizer steps on a CPU; the first step compiles for a few seconds).
-    """
-
-    lr: float = 1e-3
-    min_lr: float = 1e-4
-    warmup_steps: int = 100
-    weight_decay: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-8
-    compile: bool = False
+def muon_matrices(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The parameters Muon takes with model.optimizer.name muon: the 2-D weight matrices inside the
+    transformer blocks (attention and feed-forward projections). Embeddings, the output head, norms
+    and biases stay with AdamW."""
+    return [p for name, p in model.named_parameters() if name.startswith("layers.") and p.dim() == 2]
 
 
 def _not_saved_fix(last: Optional[Any]) -> str:
@@ -89,7 +71,7 @@ class LanguageModel(L.LightningModule):
 
         Args:
             config: Architecture of the transformer (vocab_size is linked from data.vocab_size).
-            optimizer: AdamW and learning-rate schedule settings.
+            optimizer: The optimizer (AdamW, SGD or Muon) and its learning-rate schedule.
             grad_clip: Clip the global gradient norm to this value (0 disables clipping; the norm is logged either way).
             compile: Apply torch.compile to the transformer (worth it on GPUs; slow to start on CPU).
             activation_checkpointing: Recompute each block in the backward pass instead of storing its activations (less memory for about a third more compute).
@@ -246,13 +228,14 @@ class LanguageModel(L.LightningModule):
         optimizer.zero_grad(set_to_none=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        """AdamW over decayed/non-decayed groups, with lr_at stepped every optimizer step up to trainer.max_steps."""
+        """The configured optimizer (`model.optimizer.name`) and schedule, stepped every optimizer step up to
+        trainer.max_steps (see `llm_lit.optim.config`)."""
         max_steps = require_max_steps(self.trainer.max_steps)
-        c = self.optimizer_config
-        opt = AdamW(param_groups(self.model, c.weight_decay), lr=c.lr, betas=tuple(c.betas), eps=c.eps,
-                    weight_decay=c.weight_decay, compile=c.compile)
-        schedule = cosine_warmup_scheduler(opt, c.lr, c.min_lr, c.warmup_steps, max_steps)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step", "frequency": 1}}
+        strategy = getattr(getattr(self.trainer, "strategy", None), "strategy_name", "")
+        sharded = strategy in ("fsdp", "model_parallel")  # FSDP 1 (flat shards) or 2 (DTensor)
+        optimizer, schedule = build_optimizer(self.optimizer_config, self.model, max_steps,
+                                              hidden_matrices=muon_matrices(self.model), sharded=sharded)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step", "frequency": 1}}
 
     def check_fit_settings(self, trainer: L.Trainer) -> None:
         """Refuse, in one line naming the command-line flag, every fit setting that would otherwise fail only
@@ -263,8 +246,6 @@ class LanguageModel(L.LightningModule):
             raise UserError("Gradient clipping is set by --model.grad_clip; remove --trainer.gradient_clip_val.")
         steps = require_max_steps(trainer.max_steps)
         warmup = self.optimizer_config.warmup_steps
-        if warmup < 0:
-            raise UserError(f"--model.optimizer.warmup_steps must be >= 0 (got {warmup}); pass 0 for no warmup.")
         if warmup > steps:
             run = f"--trainer.max_steps is {steps}"
             if trainer.fast_dev_run:

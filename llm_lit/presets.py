@@ -9,6 +9,7 @@ them from a wheel installed anywhere, not only from an editable install next to 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from llm_lit.errors import UserError
 from llm_lit.model import ModelConfig
@@ -56,3 +57,20 @@ def load_preset(name_or_path: str) -> tuple[ModelConfig, int, str]:
     batch_size = int(data_section.get("batch_size", 32))
     precision = str((data.get("trainer") or {}).get("precision", "32-true"))
     return config, batch_size, precision
+
+
+def preset_optimizer_defaults(name_or_path: str) -> dict[str, Any]:
+    """The `model.optimizer` section of a preset (see `load_preset`) as `{"optimizer.KEY": value}` defaults
+    for `accounting`'s parser (nested sections flattened: `optimizer.sgd.momentum`)."""
+    import yaml
+
+    data = yaml.safe_load(preset_path(name_or_path).read_text()) or {}
+    section = (data.get("model") or {}).get("optimizer") or {}
+
+    def flat(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in values.items():
+            out.update(flat(f"{prefix}.{key}", value) if isinstance(value, dict) else {f"{prefix}.{key}": value})
+        return out
+
+    return flat("optimizer", section)

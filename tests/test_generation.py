@@ -31,9 +31,9 @@ def _uncached_greedy(model: TransformerLM, prompt: list[int], n: int) -> list[in
 
 
 @pytest.mark.parametrize("position", ["rope", "alibi", "learned", "sinusoidal", "none"])
-@pytest.mark.parametrize("attention", ["fused", "reference"])
-def test_cached_greedy_equals_uncached_even_past_the_context(position: str, attention: str) -> None:
-    model = _model(position=position, attention=attention, n_kv_heads=2)
+@pytest.mark.parametrize("kernels", ["torch", "reference"])
+def test_cached_greedy_equals_uncached_even_past_the_context(position: str, kernels: str) -> None:
+    model = _model(position=position, kernels=kernels, n_kv_heads=2)
     prompts = [[1, 2, 3, 4, 5], [9, 8, 7, 6, 5]]
     n = 30  # 5 + 30 > context 24: the window slides
     cached = generate(model, prompts, SamplingConfig(max_new_tokens=n, temperature=0))

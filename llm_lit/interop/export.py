@@ -9,6 +9,9 @@ Which layout a config exports to (everything else is refused with the reason):
     rope      rmsnorm   swiglu  any bias, tying, n_kv_heads             -> LlamaForCausalLM
     learned   layernorm gelu    bias=True, n_kv_heads == n_heads        -> GPT2LMHeadModel
 
+Either way without qk_norm, embedding_scale, logit_scale or logit_softcap, which neither class
+computes (zero_init_residual is only an initialisation and exports like any other model).
+
 The folder holds `config.json`, `model.safetensors` (written by our own safetensors writer),
 `generation_config.json`, and the tokenizer as `tokenizer.json` + `vocab.json` + `merges.txt`
 + `tokenizer_config.json`. It is built in a temporary folder beside the output and renamed
@@ -41,6 +44,17 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 def hf_layout(config: ModelConfig) -> Layout:
     """The Hugging Face layout `config` exports to: 'llama' or 'gpt2'; `UserError` saying why when none fits."""
     c = config
+    extras = [f"{name}={value!r} ({what})" for name, value, off, what in (
+        ("qk_norm", c.qk_norm, False, "RMSNorm of queries and keys"),
+        ("embedding_scale", c.embedding_scale, 1.0, "a multiplier on the token embeddings"),
+        ("logit_scale", c.logit_scale, 1.0, "a multiplier on the logits"),
+        ("logit_softcap", c.logit_softcap, None, "tanh capping of the logits"),
+    ) if value != off]
+    if extras:
+        raise UserError(
+            f"{'; '.join(extras)} has no counterpart in LlamaForCausalLM or GPT2LMHeadModel, so transformers would "
+            "compute other logits from the exported weights; train without it to export to the Hugging Face layout."
+        )
     if c.position in ("alibi", "sinusoidal", "none"):
         raise UserError(
             f"position='{c.position}' has no counterpart in LlamaForCausalLM (RoPE) or GPT2LMHeadModel (learned "

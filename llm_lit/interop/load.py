@@ -30,12 +30,12 @@ _LAYOUTS = {"llama": hf_llama, "gpt2": hf_gpt2}
 _ARCHITECTURES = {hf_llama.ARCHITECTURE: "llama", "LlamaModel": "llama", hf_gpt2.ARCHITECTURE: "gpt2", "GPT2Model": "gpt2"}
 
 
-def load_hf(folder: str | os.PathLike, attention: str = "fused") -> tuple[TransformerLM, Tokenizer]:
+def load_hf(folder: str | os.PathLike, kernels: str = "torch") -> tuple[TransformerLM, Tokenizer]:
     """`(TransformerLM, Tokenizer)` from a local Hugging Face model folder (model in eval mode, float32, CPU).
 
-    `attention` picks our attention path ('fused' or 'reference'); it does not change the weights.
+    `kernels` picks our layers' kernels ('torch' or 'reference'); it does not change the weights.
     """
-    model = load_hf_model(folder, attention=attention)
+    model = load_hf_model(folder, kernels=kernels)
     tokenizer = load_hf_tokenizer(_folder(folder))
     if tokenizer.vocab_size > model.config.vocab_size:
         raise UserError(
@@ -45,12 +45,12 @@ def load_hf(folder: str | os.PathLike, attention: str = "fused") -> tuple[Transf
     return model, tokenizer
 
 
-def load_hf_model(folder: str | os.PathLike, attention: str = "fused") -> TransformerLM:
+def load_hf_model(folder: str | os.PathLike, kernels: str = "torch") -> TransformerLM:
     """Our `TransformerLM` with the weights of a local Hugging Face Llama or GPT-2 folder."""
     folder = _folder(folder)
     hf = _read_json(folder / "config.json")
     layout = _layout(hf, folder / "config.json")
-    config = _config(hf, layout, folder / "config.json", attention)
+    config = _config(hf, layout, folder / "config.json", kernels)
     tensors = read_hf_weights(folder)
     state_dict = _LAYOUTS[layout].from_hf_state_dict(tensors, config)
     model = TransformerLM(config)
@@ -65,11 +65,11 @@ def load_hf_model(folder: str | os.PathLike, attention: str = "fused") -> Transf
     return model.eval()
 
 
-def read_hf_config(folder: str | os.PathLike, attention: str = "fused") -> ModelConfig:
+def read_hf_config(folder: str | os.PathLike, kernels: str = "torch") -> ModelConfig:
     """Our `ModelConfig` for the `config.json` of a Hugging Face Llama or GPT-2 folder."""
     folder = _folder(folder)
     hf = _read_json(folder / "config.json")
-    return _config(hf, _layout(hf, folder / "config.json"), folder / "config.json", attention)
+    return _config(hf, _layout(hf, folder / "config.json"), folder / "config.json", kernels)
 
 
 def read_hf_weights(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -132,12 +132,12 @@ def _layout(hf: Any, where: Path) -> str:
     )
 
 
-def _config(hf: dict, layout: str, where: Path, attention: str) -> ModelConfig:
+def _config(hf: dict, layout: str, where: Path, kernels: str) -> ModelConfig:
     try:
         config = _LAYOUTS[layout].from_hf_config(hf, str(where))
     except KeyError as e:
         raise UserError(f"{where} lacks the key {e.args[0]!r} a {layout} config needs; pass the complete config.json.") from None
-    config.attention = attention
+    config.kernels = kernels
     return ModelConfig.from_dict(config.to_dict())  # re-validates the changed field
 
 
@@ -158,21 +158,20 @@ def _read_json(path: Path) -> Any:
         raise UserError(f"{path} is not valid JSON ({e}); re-save or re-download it.") from None
 
 
-def load_pretrained(source: str | os.PathLike, attention: str = "fused") -> tuple[TransformerLM, Tokenizer]:
+def load_pretrained(source: str | os.PathLike, kernels: str = "torch") -> tuple[TransformerLM, Tokenizer]:
     """`(TransformerLM, Tokenizer)` from either a Hugging Face folder or an llm_lit `.ckpt` file.
 
     The one call a "start training from these weights" option needs (e.g. `LanguageModel(init_from=...)`).
     """
     path = Path(source).expanduser()
     if path.is_dir():
-        return load_hf(path, attention=attention)
+        return load_hf(path, kernels=kernels)
     if path.is_file():
         from llm_lit.checkpoint import load_checkpoint
 
         model, tokenizer = load_checkpoint(path)
-        if model.config.attention != attention:
-            model.config.attention = attention
-            rebuilt = TransformerLM(ModelConfig.from_dict(model.config.to_dict()))
+        if model.config.kernels != kernels:
+            rebuilt = TransformerLM(ModelConfig.from_dict({**model.config.to_dict(), "kernels": kernels}))
             rebuilt.load_state_dict(model.state_dict())
             model = rebuilt.eval()
         return model, tokenizer

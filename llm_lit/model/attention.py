@@ -1,8 +1,8 @@
 """Scaled dot-product attention (from scratch), `CausalSelfAttention` and its `KVCache`.
 
-`CausalSelfAttention(fused=True)` routes the attention itself through
-`torch.nn.functional.scaled_dot_product_attention` (flash kernels on GPU); the from-scratch
-`scaled_dot_product_attention` below is the reference it is tested equal to.
+`TorchSDPAttention` (in `torch_kernels.py`) is `CausalSelfAttention` with `attend` routed
+through `torch.nn.functional.scaled_dot_product_attention` (flash kernels on GPU); the
+from-scratch `scaled_dot_product_attention` below is the reference it is tested equal to.
 """
 
 from __future__ import annotations
@@ -17,10 +17,6 @@ from llm_lit.errors import UserError
 from llm_lit.model.functional import softmax
 from llm_lit.model.layers import Linear
 from llm_lit.model.positional import RotaryEmbedding
-
-# `enable_gqa` arrived in torch 2.5; on older torch the fused path repeats k/v heads itself.
-_SDPA_HAS_GQA = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 5)
-
 
 def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None,
                                  dropout_p: float = 0.0) -> Tensor:
@@ -89,13 +85,15 @@ class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention with grouped-query heads, RoPE/ALiBi hooks and a KV cache.
 
     Projections `q_proj (d_model -> n_heads*d_head)`, `k_proj`/`v_proj (d_model -> n_kv_heads*d_head)`
-    and `output_proj (d_model -> d_model)`; heads are split after the projections.
+    and `output_proj (d_model -> d_model)`; heads are split after the projections. With QK-norm,
+    `q_norm` and `k_norm` (norms over `d_head`, shared by the heads) normalise each head's queries
+    and keys before RoPE: `q = q_norm(q_proj(x)_h)`, `k = k_norm(k_proj(x)_h)`.
     Shapes: `x (batch, seq, d_model) -> (batch, seq, d_model)`.
     """
 
     def __init__(self, d_model: int, n_heads: int, n_kv_heads: int | None = None, bias: bool = False,
-                 dropout: float = 0.0, fused: bool = True, init_std: float = 0.02,
-                 output_init_std: float | None = None) -> None:
+                 dropout: float = 0.0, init_std: float = 0.02, output_init_std: float | None = None,
+                 q_norm: nn.Module | None = None, k_norm: nn.Module | None = None) -> None:
         super().__init__()
         n_kv_heads = n_kv_heads or n_heads
         if d_model % n_heads or n_heads % n_kv_heads:
@@ -107,12 +105,14 @@ class CausalSelfAttention(nn.Module):
         self.n_kv_heads = n_kv_heads
         self.d_head = d_model // n_heads
         self.dropout = dropout
-        self.fused = fused
         kv_dim = n_kv_heads * self.d_head
         self.q_proj = Linear(d_model, d_model, bias=bias, init_std=init_std)
         self.k_proj = Linear(d_model, kv_dim, bias=bias, init_std=init_std)
         self.v_proj = Linear(d_model, kv_dim, bias=bias, init_std=init_std)
-        self.output_proj = Linear(d_model, d_model, bias=bias, init_std=output_init_std or init_std)
+        self.output_proj = Linear(d_model, d_model, bias=bias,
+                                  init_std=init_std if output_init_std is None else output_init_std)
+        self.q_norm = q_norm if q_norm is not None else nn.Identity()  # no parameters, no state-dict entries
+        self.k_norm = k_norm if k_norm is not None else nn.Identity()
 
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None = None, mask: Tensor | None = None,
                 is_causal: bool = True, kv_cache: KVCache | None = None, layer: int = 0) -> Tensor:
@@ -131,6 +131,7 @@ class CausalSelfAttention(nn.Module):
         q = self.q_proj(x).view(batch, seq, self.n_heads, self.d_head).transpose(1, 2)
         k = self.k_proj(x).view(batch, seq, self.n_kv_heads, self.d_head).transpose(1, 2)
         v = self.v_proj(x).view(batch, seq, self.n_kv_heads, self.d_head).transpose(1, 2)
+        q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             q = RotaryEmbedding.rotate(q, *rope)
             k = RotaryEmbedding.rotate(k, *rope)
@@ -141,25 +142,22 @@ class CausalSelfAttention(nn.Module):
         if mask is not None and mask.is_floating_point():
             mask = mask.to(q.dtype)
         dropout_p = self.dropout if self.training else 0.0
-        out = self._attend(q, k, v, None if is_causal else mask, is_causal, dropout_p)
+        out = self.attend(q, k, v, None if is_causal else mask, is_causal, dropout_p)
         return self.output_proj(out.transpose(1, 2).reshape(batch, seq, self.n_heads * self.d_head))
 
-    def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool,
-                dropout_p: float) -> Tensor:
-        grouped = self.n_kv_heads != self.n_heads
-        if self.fused:
-            if grouped and _SDPA_HAS_GQA:
-                return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
-                                                      is_causal=is_causal, enable_gqa=True)
-            if grouped:
-                k, v = self._repeat_kv(k), self._repeat_kv(v)
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
-        if grouped:
-            k, v = self._repeat_kv(k), self._repeat_kv(v)
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool,
+               dropout_p: float) -> Tensor:
+        """softmax(q k^T / sqrt(d_head) + mask) v, each kv head serving its group of query heads.
+
+        Shapes: `q (batch, n_heads, seq, d_head)`, `k, v (batch, n_kv_heads, k_len, d_head)`
+        -> `(batch, n_heads, seq, d_head)`; `mask` as in `forward`, None when `is_causal`.
+        """
+        if self.n_kv_heads != self.n_heads:
+            k, v = self.repeat_kv(k), self.repeat_kv(v)
         if is_causal:
             mask = causal_mask(q.shape[-2], k.shape[-2], q.device)
         return scaled_dot_product_attention(q, k, v, mask=mask, dropout_p=dropout_p)
 
-    def _repeat_kv(self, t: Tensor) -> Tensor:
+    def repeat_kv(self, t: Tensor) -> Tensor:
         """`(batch, n_kv_heads, seq, d_head) -> (batch, n_heads, seq, d_head)`, each kv head serving its group."""
         return t.repeat_interleave(self.n_heads // self.n_kv_heads, dim=1)

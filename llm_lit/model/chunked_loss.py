@@ -11,6 +11,16 @@ The math is the plain path's exactly (tests compare values and gradients):
     loss = sum_i keep_i * (logsumexp(z_i) - z_i[t_i]) / sum_i keep_i,   z_i = h_i W^T
     dloss/dz_i = keep_i * (softmax(z_i) - onehot(t_i)) / sum_i keep_i
     dloss/dh_i = dloss/dz_i W,   dloss/dW = sum_i dloss/dz_i^T h_i
+
+With a soft cap `c` (`ModelConfig.logit_softcap`) the logits are capped raw products:
+    u_i = h_i W^T,   z_i = c tanh(u_i / c)
+and the chain rule through the cap is elementwise, with tanh' = 1 - tanh^2:
+    dz_i/du_i = 1 - tanh^2(u_i / c) = 1 - (z_i / c)^2
+    dloss/du_i = dloss/dz_i * (1 - (z_i / c)^2)          (dloss/dz_i as above)
+    dloss/dh_i = dloss/du_i W,   dloss/dW = sum_i dloss/du_i^T h_i
+so each chunk keeps its `1 - (z/c)^2` next to its logits and multiplies it into the softmax
+gradient before the two matmuls. (A logit scale `s` is applied by the caller to `h`, so its
+gradient, `s` times that of `s h`, comes from autograd.)
 """
 
 from __future__ import annotations
@@ -32,13 +42,14 @@ def auto_chunk_tokens(num_tokens: int, vocab_size: int) -> int:
 
 
 def chunked_linear_cross_entropy(hidden: Tensor, weight: Tensor, targets: Tensor, ignore_index: int = -100,
-                                 chunk_tokens: int = 1024) -> Tensor:
-    """Mean cross-entropy of `targets` under logits `hidden @ weight.T`, never holding all logits at once.
+                                 chunk_tokens: int = 1024, softcap: float | None = None) -> Tensor:
+    """Mean cross-entropy of `targets` under logits `hidden @ weight.T` (capped to
+    `softcap * tanh(logits / softcap)` when `softcap` is set), never holding all logits at once.
 
     Shapes: `hidden (..., d_model)`, `weight (vocab, d_model)`, `targets (...)` -> scalar float32.
     Targets equal to `ignore_index` are skipped; when all are, the result is NaN (as in PyTorch).
     Under autocast the matmuls run in the autocast dtype (like the plain `lm_head`) and the
-    softmax in float32.
+    cap and the softmax in float32.
     """
     d_model = hidden.shape[-1]
     device_type = hidden.device.type
@@ -48,7 +59,7 @@ def chunked_linear_cross_entropy(hidden: Tensor, weight: Tensor, targets: Tensor
         compute_dtype = torch.promote_types(hidden.dtype, weight.dtype)
     want_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
     return _ChunkedLinearCrossEntropy.apply(hidden.reshape(-1, d_model), weight, targets.reshape(-1),
-                                            ignore_index, chunk_tokens, compute_dtype, want_grad)
+                                            ignore_index, chunk_tokens, compute_dtype, want_grad, softcap)
 
 
 class _ChunkedLinearCrossEntropy(torch.autograd.Function):
@@ -56,7 +67,7 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden: Tensor, weight: Tensor, targets: Tensor, ignore_index: int, chunk_tokens: int,
-                compute_dtype: torch.dtype, want_grad: bool) -> Tensor:
+                compute_dtype: torch.dtype, want_grad: bool, softcap: float | None) -> Tensor:
         with torch.autocast(hidden.device.type, enabled=False):
             keep = targets != ignore_index
             count = keep.sum()
@@ -71,6 +82,10 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
                 k = keep[start:end]
                 safe_targets = torch.where(k, targets[start:end], torch.zeros_like(targets[start:end]))
                 logits = (h @ w.T).float()  # (chunk, vocab)
+                if softcap is not None:
+                    capped = logits.div_(softcap).tanh_()  # tanh(u / c), in place of u
+                    cap_slope = 1.0 - capped.square() if want_grad else None  # dz/du = 1 - tanh^2
+                    logits = capped.mul_(softcap)  # z = c tanh(u / c)
                 lse = torch.logsumexp(logits, dim=-1)
                 target_logit = logits.gather(-1, safe_targets.unsqueeze(-1)).squeeze(-1)
                 total = total + ((lse - target_logit) * k).sum()
@@ -80,6 +95,8 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
                     grad_logits.scatter_add_(-1, safe_targets.unsqueeze(-1),
                                              -torch.ones_like(target_logit).unsqueeze(-1))
                     grad_logits.mul_((k.float() * scale).unsqueeze(-1))
+                    if softcap is not None:
+                        grad_logits.mul_(cap_slope)  # dloss/du = dloss/dz * (1 - (z/c)^2)
                     g = grad_logits.to(compute_dtype)
                     grad_hidden[start:end] = (g @ w).to(hidden.dtype)
                     grad_weight.add_(g.T @ h)
@@ -94,4 +111,4 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
             raise RuntimeError("chunked_linear_cross_entropy was called without gradients but backward ran.")
         d_hidden = grad_hidden * grad_loss.to(grad_hidden.dtype) if ctx.needs_input_grad[0] else None
         d_weight = (grad_weight * grad_loss).to(ctx.weight_dtype) if ctx.needs_input_grad[1] else None
-        return d_hidden, d_weight, None, None, None, None, None
+        return d_hidden, d_weight, None, None, None, None, None, None

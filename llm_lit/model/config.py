@@ -6,14 +6,16 @@ import dataclasses
 import difflib
 import math
 import typing
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
 from llm_lit.errors import UserError
 
 NormKind = Literal["rmsnorm", "layernorm"]
-FfnKind = Literal["swiglu", "gelu"]
+FfnKind = Literal["swiglu", "gelu", "relu2"]
 PositionKind = Literal["rope", "alibi", "learned", "sinusoidal", "none"]
+KernelsKind = Literal["reference", "torch"]
 AttentionKind = Literal["reference", "fused"]
 GeluApproximate = Literal["none", "tanh"]
 
@@ -33,18 +35,24 @@ class ModelConfig:
         n_layers: Number of transformer blocks.
         n_heads: Number of query heads; d_model must be divisible by it.
         n_kv_heads: Number of key/value heads for grouped-query attention (default: n_heads); must divide n_heads.
-        d_ff: Hidden width of the feed-forward layer (default: 8/3*d_model rounded up to a multiple of 64 for swiglu, 4*d_model for gelu).
+        d_ff: Hidden width of the feed-forward layer (default: 8/3*d_model rounded up to a multiple of 64 for swiglu, 4*d_model for gelu and relu2).
         norm: Normalization layer: 'rmsnorm' or 'layernorm'.
-        ffn: Feed-forward layer: 'swiglu' (w2(silu(w1 x) * w3 x)) or 'gelu' (w2(gelu(w1 x))).
+        ffn: Feed-forward layer: 'swiglu' (w2(silu(w1 x) * w3 x)), 'gelu' (w2(gelu(w1 x))) or 'relu2' (w2(relu(w1 x)^2), ReLU squared).
         position: Position scheme: 'rope', 'alibi', 'learned', 'sinusoidal' or 'none'.
         rope_theta: Base of the RoPE angles (only used with position='rope').
         tie_embeddings: Share one matrix between the token embedding and the output layer.
         bias: Give every Linear and LayerNorm a bias.
         dropout: Dropout probability on embeddings, attention weights and residual branches (0 disables it).
-        attention: 'reference' runs the from-scratch math everywhere; 'fused' routes attention through torch's scaled_dot_product_attention and norms, activations and the loss through torch's fused kernels (each tested equal to the reference).
+        kernels: 'reference' builds the from-scratch layers; 'torch' builds their torch-kernel versions (attention through torch's scaled_dot_product_attention, torch's norms, activations and cross-entropy, the loss chunked for large logits and a sparse gradient for a tied embedding's lookup), each tested equal to the reference. The weights are the same either way.
         norm_eps: Epsilon added inside the normalization layers.
         init_std: Standard deviation of the normal init of Linear and Embedding weights (residual projections are further scaled by 1/sqrt(2*n_layers)).
         gelu_approximate: GELU of the 'gelu' feed-forward: 'none' is the exact erf form, 'tanh' the tanh approximation that GPT-2's released weights use (Hugging Face's 'gelu_new').
+        qk_norm: QK-norm: RMSNorm each head's queries and keys (over d_head, one learned weight per norm shared by the heads) after the projections and before RoPE, so attention logits cannot grow without bound.
+        zero_init_residual: Start the projections that write into the residual stream (attention's output_proj, the feed-forward's w2) at zero instead of N(0, init_std/sqrt(2*n_layers)), so every block starts as the identity.
+        embedding_scale: Multiply the token embeddings by this before the first block: x0 = embedding_scale * E[ids] (+ positions). 1 leaves them alone; e.g. sqrt(d_model) with a tied table, as Gemma does.
+        logit_scale: Multiply the logits by this: logits = logit_scale * (h W^T), for a tied or an untied head. 1 leaves them alone; e.g. 1/sqrt(d_model) for a tied head (the table's rows then serve as inputs at their own scale and as outputs scaled down), or muP's output multiplier.
+        logit_softcap: Cap the logits smoothly at +-logit_softcap: logits = cap * tanh(logits / cap), after logit_scale (e.g. 30, as Gemma 2; 15 in modded-nanogpt). None disables it.
+        attention: Deprecated, read from older configs and checkpoints: 'fused' means kernels='torch', 'reference' means kernels='reference'. Use kernels.
     """
 
     vocab_size: int = 8192
@@ -61,10 +69,16 @@ class ModelConfig:
     tie_embeddings: bool = False
     bias: bool = False
     dropout: float = 0.0
-    attention: AttentionKind = "fused"
+    kernels: KernelsKind = "torch"
     norm_eps: float = 1e-5
     init_std: float = 0.02
     gelu_approximate: GeluApproximate = "none"
+    qk_norm: bool = False
+    zero_init_residual: bool = False
+    embedding_scale: float = 1.0
+    logit_scale: float = 1.0
+    logit_softcap: Optional[float] = None
+    attention: Optional[AttentionKind] = None
 
     def __post_init__(self) -> None:
         problems = _find_problems(self)
@@ -72,6 +86,13 @@ class ModelConfig:
             raise ModelConfigError(
                 "Invalid ModelConfig: " + "; ".join(problems) + "; fix these fields and try again."
             )
+        if self.attention is not None:
+            self.kernels = KERNELS_OF_ATTENTION[self.attention]
+            # One line on stderr, once per process and setting (no source line: there is none to show).
+            warnings.warn_explicit(f"ModelConfig: attention='{self.attention}' is deprecated and read as "
+                                   f"kernels='{self.kernels}'; write kernels: {self.kernels} instead.",
+                                   FutureWarning, "llm_lit", 0, registry=_DEPRECATIONS_SHOWN)
+            self.attention = None
         if self.n_kv_heads is None:
             self.n_kv_heads = self.n_heads
         if self.d_ff is None:
@@ -95,8 +116,10 @@ class ModelConfig:
         return cls(**{**preset, **overrides})
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as a plain JSON-able dict (resolved defaults included)."""
-        return dataclasses.asdict(self)
+        """The config as a plain JSON-able dict (resolved defaults included; the deprecated `attention` left out)."""
+        d = dataclasses.asdict(self)
+        del d["attention"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
@@ -112,8 +135,14 @@ class ModelConfig:
         return cls(**d)
 
 
+_DEPRECATIONS_SHOWN: dict = {}
+
+#: How the deprecated `attention` setting maps onto `kernels`.
+KERNELS_OF_ATTENTION = {"fused": "torch", "reference": "reference"}
+
+
 def default_d_ff(d_model: int, ffn: str) -> int:
-    """Default feed-forward width: ceil(8/3*d_model / 64)*64 for SwiGLU, 4*d_model for GELU."""
+    """Default feed-forward width: ceil(8/3*d_model / 64)*64 for SwiGLU, 4*d_model for GELU and ReLU^2."""
     if ffn == "swiglu":
         return math.ceil(8 * d_model / 3 / 64) * 64
     return 4 * d_model
@@ -146,18 +175,24 @@ def _find_problems(c: ModelConfig) -> list[str]:
         value = getattr(c, name)
         if value is not None and (not _is_int(value) or value < 1):
             problems.append(f"{name} must be a positive integer or None (got {value!r})")
-    for name, allowed in field_choices(type(c)).items():
+    choices = field_choices(type(c))
+    if c.attention is not None:  # Optional[Literal], so not among the field choices
+        choices["attention"] = tuple(KERNELS_OF_ATTENTION)
+    for name, allowed in choices.items():
         if getattr(c, name) not in allowed:
             problems.append(f"{name} must be one of {', '.join(allowed)} (got {getattr(c, name)!r})")
-    for name in ("tie_embeddings", "bias"):
+    for name in ("tie_embeddings", "bias", "qk_norm", "zero_init_residual"):
         if not isinstance(getattr(c, name), bool):
             problems.append(f"{name} must be true or false (got {getattr(c, name)!r})")
     if not _is_number(c.dropout) or not 0.0 <= c.dropout < 1.0:
         problems.append(f"dropout must be in [0, 1) (got {c.dropout!r})")
-    for name in ("rope_theta", "norm_eps", "init_std"):
+    for name in ("rope_theta", "norm_eps", "init_std", "embedding_scale", "logit_scale"):
         value = getattr(c, name)
         if not _is_number(value) or not value > 0 or not math.isfinite(value):
             problems.append(f"{name} must be a positive number (got {value!r})")
+    if c.logit_softcap is not None and not (_is_number(c.logit_softcap) and c.logit_softcap > 0
+                                            and math.isfinite(c.logit_softcap)):
+        problems.append(f"logit_softcap must be a positive number or None (got {c.logit_softcap!r})")
     heads_ok = _is_int(c.n_heads) and c.n_heads >= 1
     if heads_ok and _is_int(c.d_model) and c.d_model >= 1:
         if c.d_model % c.n_heads:

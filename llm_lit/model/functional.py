@@ -64,3 +64,16 @@ def gelu(x: Tensor, approximate: str = "none") -> Tensor:
     if approximate == "tanh":
         return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3))))
     return 0.5 * x * (1.0 + torch.erf(x * (1.0 / math.sqrt(2.0))))
+
+
+def relu_squared(x: Tensor) -> Tensor:
+    """ReLU squared: max(x, 0)^2. Shapes: any `(...)`, preserved."""
+    return x.clamp(min=0).square()
+
+
+def soft_cap(logits: Tensor, cap: float) -> Tensor:
+    """Smooth cap at +-cap: cap * tanh(logits / cap). Near-identity for |logits| << cap.
+
+    Shapes: any `(...)`, preserved. Its derivative is 1 - tanh^2(logits / cap) = 1 - (out / cap)^2.
+    """
+    return cap * torch.tanh(logits / cap)

@@ -2,19 +2,17 @@
 
 Weight layouts follow the field's standard so state dicts interoperate:
 `Linear.weight` is `(out_features, in_features)`, `Embedding.weight` is `(num_embeddings, dim)`.
-The norms take `fused=True` to run torch's fused kernel instead of the from-scratch math;
-tests prove both equal.
+The norms' torch-kernel versions (`TorchRMSNorm`, `TorchLayerNorm`) are in `torch_kernels.py`.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 
 class Linear(nn.Module):
-    """y = x @ W.T (+ b), with `W (out_features, in_features)` drawn from N(0, init_std).
+    """y = x @ W.T (+ b), with `W (out_features, in_features)` drawn from N(0, init_std) (zeros when init_std is 0).
 
     Shapes: `(..., in_features) -> (..., out_features)`.
     """
@@ -65,49 +63,24 @@ class Embedding(nn.Module):
         """Weights from N(0, init_std)."""
         nn.init.normal_(self.weight, mean=0.0, std=self.init_std)
 
-    def forward(self, ids: Tensor, sparse_grad: bool = False) -> Tensor:
-        """Rows of the table for `ids`. With `sparse_grad`, the table's gradient from this lookup is a
-        sparse tensor of just those rows; only for a table whose dense gradient also comes from
-        elsewhere in the same graph (a tied output layer), so the sum reaching `.grad` is dense."""
-        if sparse_grad:
-            return _LookupWithSparseGrad.apply(self.weight, ids)
+    def forward(self, ids: Tensor) -> Tensor:
         return self.weight[ids]
 
     def extra_repr(self) -> str:
         return f"num_embeddings={self.num_embeddings}, embedding_dim={self.embedding_dim}"
 
 
-class _LookupWithSparseGrad(torch.autograd.Function):
-    """`weight[ids]`, whose backward gives `weight`'s gradient as a sparse COO tensor `(rows, dim)`
-    holding only the looked-up rows, instead of a dense table of zeros with those rows added in."""
-
-    @staticmethod
-    def forward(ctx, weight: Tensor, ids: Tensor) -> Tensor:  # noqa: ANN001 - autograd's ctx
-        ctx.save_for_backward(ids)
-        ctx.num_rows = weight.shape[0]
-        return weight[ids]
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # noqa: ANN001 - autograd's ctx
-        (ids,) = ctx.saved_tensors
-        rows = grad.reshape(-1, grad.shape[-1])
-        table_grad = torch.sparse_coo_tensor(ids.reshape(1, -1), rows, (ctx.num_rows, rows.shape[1]),
-                                             check_invariants=False)
-        return table_grad, None
-
-
 class RMSNorm(nn.Module):
     """x / sqrt(mean(x^2, -1) + eps) * weight, computed in float32 and cast back to x's dtype.
 
-    Shapes: `(..., dim) -> (..., dim)`. `fused=True` uses `torch.nn.functional.rms_norm`.
+    Shapes: `(..., dim) -> (..., dim)`.
     """
 
-    def __init__(self, dim: int, eps: float = 1e-5, fused: bool = False,
-                 device: torch.device | None = None, dtype: torch.dtype | None = None) -> None:
+    def __init__(self, dim: int, eps: float = 1e-5, device: torch.device | None = None,
+                 dtype: torch.dtype | None = None) -> None:
         super().__init__()
         self.dim = dim
         self.eps = eps
-        self.fused = fused
         self.weight = nn.Parameter(torch.ones(dim, device=device, dtype=dtype))
 
     def reset_parameters(self) -> None:
@@ -115,31 +88,25 @@ class RMSNorm(nn.Module):
         nn.init.ones_(self.weight)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.fused and x.dtype == torch.float32 and self.weight.dtype == torch.float32:
-            return F.rms_norm(x, (self.dim,), self.weight, self.eps)
         x32 = x.float()
-        if self.fused:
-            out = F.rms_norm(x32, (self.dim,), self.weight.float(), self.eps)
-        else:
-            out = x32 * torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + self.eps) * self.weight.float()
+        out = x32 * torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + self.eps) * self.weight.float()
         return out.to(x.dtype)
 
     def extra_repr(self) -> str:
-        return f"{self.dim}, eps={self.eps}, fused={self.fused}"
+        return f"{self.dim}, eps={self.eps}"
 
 
 class LayerNorm(nn.Module):
     """(x - mean) / sqrt(var + eps) * weight (+ bias) over the last dim, biased variance.
 
-    Shapes: `(..., dim) -> (..., dim)`. `fused=True` uses `torch.nn.functional.layer_norm`.
+    Shapes: `(..., dim) -> (..., dim)`.
     """
 
-    def __init__(self, dim: int, eps: float = 1e-5, bias: bool = True, fused: bool = False,
-                 device: torch.device | None = None, dtype: torch.dtype | None = None) -> None:
+    def __init__(self, dim: int, eps: float = 1e-5, bias: bool = True, device: torch.device | None = None,
+                 dtype: torch.dtype | None = None) -> None:
         super().__init__()
         self.dim = dim
         self.eps = eps
-        self.fused = fused
         self.weight = nn.Parameter(torch.ones(dim, device=device, dtype=dtype))
         self.bias = nn.Parameter(torch.zeros(dim, device=device, dtype=dtype)) if bias else None
 
@@ -150,8 +117,6 @@ class LayerNorm(nn.Module):
             nn.init.zeros_(self.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.fused:
-            return F.layer_norm(x, (self.dim,), self.weight, self.bias, self.eps)
         mean = x.mean(dim=-1, keepdim=True)
         centered = x - mean
         var = centered.pow(2).mean(dim=-1, keepdim=True)
@@ -159,4 +124,4 @@ class LayerNorm(nn.Module):
         return out if self.bias is None else out + self.bias
 
     def extra_repr(self) -> str:
-        return f"{self.dim}, eps={self.eps}, bias={self.bias is not None}, fused={self.fused}"
+        return f"{self.dim}, eps={self.eps}, bias={self.bias is not None}"

@@ -51,15 +51,7 @@ class AdamW(torch.optim.Optimizer):
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8, weight_decay: float = 0.1,
                  compile: bool = False) -> None:  # noqa: A002 - named like LanguageModel's compile
-        problems = []
-        if not lr >= 0.0:
-            problems.append(f"lr must be >= 0 (got {lr})")
-        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
-            problems.append(f"betas must be two numbers in [0, 1) (got {betas})")
-        if not eps >= 0.0:
-            problems.append(f"eps must be >= 0 (got {eps})")
-        if not weight_decay >= 0.0:
-            problems.append(f"weight_decay must be >= 0 (got {weight_decay})")
+        problems = adamw_problems(lr, betas, eps, weight_decay)
         if problems:
             raise OptimizerConfigError("Invalid AdamW arguments: " + "; ".join(problems) + "; fix them and try again.")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
@@ -73,45 +65,8 @@ class AdamW(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            self._update_group(group)
+            adamw_update_group(self.state, group, self.compile)
         return loss
-
-    def _update_group(self, group: dict[str, Any]) -> None:
-        lr = float(group["lr"])
-        beta1, beta2 = group["betas"]
-        # foreach ops need every list on one device with one dtype.
-        buckets: dict[tuple[torch.device, torch.dtype], list[Tensor]] = defaultdict(list)
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            if p.grad.is_sparse:
-                raise OptimizerConfigError("AdamW does not support sparse gradients; use dense embeddings.")
-            buckets[(p.device, p.dtype)].append(p)
-        for params in buckets.values():
-            grads = [p.grad for p in params]
-            exp_avgs, exp_avg_sqs, steps = [], [], []
-            for p in params:
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["step"] = int(state["step"]) + 1
-                exp_avgs.append(state["exp_avg"])
-                exp_avg_sqs.append(state["exp_avg_sq"])
-                steps.append(state["step"])
-
-            step_sizes = [-lr / (1.0 - beta1**t) for t in steps]
-            bias_correction2_sqrts = [(1.0 - beta2**t) ** 0.5 for t in steps]
-            if self.compile and all(map(_compilable, params, grads, exp_avgs, exp_avg_sqs)):
-                self._update_compiled(params, grads, exp_avgs, exp_avg_sqs, step_sizes, bias_correction2_sqrts,
-                                      lr=lr, beta1=beta1, beta2=beta2, eps=group["eps"],
-                                      weight_decay=group["weight_decay"])
-                continue
-            tile = TILE_ELEMENTS_CPU if params[0].device.type == "cpu" else TILE_ELEMENTS_ACCELERATOR
-            for tiles in _tiles([params, grads, exp_avgs, exp_avg_sqs, step_sizes, bias_correction2_sqrts], tile):
-                self._update_tiles(*tiles, lr=lr, beta1=beta1, beta2=beta2, eps=group["eps"],
-                                   weight_decay=group["weight_decay"])
 
     @staticmethod
     def _update_tiles(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor],
@@ -149,6 +104,60 @@ class AdamW(torch.optim.Optimizer):
             if (step_size, bc2) not in per_step:
                 per_step[(step_size, bc2)] = dict(step_size=scalar(step_size), bias_correction2_sqrt=scalar(bc2))
             run_compiled(update, _flat(p), _flat(g), _flat(m), _flat(v), **fixed, **per_step[(step_size, bc2)])
+
+
+def adamw_problems(lr: float, betas: tuple[float, float], eps: float, weight_decay: float) -> list[str]:
+    """What is wrong with AdamW's hyperparameters, one phrase per problem (empty when they are valid)."""
+    problems = []
+    if not lr >= 0.0:
+        problems.append(f"lr must be >= 0 (got {lr})")
+    if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+        problems.append(f"betas must be two numbers in [0, 1) (got {betas})")
+    if not eps >= 0.0:
+        problems.append(f"eps must be >= 0 (got {eps})")
+    if not weight_decay >= 0.0:
+        problems.append(f"weight_decay must be >= 0 (got {weight_decay})")
+    return problems
+
+
+def adamw_update_group(state: dict[Tensor, dict[str, Any]], group: dict[str, Any], compile: bool = False) -> None:  # noqa: A002
+    """AdamW's update of one parameter group (keys lr, betas, eps, weight_decay, params), with its per-parameter
+    state (step, exp_avg, exp_avg_sq) in `state`: `AdamW.step` per group, and Muon's update of its AdamW groups."""
+    lr = float(group["lr"])
+    beta1, beta2 = group["betas"]
+    # foreach ops need every list on one device with one dtype.
+    buckets: dict[tuple[torch.device, torch.dtype], list[Tensor]] = defaultdict(list)
+    for p in group["params"]:
+        if p.grad is None:
+            continue
+        if p.grad.is_sparse:
+            raise OptimizerConfigError("AdamW does not support sparse gradients; use dense embeddings.")
+        buckets[(p.device, p.dtype)].append(p)
+    for params in buckets.values():
+        grads = [p.grad for p in params]
+        exp_avgs, exp_avg_sqs, steps = [], [], []
+        for p in params:
+            moments = state[p]
+            if not moments:
+                moments["step"] = 0
+                moments["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                moments["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            moments["step"] = int(moments["step"]) + 1
+            exp_avgs.append(moments["exp_avg"])
+            exp_avg_sqs.append(moments["exp_avg_sq"])
+            steps.append(moments["step"])
+
+        step_sizes = [-lr / (1.0 - beta1**t) for t in steps]
+        bias_correction2_sqrts = [(1.0 - beta2**t) ** 0.5 for t in steps]
+        if compile and all(map(_compilable, params, grads, exp_avgs, exp_avg_sqs)):
+            AdamW._update_compiled(params, grads, exp_avgs, exp_avg_sqs, step_sizes, bias_correction2_sqrts,
+                                   lr=lr, beta1=beta1, beta2=beta2, eps=group["eps"],
+                                   weight_decay=group["weight_decay"])
+            continue
+        tile = TILE_ELEMENTS_CPU if params[0].device.type == "cpu" else TILE_ELEMENTS_ACCELERATOR
+        for tiles in _tiles([params, grads, exp_avgs, exp_avg_sqs, step_sizes, bias_correction2_sqrts], tile):
+            AdamW._update_tiles(*tiles, lr=lr, beta1=beta1, beta2=beta2, eps=group["eps"],
+                                weight_decay=group["weight_decay"])
 
 
 def _compilable(*tensors: Tensor) -> bool:

@@ -30,10 +30,15 @@ def make_config(name: str, **extra) -> ModelConfig:  # noqa: ANN003
 
 
 def random_model(config: ModelConfig, seed: int = 0) -> TransformerLM:
-    """A model whose every weight (norms and biases included) is random and large enough to give varied logits."""
-    torch.manual_seed(seed)
+    """A model whose every weight (norms and biases included) is random and large enough to give varied logits.
+
+    Norm weights are drawn around 1 and biases around 0 (biases around 1 made random GPT-2s repeat one
+    token); the seed is set after building, so the weights do not depend on how the init draws numbers.
+    """
     model = TransformerLM(config).eval()
+    torch.manual_seed(seed)
     with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn_like(p) * (0.5 if p.dim() == 1 else 0.15) + (1.0 if p.dim() == 1 else 0.0))
+        for name, p in model.named_parameters():
+            norm_weight = p.dim() == 1 and name.endswith("weight")
+            p.copy_(torch.randn_like(p) * (0.5 if p.dim() == 1 else 0.15) + (1.0 if norm_weight else 0.0))
     return model

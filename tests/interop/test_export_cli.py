@@ -81,11 +81,11 @@ def test_load_pretrained_reads_checkpoints_and_hf_folders(checkpoint, tmp_path):
     from llm_lit.interop import export_checkpoint, load_pretrained
 
     path, module = checkpoint
-    model, tok = load_pretrained(path, attention="reference")
-    assert model.config.attention == "reference"
+    model, tok = load_pretrained(path, kernels="reference")
+    assert model.config.kernels == "reference"
     assert tok.fingerprint() == module.tokenizer.fingerprint()
     folder = export_checkpoint(path, tmp_path / "hf")
-    from_folder, _ = load_pretrained(folder, attention="reference")
+    from_folder, _ = load_pretrained(folder, kernels="reference")
     for key, value in module.model.state_dict().items():
         assert torch.equal(model.state_dict()[key], value) and torch.equal(from_folder.state_dict()[key], value)
     from llm_lit.errors import UserError

@@ -67,7 +67,7 @@ def test_greedy_generations_are_identical(exported):
 
 def test_round_trip_gives_identical_tensors_and_tokenizer(exported, tok):
     _, model, folder, _ = exported
-    back, back_tok = load_hf(folder, attention=model.config.attention)
+    back, back_tok = load_hf(folder, kernels=model.config.kernels)
     assert back.config == model.config
     ours, theirs = model.state_dict(), back.state_dict()
     assert ours.keys() == theirs.keys()
@@ -89,7 +89,7 @@ def test_config_json_maps_every_setting(exported):
         activation = "gelu_new" if c.gelu_approximate == "tanh" else "gelu"
         assert (config["n_inner"], config["layer_norm_epsilon"], config["activation_function"]) == (c.d_ff, c.norm_eps, activation)
     assert config["eos_token_id"] == 256  # <|endoftext|>
-    assert read_hf_config(folder, attention=c.attention) == c
+    assert read_hf_config(folder, kernels=c.kernels) == c
 
 
 def test_exported_tokenizer_gives_our_ids_on_the_bundled_corpus(tok, corpus_text, tmp_path):

@@ -71,8 +71,8 @@ def test_import_gives_the_same_logits(case, tok, tmp_path):
     ids = torch.randint(0, VOCAB, (2, 32), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         theirs = hf(ids).logits
-        for attention in ("fused", "reference"):
-            ours = load_hf_model(tmp_path, attention=attention)(ids) if attention == "reference" else model(ids)
+        for kernels in ("torch", "reference"):
+            ours = load_hf_model(tmp_path, kernels=kernels)(ids) if kernels == "reference" else model(ids)
             torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
     assert theirs.std() > 0.5
 

@@ -27,12 +27,32 @@ from llm_lit.model import ModelConfig
         (dict(position="learned"), r"learned positions exports as GPT2LMHeadModel, .* this one has norm='rmsnorm', ffn='swiglu', bias=False; train with the gpt2 preset"),
         (dict(position="learned", norm="layernorm", ffn="gelu", bias=False), r"this one has bias=False;"),
         (dict(position="learned", norm="layernorm", ffn="gelu", bias=True, n_kv_heads=2), r"this one has n_kv_heads=2 \(n_heads=4\);"),
+        (dict(qk_norm=True), r"^qk_norm=True \(RMSNorm of queries and keys\) has no counterpart in LlamaForCausalLM or "
+                             r"GPT2LMHeadModel, so transformers would compute other logits from the exported weights; "
+                             r"train without it to export"),
+        (dict(embedding_scale=2.0), r"^embedding_scale=2.0 \(a multiplier on the token embeddings\) has no counterpart"),
+        (dict(logit_scale=0.5, tie_embeddings=True), r"^logit_scale=0.5 \(a multiplier on the logits\) has no counterpart"),
+        (dict(logit_softcap=30.0), r"^logit_softcap=30.0 \(tanh capping of the logits\) has no counterpart"),
+        (dict(position="learned", norm="layernorm", ffn="gelu", bias=True, qk_norm=True, logit_softcap=15.0),
+         r"^qk_norm=True \(RMSNorm of queries and keys\); logit_softcap=15.0 \(tanh capping of the logits\) has no"),
+        (dict(ffn="relu2"), r"needs norm='rmsnorm' and ffn='swiglu' but this one has norm='rmsnorm' and ffn='relu2'"),
+        (dict(position="learned", norm="layernorm", ffn="relu2", bias=True), r"this one has ffn='relu2'; train with the gpt2 preset"),
     ],
 )
 def test_configs_without_a_hugging_face_counterpart(overrides, message):
     config = ModelConfig(**{**TINY, **overrides})
     with pytest.raises(UserError, match=message):
         hf_layout(config)
+
+
+def test_zero_init_residual_is_only_an_init_and_exports(tmp_path, tok):
+    transformers = pytest.importorskip("transformers")
+    model = random_model(make_config("gpt2", zero_init_residual=True))
+    assert hf_layout(model.config) == "gpt2"
+    hf = transformers.AutoModelForCausalLM.from_pretrained(export_hf(model, tok, tmp_path / "out")).eval()
+    ids = torch.randint(0, model.config.vocab_size, (2, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids), hf(ids).logits, atol=1e-5, rtol=0)
 
 
 def test_refused_export_writes_nothing(tmp_path, tok):

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from llm_lit.errors import UserError
 from llm_lit.model import (
-    CausalSelfAttention, RotaryEmbedding, alibi_bias, alibi_slopes, causal_mask, scaled_dot_product_attention,
+    CausalSelfAttention, RotaryEmbedding, TorchSDPAttention, alibi_bias, alibi_slopes, causal_mask,
+    scaled_dot_product_attention,
 )
 from llm_lit.model.positional import SinusoidalPositions, sinusoidal_table
 
@@ -51,16 +52,16 @@ def test_reference_sdpa_gradients_match_torch() -> None:
 
 
 @pytest.mark.parametrize("n_kv_heads", [4, 2, 1])
-def test_fused_attention_equals_reference(n_kv_heads: int) -> None:
+def test_torch_sdpa_attention_equals_reference(n_kv_heads: int) -> None:
     torch.manual_seed(0)
-    fused = CausalSelfAttention(32, 4, n_kv_heads, bias=True, fused=True)
-    reference = CausalSelfAttention(32, 4, n_kv_heads, bias=True, fused=False)
-    reference.load_state_dict(fused.state_dict())
+    sdpa = TorchSDPAttention(32, 4, n_kv_heads, bias=True)
+    reference = CausalSelfAttention(32, 4, n_kv_heads, bias=True)
+    reference.load_state_dict(sdpa.state_dict())
     x = torch.randn(2, 9, 32)
     rope = RotaryEmbedding(8).cos_sin(torch.arange(9))
-    torch.testing.assert_close(fused(x, rope), reference(x, rope))
+    torch.testing.assert_close(sdpa(x, rope), reference(x, rope))
     bias = alibi_bias(alibi_slopes(4), torch.arange(9), torch.arange(9)).masked_fill(~causal_mask(9, 9), float("-inf"))
-    torch.testing.assert_close(fused(x, mask=bias, is_causal=False), reference(x, mask=bias, is_causal=False))
+    torch.testing.assert_close(sdpa(x, mask=bias, is_causal=False), reference(x, mask=bias, is_causal=False))
 
 
 def test_attention_rejects_incompatible_heads() -> None:

@@ -58,7 +58,8 @@ def test_from_dict_names_the_nearest_key() -> None:
         (dict(norm="batchnorm"), r"norm must be one of rmsnorm, layernorm \(got 'batchnorm'\)"),
         (dict(ffn="relu"), r"ffn must be one of swiglu, gelu"),
         (dict(position="xpos"), r"position must be one of rope, alibi, learned, sinusoidal, none"),
-        (dict(attention="flash"), r"attention must be one of reference, fused"),
+        (dict(kernels="flash"), r"kernels must be one of reference, torch"),
+        (dict(attention="flash"), r"attention must be one of fused, reference"),
         (dict(tie_embeddings="yes"), r"tie_embeddings must be true or false"),
         (dict(bias=1), r"bias must be true or false"),
         (dict(dropout=1.0), r"dropout must be in \[0, 1\)"),
@@ -95,7 +96,11 @@ def test_field_docs_show_in_jsonargparse_help() -> None:
     parser.add_class_arguments(ModelConfig, "model")
     help_text = " ".join(parser.format_help().split())
     for doc in ("Width of the residual stream.", "grouped-query attention", "'rope', 'alibi', 'learned'",
-                "Share one matrix between the token embedding", "scaled_dot_product_attention"):
+                "Share one matrix between the token embedding", "scaled_dot_product_attention",
+                "'reference' builds the from-scratch layers; 'torch' builds their torch-kernel versions",
+                "QK-norm: RMSNorm each head's queries and keys", "'relu2' (w2(relu(w1 x)^2), ReLU squared)",
+                "Start the projections that write into the residual stream", "x0 = embedding_scale * E[ids]",
+                "logits = logit_scale * (h W^T)", "logits = cap * tanh(logits / cap)", "Deprecated"):
         assert doc in help_text
     parsed = parser.parse_args(["--model.d_model=64", "--model.n_heads=4", "--model.position=alibi"])
     assert parsed.model.position == "alibi"
@@ -110,3 +115,14 @@ def test_the_choices_checked_are_the_field_types():
     for name, allowed in choices.items():
         with pytest.raises(ModelConfigError, match=f"{name} must be one of {', '.join(allowed)}"):
             ModelConfig(**{name: "nonsense"})
+
+
+def test_deprecated_attention_setting_reads_as_kernels() -> None:
+    old = ModelConfig.gpt2().to_dict()
+    assert "attention" not in old and old["kernels"] == "torch"
+    del old["kernels"]
+    for attention, kernels in (("fused", "torch"), ("reference", "reference")):
+        with pytest.warns(FutureWarning, match=f"attention='{attention}' is deprecated and read as kernels='{kernels}'"):
+            config = ModelConfig.from_dict({**old, "attention": attention})  # a config or checkpoint of before
+        assert config.kernels == kernels and config.attention is None
+        assert config == ModelConfig.gpt2(kernels=kernels)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llm_lit.model import GeluMLP, ModelConfig, ModelConfigError, TransformerLM
+from llm_lit.model import GeluMLP, ModelConfig, ModelConfigError, TorchGeluMLP, TransformerLM
 from llm_lit.model.functional import gelu
 
 
@@ -17,27 +17,27 @@ def test_tanh_gelu_matches_torch():
     assert (gelu(x, "tanh") - gelu(x)).abs().max() > 1e-4  # a different function, not a no-op switch
 
 
-@pytest.mark.parametrize("fused", [True, False])
-def test_gelu_mlp_uses_the_approximation(fused):
+@pytest.mark.parametrize("mlp_class", [TorchGeluMLP, GeluMLP])
+def test_gelu_mlp_uses_the_approximation(mlp_class):
     torch.manual_seed(0)
-    mlp = GeluMLP(16, 64, bias=True, fused=fused, init_std=0.5, approximate="tanh")
+    mlp = mlp_class(16, 64, bias=True, init_std=0.5, approximate="tanh")
     x = torch.randn(3, 5, 16)
     expected = mlp.w2(F.gelu(mlp.w1(x), approximate="tanh"))
     torch.testing.assert_close(mlp(x), expected)
 
 
-def test_fused_and_reference_models_agree_with_tanh_gelu():
+def test_torch_and_reference_models_agree_with_tanh_gelu():
     config = ModelConfig.gpt2(vocab_size=50, context_length=16, d_model=32, n_layers=2, n_heads=4,
                               gelu_approximate="tanh", init_std=0.3)
     torch.manual_seed(0)
-    fused = TransformerLM(config)
-    reference = TransformerLM(ModelConfig.from_dict({**config.to_dict(), "attention": "reference"}))
-    reference.load_state_dict(fused.state_dict())
+    torch_kernels = TransformerLM(config)
+    reference = TransformerLM(ModelConfig.from_dict({**config.to_dict(), "kernels": "reference"}))
+    reference.load_state_dict(torch_kernels.state_dict())
     exact = TransformerLM(ModelConfig.from_dict({**config.to_dict(), "gelu_approximate": "none"}))
-    exact.load_state_dict(fused.state_dict())
+    exact.load_state_dict(torch_kernels.state_dict())
     ids = torch.randint(0, 50, (2, 16))
-    torch.testing.assert_close(fused(ids), reference(ids), atol=1e-5, rtol=1e-5)
-    assert not torch.allclose(fused(ids), exact(ids), atol=1e-5)
+    torch.testing.assert_close(torch_kernels(ids), reference(ids), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(torch_kernels(ids), exact(ids), atol=1e-5)
 
 
 def test_default_and_validation():

@@ -1,4 +1,4 @@
-"""TransformerLM: names, init, fused == reference, KV cache, presets train, counts, bad input."""
+"""TransformerLM: names, init, torch kernels == reference, KV cache, presets train, counts, bad input."""
 
 from __future__ import annotations
 
@@ -9,19 +9,19 @@ import torch
 import torch.nn.functional as F
 
 from llm_lit.errors import UserError
-from llm_lit.model import ModelConfig, TransformerLM
+from llm_lit.model import ModelConfig, TransformerLM, head
 
 POSITIONS = ["rope", "alibi", "learned", "sinusoidal", "none"]
 TINY = dict(vocab_size=61, context_length=16, d_model=32, n_layers=2, n_heads=4)
 
 
 def _pair(**overrides) -> tuple[TransformerLM, TransformerLM]:  # noqa: ANN003
-    """A fused model and a reference-attention model with the same weights."""
+    """A torch-kernels model and a reference model with the same weights."""
     torch.manual_seed(0)
-    fused = TransformerLM(ModelConfig(**{**TINY, **overrides, "attention": "fused"}))
-    reference = TransformerLM(ModelConfig(**{**TINY, **overrides, "attention": "reference"}))
-    reference.load_state_dict(fused.state_dict())
-    return fused, reference
+    fast = TransformerLM(ModelConfig(**{**TINY, **overrides, "kernels": "torch"}))
+    reference = TransformerLM(ModelConfig(**{**TINY, **overrides, "kernels": "reference"}))
+    reference.load_state_dict(fast.state_dict())
+    return fast, reference
 
 
 def _ids(batch: int = 2, seq: int = 12, seed: int = 1) -> torch.Tensor:
@@ -67,25 +67,25 @@ def test_init_scales_residual_projections() -> None:
 
 @pytest.mark.parametrize("n_kv_heads", [4, 2])
 @pytest.mark.parametrize("position", POSITIONS)
-def test_fused_equals_reference_without_and_with_cache(position: str, n_kv_heads: int) -> None:
-    fused, reference = _pair(position=position, n_kv_heads=n_kv_heads, norm="layernorm", ffn="gelu", bias=True)
+def test_torch_kernels_equal_reference_without_and_with_cache(position: str, n_kv_heads: int) -> None:
+    fast, reference = _pair(position=position, n_kv_heads=n_kv_heads, norm="layernorm", ffn="gelu", bias=True)
     ids = _ids()
     expected = reference(ids)
-    torch.testing.assert_close(fused(ids), expected, atol=2e-5, rtol=1e-4)
-    torch.testing.assert_close(fused.loss(ids, ids), reference.loss(ids, ids), atol=1e-5, rtol=1e-5)
-    for model in (fused, reference):
+    torch.testing.assert_close(fast(ids), expected, atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(fast.loss(ids, ids), reference.loss(ids, ids), atol=1e-5, rtol=1e-5)
+    for model in (fast, reference):
         cache = model.new_kv_cache(2)
         chunks = [model(ids[:, :5], kv_cache=cache), model(ids[:, 5:6], kv_cache=cache), model(ids[:, 6:], kv_cache=cache)]
         assert cache.length == 12
         torch.testing.assert_close(torch.cat(chunks, dim=1), expected, atol=2e-5, rtol=1e-4)
 
 
-def test_fused_equals_reference_gradients() -> None:
-    fused, reference = _pair(position="alibi", n_kv_heads=2)
+def test_torch_kernels_equal_reference_gradients() -> None:
+    fast, reference = _pair(position="alibi", n_kv_heads=2)
     ids = _ids()
-    fused.loss(ids, ids).backward()
+    fast.loss(ids, ids).backward()
     reference.loss(ids, ids).backward()
-    for (name, a), b in zip(fused.named_parameters(), reference.parameters()):
+    for (name, a), b in zip(fast.named_parameters(), reference.parameters()):
         torch.testing.assert_close(a.grad, b.grad, atol=1e-5, rtol=1e-4, msg=name)
 
 
@@ -103,12 +103,12 @@ def test_explicit_token_positions() -> None:
 
 
 @pytest.mark.parametrize("preset", ["gpt2", "llama"])
-@pytest.mark.parametrize("attention", ["fused", "reference"])
-def test_presets_build_step_and_lower_the_loss(preset: str, attention: str) -> None:
+@pytest.mark.parametrize("kernels", ["torch", "reference"])
+def test_presets_build_step_and_lower_the_loss(preset: str, kernels: str) -> None:
     from llm_lit.optim import AdamW, param_groups
 
     torch.manual_seed(0)
-    model = TransformerLM(getattr(ModelConfig, preset)(**TINY, attention=attention, dropout=0.1))
+    model = TransformerLM(getattr(ModelConfig, preset)(**TINY, kernels=kernels, dropout=0.1))
     optimizer = AdamW(param_groups(model, 0.1), lr=3e-3)
     ids = _ids(4, 16)
     x, y = ids[:, :-1], ids[:, 1:]
@@ -123,9 +123,9 @@ def test_presets_build_step_and_lower_the_loss(preset: str, attention: str) -> N
 
 
 def test_loss_equals_cross_entropy_of_logits_and_ignore_index() -> None:
-    for attention in ("fused", "reference"):
+    for kernels in ("torch", "reference"):
         torch.manual_seed(0)
-        model = TransformerLM(ModelConfig(**TINY, attention=attention))
+        model = TransformerLM(ModelConfig(**TINY, kernels=kernels))
         ids = _ids()
         targets = _ids(seed=5)
         targets[0, :4] = -100
@@ -197,48 +197,49 @@ def test_runs_under_bf16_autocast_with_and_without_cache(position: str) -> None:
     assert model.lm_head.weight.grad is not None
 
 
-def _lookup_flags(model: TransformerLM) -> list[bool]:
-    """Record the `sparse_grad` flag of every token lookup the model makes."""
-    flags: list[bool] = []
-    lookup = model.token_embeddings.forward
+def _count_sparse_lookups(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record every token lookup that gives the table a sparse gradient (`head.sparse_lookup`)."""
+    calls: list[int] = []
+    sparse_lookup = head.sparse_lookup
 
-    def recording(ids: torch.Tensor, sparse_grad: bool = False) -> torch.Tensor:
-        flags.append(sparse_grad)
-        return lookup(ids, sparse_grad)
+    def recording(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        calls.append(ids.numel())
+        return sparse_lookup(table, ids)
 
-    model.token_embeddings.forward = recording
-    return flags
+    monkeypatch.setattr(head, "sparse_lookup", recording)
+    return calls
 
 
 @pytest.mark.parametrize("chunk_tokens", [0, 8])
-def test_tied_table_gets_the_same_dense_gradient_through_the_sparse_lookup(chunk_tokens: int) -> None:
+def test_tied_table_gets_the_same_dense_gradient_through_the_sparse_lookup(chunk_tokens: int, monkeypatch) -> None:
     torch.manual_seed(0)
     model = TransformerLM(ModelConfig.gpt2(**TINY))
     dense = TransformerLM(ModelConfig.gpt2(**TINY))
     dense.load_state_dict(model.state_dict())
-    dense._sparse_lookup_grad = lambda: False
-    flags = _lookup_flags(model)
+    dense.lm_head.lookup = lambda table, ids: table[ids]  # the plain lookup, dense gradient
+    sparse_lookups = _count_sparse_lookups(monkeypatch)
     ids = _ids()
     for m in (model, dense):
         m.loss(ids, ids.roll(1, dims=1), chunk_tokens=chunk_tokens).backward()
         m(ids).logsumexp(-1).sum().backward()  # forward() applies the head too
-    assert flags == [True, True]
+    assert sparse_lookups == [ids.numel(), ids.numel()]  # the model's loss and forward, not the dense copy's
     for (name, a), b in zip(model.named_parameters(), dense.parameters()):
         assert a.grad.layout == torch.strided, name
         torch.testing.assert_close(a.grad, b.grad, atol=1e-6, rtol=1e-6, msg=name)
 
 
-@pytest.mark.parametrize("case", ["hidden_states alone", "untied", "reference attention", "no grad"])
-def test_the_lookup_stays_dense_where_no_tied_head_follows(case: str) -> None:
-    overrides = {"untied": dict(tie_embeddings=False), "reference attention": dict(attention="reference")}
+@pytest.mark.parametrize("case", ["hidden_states alone", "untied", "reference kernels", "no grad"])
+def test_the_lookup_stays_dense_where_no_tied_head_follows(case: str, monkeypatch) -> None:
+    overrides = {"untied": dict(tie_embeddings=False), "reference kernels": dict(kernels="reference")}
     model = TransformerLM(ModelConfig.gpt2(**{**TINY, **overrides.get(case, {})}))
-    flags = _lookup_flags(model)
+    sparse_lookups = _count_sparse_lookups(monkeypatch)
     if case == "hidden_states alone":
         model.hidden_states(_ids()).sum().backward()
-        assert model.token_embeddings.weight.grad.layout == torch.strided
     elif case == "no grad":
         with torch.no_grad():
             model(_ids())
     else:
         model.loss(_ids(), _ids(seed=2)).backward()
-    assert flags == [False]
+    assert sparse_lookups == []
+    if case != "no grad":
+        assert model.token_embeddings.weight.grad.layout == torch.strided

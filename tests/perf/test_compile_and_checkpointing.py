@@ -18,7 +18,9 @@ CONFIGS = {
     "gpt2": ModelConfig.gpt2(**SHAPE),
     "llama-gqa": ModelConfig.llama(**SHAPE, n_kv_heads=2),
     "alibi": ModelConfig(**SHAPE, position="alibi"),
-    "sinusoidal-reference": ModelConfig(**SHAPE, position="sinusoidal", attention="reference"),
+    "sinusoidal-reference": ModelConfig(**SHAPE, position="sinusoidal", kernels="reference"),
+    "options": ModelConfig(**SHAPE, qk_norm=True, ffn="relu2", zero_init_residual=True, embedding_scale=2.0,
+                           logit_scale=0.5, logit_softcap=30.0, tie_embeddings=True),
 }
 
 
@@ -47,11 +49,12 @@ def test_activation_checkpointing_traces_without_graph_breaks() -> None:
 
 
 @pytest.mark.slow
-def test_compiled_training_step_equals_eager() -> None:
+@pytest.mark.parametrize("name", ["llama-gqa", "options"])
+def test_compiled_training_step_equals_eager(name: str) -> None:
     torch._dynamo.reset()
     torch.manual_seed(0)
-    eager = TransformerLM(CONFIGS["llama-gqa"])
-    compiled = TransformerLM(CONFIGS["llama-gqa"])
+    eager = TransformerLM(CONFIGS[name])
+    compiled = TransformerLM(CONFIGS[name])
     compiled.load_state_dict(eager.state_dict())
     compiled.compile()
     ids, targets = torch.randint(0, 128, (2, 16)), torch.randint(0, 128, (2, 16))
@@ -64,7 +67,7 @@ def test_compiled_training_step_equals_eager() -> None:
     assert set(compiled.state_dict()) == set(eager.state_dict())
 
 
-@pytest.mark.parametrize("name", ["gpt2", "llama-gqa"])
+@pytest.mark.parametrize("name", ["gpt2", "llama-gqa", "options"])
 def test_activation_checkpointing_gives_identical_gradients(name: str) -> None:
     torch.manual_seed(0)
     model = TransformerLM(CONFIGS[name])
