@@ -238,26 +238,19 @@ class LanguageModel(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step", "frequency": 1}}
 
     def check_fit_settings(self, trainer: L.Trainer) -> None:
-        """Refuse, in one line naming the command-line flag, every fit setting that would otherwise fail only
-        after the data step (tokenizer training and encoding): Lightning's gradient clipping, the warmup against the run's
-        length (`max_steps`, or `fast_dev_run`'s steps), and the optimizer's and schedule's arguments (built
-        once here, on a throw-away optimizer, by `configure_optimizers` itself)."""
+        """Refuse, in one line naming the setting, what would otherwise fail only after the data step (tokenizer
+        training and encoding): Lightning's gradient clipping, a warmup longer than `fast_dev_run`'s steps, and
+        anything `configure_optimizers` refuses (the schedule against trainer.max_steps, ...), which builds the
+        optimizer and schedule once here, on a throw-away optimizer."""
         if trainer.gradient_clip_val is not None:
             raise UserError("Gradient clipping is set by --model.grad_clip; remove --trainer.gradient_clip_val.")
-        steps = require_max_steps(trainer.max_steps)
-        warmup = self.optimizer_config.warmup_steps
-        if warmup > steps:
-            run = f"--trainer.max_steps is {steps}"
-            if trainer.fast_dev_run:
-                run = f"--trainer.fast_dev_run runs {steps} step{'s' if steps != 1 else ''}"
-            raise UserError(f"--model.optimizer.warmup_steps is {warmup} but the run has fewer steps ({run}), so the "
-                            "learning rate would never reach model.optimizer.lr; lower --model.optimizer.warmup_steps "
-                            "(e.g. to 0) or raise --trainer.max_steps.")
+        steps, warmup = require_max_steps(trainer.max_steps), self.optimizer_config.warmup_steps
+        if trainer.fast_dev_run and warmup > steps:
+            raise UserError(f"--trainer.fast_dev_run runs {steps} step{'s' if steps != 1 else ''}, fewer than the {warmup} "
+                            "of --model.optimizer.warmup_steps; add --model.optimizer.warmup_steps 0 to it.")
         self.trainer = trainer  # configure_optimizers reads the run's length and strategy from it
         try:
             self.configure_optimizers()
-        except UserError as e:
-            raise UserError(f"Invalid --model.optimizer settings: {e}") from e
         finally:
             self.trainer = None
 
