@@ -79,7 +79,7 @@ def _verify(checkpoint: dict[str, Any], path: Path) -> None:
     except ChecksumMismatch as e:
         raise UserError(f"The checkpoint '{path}' is corrupt: {e.what} differs from what was saved (checksum "
                         "mismatch); use another checkpoint, e.g. an earlier one or a fresh copy.") from None
-    if verified is None and rank_zero_only.rank == 0:
+    if verified is None and CHECKPOINT_KEY in checkpoint and rank_zero_only.rank == 0:
         print(f"note: the checkpoint '{path}' has no checksums (written by llm_lit before they were recorded), "
               "so it is loaded without verifying them.", file=sys.stderr, flush=True)
     weights = ((name, t) for name, t in checkpoint.get("state_dict", {}).items() if name.startswith("model."))

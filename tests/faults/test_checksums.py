@@ -82,7 +82,7 @@ def test_a_tensor_with_flipped_bytes_is_refused_naming_it(trained, tmp_path, mon
     assert not (tmp_path / "hf").exists()
 
 
-@pytest.mark.parametrize("command", ["resume", "predict", "export"])
+@pytest.mark.parametrize("command", ["resume", "predict"])
 def test_non_finite_weights_are_refused_on_load_naming_the_tensor(trained, tmp_path, monkeypatch, capsys, command):
     ckpt = _copy(trained, tmp_path, monkeypatch)
     checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
