@@ -15,7 +15,6 @@ import gc
 import hashlib
 import json
 import os
-import re
 import threading
 from contextlib import contextmanager
 from itertools import chain, repeat
@@ -118,15 +117,17 @@ class Tokenizer:
                 self._merged[pair] = merged
         self._special_re = special_token_regex(list(self._special_ids))
         self._cache = _PieceCache(self.cache_limit)
+        self._id_table = None  # an id_table.IdTable, for encode_array
         self._pair_table = None  # a batch_bpe.PairTable, built on the first large batch
         # Held from a text's first lookup until its new entries are filled, so that another
         # thread never reads an entry that is still empty.
         self._cache_lock = threading.Lock()
+        self._fingerprint: str | None = None
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         del state["_cache_lock"]
-        state["_cache"], state["_pair_table"] = _PieceCache(self.cache_limit), None
+        state["_cache"], state["_pair_table"], state["_id_table"] = _PieceCache(self.cache_limit), None, None
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -200,6 +201,55 @@ class Tokenizer:
                 self._cache.forget_pending()
                 raise
         return list(chain.from_iterable(parts))
+
+    def encode_array(self, text: str, dtype: "np.typing.DTypeLike" = "uint16") -> "np.ndarray":
+        """`encode(text)` as a 1-D numpy array of `dtype`, shape `(num_tokens,)`.
+
+        Faster than `np.array(encode(text))` on large texts: each distinct pre-token's ids
+        sit in a row of an `IdTable`, and the text's ids are gathered by numpy from the list
+        of its rows instead of built as Python ints.
+        """
+        import numpy as np  # imported here for the same reason as in `_fill`
+
+        from .id_table import IdTable
+
+        if not isinstance(text, str):
+            raise TokenizerError(f"encode takes a str, got {type(text).__name__}; decode bytes to str first.")
+        dtype = np.dtype(dtype)
+        if self.vocab_size > np.iinfo(dtype).max + 1:
+            raise TokenizerError(f"{dtype.name} cannot hold {self.vocab_size} ids; use a wider dtype such as uint32.")
+        if self._id_table is None or len(self._id_table) >= self.cache_limit:
+            self._id_table = IdTable()  # (emptied when full, between texts, to bound memory)
+        table = self._id_table
+        lookup = table.rows.__getitem__
+        with self._cache_lock, _gc_paused():
+            try:
+                if self._special_re is None:
+                    rows = list(map(lookup, pretokens(text)))
+                else:
+                    rows = []
+                    for piece, is_special in split_special(text, self._special_re):
+                        rows.extend(map(lookup, pretokens(piece)) if not is_special else (lookup(piece),))
+                if table.pending:
+                    self._fill_rows(table)
+            except BaseException:
+                table.forget_pending()
+                raise
+        return table.gather(rows, dtype)
+
+    def _fill_rows(self, table: "IdTable") -> None:
+        """Fill the table's pending rows: special tokens with their id, pre-tokens with their BPE ids."""
+        pending = table.pending
+        id_lists: list[list[int]] = [[] for _ in pending]
+        specials = [k for k, piece in enumerate(pending) if piece in self._special_ids]
+        for k in specials:
+            id_lists[k].append(self._special_ids[pending[k]])
+        if specials:  # (rare: a special token's first occurrence)
+            ordinary = [k for k in range(len(pending)) if k not in set(specials)]
+            self._fill([pending[k] for k in ordinary], [id_lists[k] for k in ordinary])
+        else:
+            self._fill(pending, id_lists)
+        table.fill(id_lists)
 
     def _fill(self, pieces: list[str], ids: list[list[int]]) -> None:
         """BPE on new pre-tokens: append the ids of `pieces[k]` to the empty list `ids[k]`."""
@@ -301,9 +351,15 @@ class Tokenizer:
         return cls(vocab, merges, special_tokens)
 
     def fingerprint(self) -> str:
-        """sha256 hex digest of the canonical JSON of `to_dict()`: equal tokenizers, equal fingerprints."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        """sha256 hex digest of the canonical JSON of `to_dict()`: equal tokenizers, equal fingerprints.
+
+        Computed once (a tokenizer never changes after it is built): it costs a JSON dump of the
+        whole vocabulary, and every token file's sidecar records it.
+        """
+        if self._fingerprint is None:
+            canonical = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+            self._fingerprint = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        return self._fingerprint
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the tokenizer as one human-readable, versioned JSON file (atomically)."""

@@ -1,4 +1,7 @@
-"""Windows over a flat token array: random training batches and exact validation batches.
+"""Windows over a split's tokens: random training batches and exact validation batches.
+
+A split is a flat token array or a `TokenArray` (its shards read as one array); windows
+are taken from it as from the concatenated array, across shard boundaries too.
 
 Both datasets yield whole batches `(x, y)` of shape `(batch, seq)` (int64), `y` being `x`
 shifted by one token, and both are `IterableDataset`s that shard themselves across DDP
@@ -25,6 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from llm_lit.data.token_array import TokenArray
 from llm_lit.hashing import splitmix64
 
 IGNORE_INDEX = -100
@@ -43,17 +47,17 @@ def window_starts(seed: int, sample_indices: np.ndarray, num_tokens: int, contex
     return (splitmix64(keyed) % np.uint64(num_starts)).astype(np.int64)
 
 
-def _gather(tokens: np.ndarray, starts: np.ndarray, length: int) -> torch.Tensor:
+def _gather(tokens: TokenArray, starts: np.ndarray, length: int) -> torch.Tensor:
     """Rows `tokens[s : s + length]` for each start, as an int64 tensor `(len(starts), length)`."""
-    rows = tokens[starts[:, None] + np.arange(length)]
-    return torch.from_numpy(rows.astype(np.int64))
+    return torch.from_numpy(tokens.gather(starts, length))
 
 
 class RandomWindows(IterableDataset):
     """An endless stream of random training batches `(x, y)`, each `(batch_size, context_length)`.
 
     Args:
-        tokens: the training split as a flat integer array (usually a read-only `np.memmap`).
+        tokens: the training split: a flat integer array (e.g. a read-only `np.memmap`) or a
+            `TokenArray` of shards read as one (a window may span two shards).
         context_length: tokens per window.
         batch_size: windows per micro-batch on this rank.
         seed: seed of the window hash.
@@ -66,7 +70,7 @@ class RandomWindows(IterableDataset):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside [0, {world_size}).")
         window_starts(seed, np.zeros(1), len(tokens), context_length)  # fails early if too short
-        self.tokens = tokens
+        self.tokens = TokenArray.of(tokens)
         self.context_length = context_length
         self.batch_size = batch_size
         self.seed = seed
@@ -106,7 +110,7 @@ class SequentialWindows(IterableDataset):
     padding windows (all targets ignored), so every rank runs the same number of batches.
 
     Args:
-        tokens: the split as a flat integer array (needs at least 2 tokens).
+        tokens: the split as a flat integer array or a `TokenArray` (needs at least 2 tokens).
         context_length: tokens per window (T).
         batch_size: windows per batch.
         rank, world_size: this process's place among the data-parallel processes.
@@ -119,7 +123,7 @@ class SequentialWindows(IterableDataset):
             raise ValueError(f"A split of {len(tokens)} tokens has nothing to predict; it needs at least 2 tokens.")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside [0, {world_size}).")
-        self.tokens = tokens
+        self.tokens = TokenArray.of(tokens)
         self.context_length = context_length
         self.batch_size = batch_size
         self.rank = rank

@@ -1,7 +1,7 @@
-"""Exact resume with two DDP processes on CPU (gloo): SIGKILL or SIGTERM to the whole process group after
-a checkpoint, then `--ckpt_path last`, ends bitwise equal to an uninterrupted two-process run, logs
-included (losses are logged every 4 steps, so the stop usually falls between logging steps and each
-rank's running mean of the train loss must be restored)."""
+"""Exact resume with two DDP processes on CPU (gloo), on a corpus of two files: SIGKILL or SIGTERM to the
+whole process group after a checkpoint, then `--ckpt_path last`, ends bitwise equal to an uninterrupted
+two-process run, logs included (losses are logged every 4 steps, so the stop usually falls between
+logging steps and each rank's running mean of the train loss must be restored)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 
 from cli_helpers import DEBUG_CONFIG, run_cli
 from fault_helpers import assert_same_logs, assert_same_training_state, run_and_interrupt
+from llm_lit.data.tokens import BUNDLED_CORPUS
 
 ARGS = ["fit", "--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "false",
         "--trainer.log_every_n_steps", "4", "--model.config.dropout", "0.1", "--trainer.max_steps", "20",
@@ -20,12 +21,31 @@ ARGS = ["fit", "--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "
 LAST = Path("checkpoints") / "debug" / "last.ckpt"
 
 
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> list[str]:
+    """The bundled corpus as two files: training windows span the file boundary."""
+    folder = tmp_path_factory.mktemp("corpus")
+    data = BUNDLED_CORPUS.read_bytes()
+    (folder / "a.txt").write_bytes(data[:600_000])
+    (folder / "b.txt").write_bytes(data[600_000:])
+    return ["--data.train_files", f"[{folder / 'a.txt'},{folder / 'b.txt'}]"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, cache, corpus) -> Path:
+    """One uninterrupted two-process run on the two-file corpus (overrides the conftest's, which runs ARGS alone)."""
+    root = tmp_path_factory.mktemp("ddp_uninterrupted")
+    result = run_cli([*ARGS, *corpus, "--data.cache_dir", str(cache)], cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root
+
+
 # SIGTERM is the DDP-specific path (all ranks agree on the stopping step) and runs by default; SIGKILL
 # adds nothing DDP-specific beyond the single-process test, so it runs with -m slow.
 @pytest.mark.parametrize("signum", [pytest.param(signal.SIGKILL, marks=pytest.mark.slow), signal.SIGTERM],
                          ids=["SIGKILL", "SIGTERM"])
-def test_ddp_interrupt_then_resume_is_exact(reference, cache, tmp_path, signum):
-    args = [*ARGS, "--data.cache_dir", str(cache)]
+def test_ddp_interrupt_then_resume_is_exact(reference, cache, corpus, tmp_path, signum):
+    args = [*ARGS, *corpus, "--data.cache_dir", str(cache)]
     stopped = run_and_interrupt(args, tmp_path, tmp_path / LAST, signum, after_step=5)
     if signum == signal.SIGTERM:
         assert stopped.returncode == 128 + signum, stopped.stderr[-3000:]
