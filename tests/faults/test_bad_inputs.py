@@ -56,6 +56,14 @@ def test_missing_corpus(workdir, capsys):
     assert "nope.txt' does not exist" in err
 
 
+def test_a_folder_given_as_the_corpus_is_named_as_a_folder(workdir, capsys):
+    (workdir / "books").mkdir()
+    (workdir / "books" / "a.txt").write_text("To be, or not to be.\n")
+    err = one_line_error(fit_args("--data.train_files", '["books"]'), capsys)
+    assert "The training corpus file 'books' is a folder; list the text files in it instead" in err
+    assert "--data.train_files '[books/a.txt]'" in err
+
+
 def test_empty_corpus(workdir, capsys):
     (workdir / "empty.txt").write_text("")
     err = one_line_error(fit_args("--data.train_files", '["empty.txt"]'), capsys)
