@@ -95,6 +95,15 @@ def test_non_utf8_corpus_with_replace_trains(workdir, capsys):
                          "--trainer.limit_val_batches", "1")) == 0
 
 
+def test_vocab_size_beyond_what_the_corpus_yields_is_refused_naming_the_size_it_has(workdir, capsys):
+    # 10 KB of text cannot give 100,000 tokens: the model would carry rows no token uses
+    (workdir / "short.txt").write_bytes(BUNDLED_CORPUS.read_bytes()[:10_000])
+    err = one_line_error(fit_args("--data.train_files", '["short.txt"]', "--data.vocab_size", "100000"), capsys)
+    have = int(err.split("has only ")[1].split(" tokens")[0].replace(",", ""))
+    assert 256 < have < 10_000
+    assert f"fewer than --data.vocab_size 100000" in err and f"pass --data.vocab_size {have} or less" in err
+
+
 def test_tokenizer_vocab_larger_than_the_model(tmp_path):
     (tmp_path / "c.txt").write_text(BUNDLED_CORPUS.read_text()[:20_000])
     vocab, merges = train_bpe(tmp_path / "c.txt", 300, special_tokens=["<|endoftext|>"])
