@@ -101,15 +101,23 @@ def test_a_skipped_step_leaves_weights_and_optimizer_state_untouched(tmp_path):
     assert not torch.equal(weights_next["model.ln_final.weight"], weights_after["model.ln_final.weight"])
 
 
-def test_non_finite_weights_are_never_saved(tmp_path):
+@pytest.mark.parametrize("previous", [False, True], ids=["no-previous-checkpoint", "a-previous-last-ckpt"])
+def test_non_finite_weights_are_never_saved(tmp_path, previous):
+    # the message says the previous checkpoint is intact only when there is one (it used to say so always)
     config = ModelConfig(vocab_size=270, context_length=16, d_model=32, n_layers=1, n_heads=2)
     module = LanguageModel(config, sample_prompts=[])
-    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False)
+    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False,
+                        callbacks=[ModelCheckpoint(dirpath=tmp_path, save_last=True)])
+    if previous:
+        (tmp_path / "last.ckpt").write_bytes(b"a checkpoint")
     module.trainer = trainer
     trainer.state.fn = "fit"
     with torch.no_grad():
         module.model.ln_final.weight[0] = math.inf
-    with pytest.raises(NonFiniteError, match="weights hold NaN or infinite values"):
+    fix = (rf"\(the previous one, {tmp_path / 'last.ckpt'}, is intact\)" if previous
+           else r"\(none was written before either\); lower model.optimizer.lr and start again")
+    with pytest.raises(NonFiniteError, match=rf"weights hold NaN or infinite values at step 0, so no checkpoint was "
+                                             rf"written {fix}"):
         module.on_save_checkpoint({})
 
 
