@@ -160,6 +160,30 @@ def test_truncated_or_corrupt_last_checkpoint(workdir, capsys, content):
     assert "last.ckpt' is truncated or corrupt" in err
 
 
+class _TouchesAFile:
+    """Unpickling this calls Path.touch: what a malicious checkpoint would do with os.system."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+@pytest.mark.parametrize("command", ["predict", "resume"])
+def test_a_checkpoint_whose_pickle_runs_code_is_refused_and_runs_nothing(workdir, capsys, command):
+    # the README's 'what is trusted': checkpoints are loaded with weights_only=True, so no code in them runs
+    ckpt = workdir / "evil.ckpt"
+    _fake_checkpoint(ckpt, ModelConfig(vocab_size=270, context_length=32, d_model=32, n_layers=2, n_heads=2))
+    checkpoint = torch.load(ckpt, weights_only=True)
+    torch.save({**checkpoint, "payload": _TouchesAFile(workdir / "ran")}, ckpt)
+    argv = (["predict", "--ckpt_path", str(ckpt), "--data.prompts", '["ROMEO:"]'] if command == "predict"
+            else fit_args("--ckpt_path", str(ckpt)))
+    err = one_line_error(argv, capsys)
+    assert "holds objects other than tensors and plain data, which are not loaded for safety" in err
+    assert not (workdir / "ran").exists()
+
+
 def test_prompt_longer_than_the_context(workdir, capsys):
     err = one_line_error(fit_args("--model.sample_prompts", '["' + "ROMEO: " * 40 + '"]'), capsys)
     assert "tokens long, more than the model's context of 32 tokens" in err
