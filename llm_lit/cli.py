@@ -19,6 +19,7 @@ stderr with exit code 2.
 from __future__ import annotations
 
 import difflib
+import signal
 import sys
 from argparse import ArgumentError
 from pathlib import Path
@@ -34,9 +35,10 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from llm_lit.accounting import main as accounting_main
 from llm_lit.callbacks import PredictionWriter
 from llm_lit.checkpoint import CHECKPOINT_DEFINES_MODEL, LoadedCheckpoint, apply_to_config, read_given_checkpoint
+from llm_lit.commands import unknown_key_message
 from llm_lit.data import TextDataModule
 from llm_lit.errors import UserError, one_line, print_error
-from llm_lit.guards import check_devices, check_writable_dir, require_max_steps
+from llm_lit.guards import check_devices, check_strategy, check_writable_dir, check_writable_file, require_max_steps
 from llm_lit.interop.export import main as export_main
 from llm_lit.interop.import_hf import main as import_main
 from llm_lit.lightning_compat import (NoHyperparametersInCheckpoints, add_listed_subcommand, option_keys, reworded,
@@ -45,9 +47,10 @@ from llm_lit.module import LanguageModel
 from llm_lit.plot import main as plot_main
 from llm_lit.precision import default_precision
 from llm_lit.quiet import silence_lightning_noise
-from llm_lit.resume import AtomicCheckpointIO, InterruptCheckpoint
+from llm_lit.resume import AtomicCheckpointIO, InterruptCheckpoint, SecondInterrupt, remove_stale_temporary_checkpoints
 from llm_lit.run_dir import (Run, SaveConfigOfFit, add_run_arguments, place_checkpoints, prediction_path,
                              resolve_last, trainer_placement)
+from llm_lit.run_lock import RunLock
 from tokenizer.errors import TokenizerError
 
 #: Subcommands handled outside LightningCLI: name -> (function(argv) returning an exit code or None for 0,
@@ -91,9 +94,12 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
         #: The run named by --out_dir/--run_name (or the config and corpus), and the version folder a fit writes to.
         self.run_folder: Optional[Run] = None
         self.version: Optional[Path] = None
-        quiet = {"exit_on_error": False}
-        parser_kwargs = {"exit_on_error": False, "prog": "llm_lit",
-                         **{name: dict(quiet) for name in self.subcommands()}}
+        #: The locks of the checkpoint folders fit writes into (released when this object goes).
+        self.run_locks: list[RunLock] = []
+        # allow_abbrev=False: argparse would otherwise take `--trainer.max_st` for `--trainer.max_steps`
+        # (a YAML file's keys are never abbreviated, so neither are flags).
+        strict = {"exit_on_error": False, "allow_abbrev": False}
+        parser_kwargs = {**strict, "prog": "llm_lit", **{name: dict(strict) for name in self.subcommands()}}
         super().__init__(LanguageModel, TextDataModule, subclass_mode_model=False, subclass_mode_data=False,
                          auto_configure_optimizers=False, parser_kwargs=parser_kwargs,
                          save_config_callback=SaveConfigOfFit, save_config_kwargs={"overwrite": True},
@@ -153,6 +159,7 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
         """The Trainer, with atomic checkpoint files and checkpoint-on-interrupt; device errors in one line."""
         config = self._setting(self.config_init, "trainer", default={})
         check_devices(config.get("accelerator"), config.get("devices"))
+        check_strategy(config.get("strategy"), config.get("accelerator"))
         plugins = config.get("plugins") or []
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
         if not any(isinstance(p, CheckpointIO) for p in plugins):
@@ -184,18 +191,39 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
         return config.get(str(self.subcommand), config).get(key, default)
 
     def before_fit(self) -> None:
-        """Check that checkpoints and logs can be written before any training time is spent."""
-        for callback in self.trainer.checkpoint_callbacks:
-            if isinstance(callback, ModelCheckpoint) and callback.dirpath:
-                check_writable_dir(callback.dirpath, "checkpoint", "--out_dir (or the checkpoint callback's dirpath)")
+        """Check every setting, and that checkpoints and logs can be written, before any data or training time
+        is spent; hold the checkpoint folders' locks (one fit per folder)."""
+        self.model.check_fit_settings(self.trainer)
+        folders = {Path(c.dirpath) for c in self.trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint) and c.dirpath}
+        for folder in sorted(folders):
+            check_writable_dir(folder, "checkpoint", "--out_dir (or the checkpoint callback's dirpath)")
+        if self.trainer.is_global_zero:  # one lock per folder for the whole job; held until this process ends
+            for held in sorted({self._locked_folder(folder) for folder in folders}):
+                self.run_locks.append(RunLock.acquire(held))
+            for folder in folders:
+                remove_stale_temporary_checkpoints(folder)
         for logger in self.trainer.loggers:
             if getattr(logger, "save_dir", None):
                 check_writable_dir(logger.save_dir, "log", "--out_dir (or the logger's save_dir)")
 
+    def after_fit(self) -> None:
+        """Let the next fit take the folders (a process that ends drops its locks anyway)."""
+        for lock in self.run_locks:
+            lock.release()
+
+    def _locked_folder(self, checkpoint_folder: Path) -> Path:
+        """The folder whose lock guards `checkpoint_folder`: the run's version folder when it lies inside it (its
+        lock file sits beside the version, so a fit refused or stopped early leaves no version behind), else itself."""
+        if self.version is not None and checkpoint_folder.absolute().is_relative_to(Path(self.version).absolute()):
+            return Path(self.version)
+        return checkpoint_folder
+
     def before_predict(self) -> None:
-        """Print and write the continuations (JSONL at data.predictions_path, by default in the checkpoint's run)."""
+        """Print and write the continuations (JSONL at data.predictions_path, by default in the checkpoint's run),
+        checking the path before anything is generated."""
         ckpt_path = self._setting(self.config, "ckpt_path")
         path = self.datamodule.predictions_path or prediction_path(self.run_folder, ckpt_path)
+        check_writable_file(path, "predictions", "--data.predictions_path")
         self.trainer.callbacks.append(PredictionWriter(path))
 
 
@@ -205,10 +233,7 @@ def _one_line(parser: LightningArgumentParser, error: ArgumentError, args: Any) 
     message = one_line(error)
     key = unknown_key(message)
     if key is not None:
-        keys = option_keys(subcommand_parser(parser, _subcommand_of(args)))
-        close = difflib.get_close_matches(key, keys, n=1, cutoff=0.5)
-        hint = f"did you mean '{close[0]}'?" if close else "see --help for the valid keys."
-        return f"Unknown config key '{key}'; {hint}"
+        return unknown_key_message(key, option_keys(subcommand_parser(parser, _subcommand_of(args))))
     return f"{reworded(message).rstrip('.')}; fix it (see --help for the valid values)."
 
 
@@ -243,6 +268,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
     except (UserError, TokenizerError) as e:
         return print_error(e)
+    except SecondInterrupt:
+        print("Aborted by a second Ctrl-C; no checkpoint written (the previous last.ckpt, if any, is intact).",
+              file=sys.stderr, flush=True)
+        return 128 + signal.SIGINT
 
 
 if __name__ == "__main__":

@@ -32,6 +32,10 @@ class SamplingConfigError(UserError, ValueError):
     """An invalid `SamplingConfig` or `generate` argument."""
 
 
+class UnusableWeightsError(UserError):
+    """The model's outputs are not finite: nothing can be sampled from it."""
+
+
 @dataclass
 class SamplingConfig:
     """How to pick each new token.
@@ -141,6 +145,9 @@ def _generate_batch(model: TransformerLM, tokens: Tensor, sampling: SamplingConf
     logits = model(tokens, kv_cache=cache)[:, -1]
     done = [False] * batch
     for step in range(sampling.max_new_tokens):
+        if not bool(torch.isfinite(logits).all()):  # else greedy picks garbage and sampling fails with a traceback
+            raise UnusableWeightsError("The model's next-token scores are NaN or infinite, so its weights are "
+                                       "unusable and nothing was generated; use an earlier checkpoint.")
         next_ids = sample_next(logits, sampling, generator)
         for row, token in enumerate(next_ids.tolist()):
             if done[row]:

@@ -24,10 +24,12 @@ def cli_env() -> dict[str, str]:
     return env
 
 
-def run_cli(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run `python -m llm_lit ARGS` in `cwd` to the end (so logs, checkpoints and caches land there)."""
-    return subprocess.run([sys.executable, "-m", "llm_lit", *args], cwd=cwd, env=cli_env(), capture_output=True,
-                          text=True, timeout=timeout)
+def run_cli(args: list[str], cwd: Path, timeout: float = 300, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess:
+    """Run `python -m llm_lit ARGS` in `cwd` to the end (so logs, checkpoints and caches land there),
+    in `env` (default `cli_env()`)."""
+    return subprocess.run([sys.executable, "-m", "llm_lit", *args], cwd=cwd, env=env or cli_env(),
+                          capture_output=True, text=True, timeout=timeout)
 
 
 #: Lightning messages a user cannot act on, which llm_lit silences (llm_lit/quiet.py): no run may print them.

@@ -165,10 +165,8 @@ class TextDataModule(L.LightningDataModule):
         if self.cache is None:
             self.cache = open_token_cache(self._cache_folder()) or self._prepare()
         self.tokenizer = self.given_tokenizer or _load_tokenizer(str(self.cache.tokenizer_path))
-        largest = self.cache.manifest.max_id()
-        if largest >= self.tokenizer.vocab_size:
-            raise UserError(f"The token cache '{self.cache.folder}' holds id {largest}, outside the tokenizer's "
-                            f"{self.tokenizer.vocab_size} ids; delete that folder so that it is rebuilt.")
+        self._check_trained_vocab_size()
+        self._check_ids()
         self.train_tokens = self.cache.split("train")
         self.val_tokens = self.cache.split("val")
         for name, tokens in (("training", self.train_tokens), ("validation", self.val_tokens)):
@@ -176,6 +174,29 @@ class TextDataModule(L.LightningDataModule):
                 raise UserError(
                     f"The {name} split has {len(tokens)} tokens, fewer than one window of {self.context_length + 1}; "
                     "use a longer corpus or a smaller model.config.context_length.")
+
+    def _check_trained_vocab_size(self) -> None:
+        """Refuse a trained tokenizer smaller than data.vocab_size: the corpus ran out of pairs to merge, and the
+        model (sized by the link from data.vocab_size) would carry embedding rows no token uses."""
+        have, asked = self.tokenizer.vocab_size, self._requested_vocab_size
+        if self.given_tokenizer is None and have < asked:
+            raise UserError(f"The tokenizer trained on this corpus has only {have:,} tokens (its text has no more pairs "
+                            f"to merge), fewer than --data.vocab_size {asked}, so {asked - have:,} rows of the model's "
+                            f"embedding would never be used; pass --data.vocab_size {have} or less (or more text).")
+
+    def _check_ids(self) -> None:
+        """Refuse a token file of the user's holding ids the tokenizer does not have, naming it. (The cache's own
+        shards never get here: building or checking the cache re-encodes a shard whose ids are out of range.)"""
+        vocab = self.tokenizer.vocab_size
+        if self.cache.manifest.max_id() < vocab:
+            return
+        given = [s.source.path for shards in self.cache.manifest.splits.values() for s in shards
+                 if s.max_id >= vocab and s.source.kind == "tokens"]
+        if given:
+            raise UserError(f"The token file '{given[0]}' holds ids beyond the tokenizer's {vocab}; encode its text "
+                            "again with this tokenizer (python -m tokenizer encode --tokenizer ...).")
+        raise UserError(f"The token cache '{self.cache.folder}' holds id {self.cache.manifest.max_id()}, outside the "
+                        f"tokenizer's {vocab} ids; delete that folder so that it is rebuilt.")
 
     # ------------------------------------------------------------------ loaders
     def _rank_and_world(self) -> tuple[int, int]:

@@ -69,6 +69,12 @@ def inspect_inputs(paths: Sequence[str | os.PathLike], what: str) -> list[InputF
 
 
 def _inspect(path: Path, what: str) -> InputFile:
+    if path.is_dir():
+        names = sorted(p.name for p in path.iterdir() if p.is_file() and not p.name.startswith("."))[:2]
+        example = ", ".join(str(path / name) for name in names) or f"{path}/a.txt"
+        flag = "--data.val_files" if what == "validation" else "--data.train_files"
+        raise UserError(f"The {what} file '{path}' is a folder; list the text files in it instead, "
+                        f"e.g. {flag} '[{example}]'.")
     if not path.is_file():
         raise UserError(f"The {what} file '{path}' does not exist; pass the path of an existing text file.")
     stat = path.stat()

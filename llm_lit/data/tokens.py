@@ -238,7 +238,7 @@ class _Builder:
         fingerprint = manifest.tokenizer["fingerprint"]
         for shards in manifest.splits.values():
             for shard in shards:
-                problem = _shard_problem(self.folder, shard, fingerprint)
+                problem = _shard_problem(self.folder, shard, fingerprint, manifest.tokenizer["vocab_size"])
                 if problem:
                     return problem
         return None
@@ -254,7 +254,7 @@ class _Builder:
         fingerprint = tok.fingerprint()
         reusable = {doc.key: self._token_input(doc, tok) for docs in plan.values() for doc in docs
                     if doc.input.kind == "tokens"}
-        reusable.update(self._reusable(old, fingerprint, plan))
+        reusable.update(self._reusable(old, tok, plan))
         todo = [(name, i, doc) for name, docs in plan.items() for i, doc in enumerate(docs) if doc.key not in reusable]
         self.log(f"token cache: building {self.folder} ({reason}): {len(todo)} of "
                  f"{sum(map(len, plan.values()))} documents to encode "
@@ -313,8 +313,9 @@ class _Builder:
             return None
         return tok if tok.fingerprint() == old.tokenizer.get("fingerprint") else None
 
-    def _reusable(self, old: Optional[Manifest], fingerprint: str, plan: dict[str, list[Document]]) -> dict[tuple, Shard]:
+    def _reusable(self, old: Optional[Manifest], tok: Tokenizer, plan: dict[str, list[Document]]) -> dict[tuple, Shard]:
         """The shards of `old` that still hold the tokens of a planned text document, by document key."""
+        fingerprint = tok.fingerprint()
         if old is None or old.tokenizer.get("fingerprint") != fingerprint:
             return {}
         by_key = {s.source.key: s for shards in old.splits.values() for s in shards if s.source.kind == "text"}
@@ -322,7 +323,7 @@ class _Builder:
         for docs in plan.values():
             for doc in docs:
                 shard = by_key.get(doc.key) if doc.input.kind == "text" else None
-                if shard is None or _shard_problem(self.folder, shard, fingerprint):
+                if shard is None or _shard_problem(self.folder, shard, fingerprint, tok.vocab_size):
                     continue
                 if doc.input.stat == (shard.source.size, shard.source.mtime_ns) and not self.verify_full:
                     reusable[doc.key] = shard
@@ -399,10 +400,13 @@ class _Builder:
                          "its space).")
 
 
-def _shard_problem(folder: Path, shard: Shard, fingerprint: str) -> Optional[str]:
-    """Why a shard of the cache cannot be trusted (missing, size or sidecar disagreeing), or None."""
+def _shard_problem(folder: Path, shard: Shard, fingerprint: str, vocab_size: int) -> Optional[str]:
+    """Why a shard of the cache cannot be trusted (missing, size or sidecar disagreeing, ids beyond the
+    tokenizer's `vocab_size`), or None."""
     if shard.source.kind == "tokens":
         return None  # the user's token file: checked by `inspect_inputs` and its stat
+    if shard.max_id >= vocab_size:
+        return f"shard {shard.file} holds id {shard.max_id}, beyond the tokenizer's {vocab_size} ids"
     path = shard.path(folder)
     if _stat(path) != (shard.num_tokens * np.dtype(shard.dtype).itemsize, shard.mtime_ns):
         return f"shard {shard.file} is missing or changed (size or modification time)"

@@ -161,3 +161,41 @@ def test_an_untrustworthy_token_cache_is_detected_and_rebuilt(tokenizer, tmp_pat
     assert new.read_bytes() == good and not shard.exists()  # a fresh shard; the damaged one is gone
     assert rebuilt.shard_paths("val") == cache.shard_paths("val")  # the intact shard is kept
     assert rebuilt.split("train").tolist() == np.frombuffer(good, dtype=np.uint16).tolist()
+
+
+def test_a_cache_recording_ids_beyond_the_vocabulary_is_rebuilt_not_refused(tokenizer, tmp_path):
+    # the README's promise: out-of-range ids inside the cache are rebuilt automatically (the run used to stop
+    # and ask for the folder to be deleted); here only the manifest knows, the shard's stat is unchanged
+    from llm_lit.data import TextDataModule
+
+    cache = _cache(tmp_path, tokenizer)
+    expected = cache.split("train").tolist()
+    (old_shard,) = cache.shard_paths("train")
+    manifest_path = cache.folder / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["splits"]["train"][0]["max_id"] = 60_000
+    manifest_path.write_text(json.dumps(manifest))
+    tokenizer.save(tmp_path / "tok.json")
+    data = TextDataModule(train_files=[str(tmp_path / "c.txt")], val_fraction=0.1, context_length=16,
+                          tokenizer_path=str(tmp_path / "tok.json"), cache_dir=str(tmp_path / "cache"))
+    data.prepare_data()
+    data.setup("fit")
+    assert data.cache.shard_paths("train") != [old_shard] and not old_shard.exists()  # re-encoded
+    assert data.cache.manifest.max_id() < tokenizer.vocab_size
+    assert data.train_tokens.tolist() == expected
+
+
+def test_a_given_token_file_with_ids_beyond_the_vocabulary_is_one_line_naming_it(tokenizer, tmp_path):
+    from llm_lit.data import TextDataModule
+
+    (tmp_path / "c.txt").write_bytes(BUNDLED_CORPUS.read_bytes()[:30_000])
+    write_token_file(tokenizer, tmp_path / "c.txt", tmp_path / "c.bin")
+    sidecar = json.loads((tmp_path / "c.bin.json").read_text())
+    sidecar["max_id"] = 60_000  # what its sidecar says about ids it holds
+    (tmp_path / "c.bin.json").write_text(json.dumps(sidecar))
+    tokenizer.save(tmp_path / "tok.json")
+    data = TextDataModule(train_files=[str(tmp_path / "c.bin")], context_length=16, cache_dir=str(tmp_path / "cache"),
+                          tokenizer_path=str(tmp_path / "tok.json"))
+    data.prepare_data()
+    with pytest.raises(UserError, match=rf"The token file '{tmp_path / 'c.bin'}' holds ids beyond the tokenizer's"):
+        data.setup("fit")

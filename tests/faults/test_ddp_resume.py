@@ -1,6 +1,7 @@
 """Exact resume with two DDP processes on CPU (gloo), on a corpus of two files: SIGKILL or SIGTERM to the
 whole process group after a checkpoint, then `--ckpt_path last`, ends bitwise equal to an uninterrupted
-two-process run."""
+two-process run, logs included (losses are logged every 4 steps, so the stop usually falls between
+logging steps and each rank's running mean of the train loss must be restored)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from fault_helpers import assert_same_logs, assert_same_training_state, run_and_
 from llm_lit.data.tokens import BUNDLED_CORPUS
 
 ARGS = ["fit", "--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "false",
-        "--trainer.log_every_n_steps", "1", "--model.config.dropout", "0.1", "--trainer.max_steps", "20",
+        "--trainer.log_every_n_steps", "4", "--model.config.dropout", "0.1", "--trainer.max_steps", "20",
         "--trainer.devices", "2", "--trainer.strategy", "ddp", "--data.batch_size", "8",
         "--model.sample_prompts", "[]"]
 LAST = DEBUG_CKPTS / "last.ckpt"
@@ -53,4 +54,4 @@ def test_ddp_interrupt_then_resume_is_exact(reference, cache, corpus, tmp_path, 
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_training_state(reference / LAST, tmp_path / LAST)
     assert_same_logs(reference / "runs", tmp_path / "runs", ("train/loss", "val/loss"),
-                     expect_steps=20)
+                     expect_steps=5)  # logger steps 3, 7, 11, 15, 19

@@ -14,6 +14,7 @@ from interop_helpers import make_config
 
 from llm_lit.interop.export import main as export_main
 from llm_lit.module import LanguageModel
+from llm_lit.resume import AtomicCheckpointIO
 
 ROOT = Path(__file__).resolve().parents[2]
 transformers = pytest.importorskip("transformers")
@@ -21,12 +22,13 @@ transformers = pytest.importorskip("transformers")
 
 @pytest.fixture(scope="module")
 def checkpoint(tok, tmp_path_factory) -> tuple[Path, LanguageModel]:
-    """A checkpoint written by Lightning's own `Trainer.save_checkpoint` of a `LanguageModel`."""
+    """A checkpoint written by Lightning's own `Trainer.save_checkpoint` of a `LanguageModel`, through the
+    checkpoint IO `llm_lit fit` uses (so it carries checksums, and loading it prints no note)."""
     torch.manual_seed(0)
     module = LanguageModel(make_config("gpt2"))
     module.set_tokenizer(tok)
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, accelerator="cpu", devices=1)
+                        enable_model_summary=False, accelerator="cpu", devices=1, plugins=[AtomicCheckpointIO()])
     trainer.strategy.connect(module)
     path = tmp_path_factory.mktemp("ckpt") / "last.ckpt"
     trainer.save_checkpoint(path)
