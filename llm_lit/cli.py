@@ -5,6 +5,7 @@
     llm_lit validate --config configs/shakespeare.yaml --ckpt_path checkpoints/shakespeare/last.ckpt
     llm_lit predict --ckpt_path checkpoints/shakespeare/last.ckpt --data.prompts '["ROMEO:"]'
     llm_lit accounting --preset gpt2-small --memory_gib 80 --device_name H100   # params, FLOPs, memory, MFU
+    llm_lit chat --ckpt_path checkpoints/shakespeare/last.ckpt                  # interactive sampling
 
 Everything is standard LightningCLI (`--config`, `--print_config`, `--trainer.*`,
 `--ckpt_path`). Added on top: `data.vocab_size` flows into `model.config.vocab_size` and
@@ -31,6 +32,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from llm_lit.accounting import main as accounting_main
 from llm_lit.callbacks import PredictionWriter
+from llm_lit.chat import main as chat_main
 from llm_lit.checkpoint import CHECKPOINT_DEFINES_MODEL, LoadedCheckpoint, apply_to_config, read_given_checkpoint
 from llm_lit.data import TextDataModule
 from llm_lit.errors import UserError, one_line, print_error
@@ -48,6 +50,7 @@ EXTRA_COMMANDS: dict[str, Callable[[list[str]], Optional[int]]] = {
     "export": export_main,  # llm_lit export --ckpt_path X --output DIR: a Hugging Face model folder
     "accounting": accounting_main,  # llm_lit accounting --preset gpt2-small --memory_gib 80: params, FLOPs, memory, MFU
     "import": import_main,  # llm_lit import --hf_dir DIR --output OUT: model.ckpt + config.yaml for fit
+    "chat": chat_main,  # llm_lit chat --ckpt_path X: load once, continue prompts typed or piped in, token by token
 }
 
 #: Trainer settings that differ from Lightning's defaults (configs and flags override them).

@@ -257,25 +257,52 @@ class LanguageModel(L.LightningModule):
     # ------------------------------------------------------------------ sampling
     def continue_texts(self, prompts: list[str]) -> list[dict[str, Any]]:
         """Continue each prompt with `self.sampling`; returns `{"prompt", "completion", "num_tokens"}` per prompt."""
-        if self.tokenizer is None:
-            raise UserError("The model has no tokenizer; predict from a checkpoint written by llm_lit fit "
-                            "(--ckpt_path PATH).")
-        eot = self.tokenizer.token_to_id(END_OF_TEXT)
+        self._require_tokenizer()
         ids = self.encode_prompts(prompts)
-        outputs = generate(self.model, ids, self.sampling, stop_tokens=[eot] if eot is not None else [])
+        outputs = generate(self.model, ids, self.sampling, stop_tokens=self.stop_ids())
         return [{"prompt": p, "completion": self.tokenizer.decode(out), "num_tokens": len(out)}
                 for p, out in zip(prompts, outputs)]
 
+    def _require_tokenizer(self) -> None:
+        if self.tokenizer is None:
+            raise UserError("The model has no tokenizer; predict from a checkpoint written by llm_lit fit "
+                            "(--ckpt_path PATH).")
+
+    def stop_ids(self) -> list[int]:
+        """Ids that end a continuation: those of `sampling.stop_tokens` when set, else the tokenizer's EOS
+        role, else <|endoftext|> (when the tokenizer has it)."""
+        names = self.sampling.stop_tokens
+        if names is None:
+            eos = self.tokenizer.role_id("eos")
+            if eos is not None:
+                return [eos]
+            eot = self.tokenizer.token_to_id(END_OF_TEXT)
+            return [eot] if eot is not None else []
+        ids = []
+        for name in names:
+            token_id = self.tokenizer.token_to_id(name) if name in self.tokenizer.special_tokens else None
+            if token_id is None:
+                raise UserError(f"model.sampling.stop_tokens names {name!r}, which is not a special token of the "
+                                f"tokenizer (it has {self.tokenizer.special_tokens}); pick one of those.")
+            ids.append(token_id)
+        return ids
+
     def encode_prompts(self, prompts: list[str], what: str = "prompt") -> list[list[int]]:
-        """Token ids of each prompt ('' becomes <|endoftext|>); refuses one longer than the context unless truncate_prompts."""
-        eot = self.tokenizer.token_to_id(END_OF_TEXT)
+        """Token ids of each prompt, after the tokenizer's BOS when it has one ('' becomes the BOS, else
+        <|endoftext|>); refuses one longer than the context unless truncate_prompts."""
+        self._require_tokenizer()
+        bos = self.tokenizer.role_id("bos")
+        start = bos if bos is not None else self.tokenizer.token_to_id(END_OF_TEXT)
         ids = []
         for i, prompt in enumerate(prompts):
             encoded = self.tokenizer.encode(prompt)
+            if bos is not None:
+                encoded = [bos] + encoded
             if not encoded:
-                if eot is None:
-                    raise UserError("An empty prompt needs an <|endoftext|> token to start from; pass a non-empty prompt.")
-                encoded = [eot]
+                if start is None:
+                    raise UserError("An empty prompt needs an <|endoftext|> or BOS token to start from; "
+                                    "pass a non-empty prompt.")
+                encoded = [start]
             context = self.config.context_length
             if len(encoded) > context and not self.truncate_prompts:
                 raise UserError(f"The {what} {prompt[:30]!r}... is {len(encoded)} tokens long, more than the model's "
