@@ -18,6 +18,7 @@ one line on stderr with exit code 2.
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 import warnings
 from argparse import ArgumentError
@@ -120,6 +121,17 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
             except ArgumentError as e:
                 raise UserError(_one_line(parser, e, args)) from None
 
+    def instantiate_classes(self) -> None:
+        """Instantiate as LightningCLI does; a class whose package is missing (e.g. WandbLogger without
+        wandb) is one line naming what to install."""
+        try:
+            super().instantiate_classes()
+        except (ValueError, ImportError) as e:
+            message = missing_package_message(e)
+            if message is None:
+                raise
+            raise UserError(message) from None
+
     def before_instantiate_classes(self) -> None:
         """Apply `torch_threads` before any tensor work."""
         threads = self._setting(self.config, "torch_threads")
@@ -168,6 +180,31 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
 
 
 # ---------------------------------------------------------------------- one-line errors
+#: Packages of optional integrations -> the llm_lit extra that installs them.
+EXTRAS = {"wandb": "wandb"}
+
+
+def missing_package_message(error: BaseException) -> Optional[str]:
+    """One sentence for an instantiation error caused by a missing package (None for any other error)."""
+    causes, cause = [], error
+    while cause is not None and len(causes) < 10:
+        causes.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    missing = next((c for c in causes if isinstance(c, ModuleNotFoundError)), None)
+    if missing is None:
+        return None
+    found = re.search(r"No module named '([\w.]+)'|Requirement '([A-Za-z0-9_.-]+)", str(missing))
+    package = (found.group(1) or found.group(2)) if found else getattr(missing, "name", None) or "?"
+    package = re.split(r"[<>=!~ ]", package.split(".")[0])[0]
+    owner = re.search(r"class_path '([\w.]+)'", one_line(error))
+    who = f"{owner.group(1).rsplit('.', 1)[-1]} needs" if owner else "This configuration needs"
+    if package in EXTRAS:
+        install = f"pip install 'llm_lit[{EXTRAS[package]}]' (or pip install {package})"
+    else:
+        install = f"pip install {package}"
+    return f"{who} the '{package}' package, which is not installed; {install}, or choose another class."
+
+
 def _one_line(parser: LightningArgumentParser, error: ArgumentError, args: Any) -> str:
     """A one-sentence version of a jsonargparse error, with the nearest valid key for unknown keys."""
     message = one_line(error)

@@ -27,6 +27,7 @@ from llm_lit.guards import (NonFiniteError, all_finite, config_differences, nonf
 from llm_lit.lightning_compat import attached_trainer
 from llm_lit.model import ModelConfig, TransformerLM
 from llm_lit.optim import OptimizerConfig, build_optimizer, clip_grad_norm
+from llm_lit.reporting import RunReport, log_samples
 from llm_lit.resume import RNG_KEY, micro_batch_seed, rng_states, set_rng_states
 from tokenizer import Tokenizer
 
@@ -64,7 +65,7 @@ class LanguageModel(L.LightningModule):
             compile: Apply torch.compile to the transformer (worth it on GPUs; slow to start on CPU).
             activation_checkpointing: Recompute each block in the backward pass instead of storing its activations (less memory for about a third more compute).
             sampling: How predict (and the samples logged at each validation) pick tokens.
-            sample_prompts: Prompts continued at each validation and logged to TensorBoard's text tab ('' starts from <|endoftext|>; [] disables).
+            sample_prompts: Prompts continued at each validation, printed on the console and sent to every logger that takes text (TensorBoard's text tab, a W&B table, samples.jsonl beside a CSV logger's metrics); '' starts from the BOS or <|endoftext|>; [] disables.
             skip_nonfinite: On a NaN/inf loss or gradient, skip that optimizer step (counted in train/skipped_steps) instead of stopping the run.
             truncate_prompts: Keep the last context_length tokens of a prompt longer than the context (with a warning) instead of refusing it.
         """
@@ -206,8 +207,9 @@ class LanguageModel(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step", "frequency": 1}}
 
     def configure_callbacks(self) -> list[L.Callback]:
-        """Train metrics written before each checkpoint, and tokens/s and MFU logging, during fit."""
-        return [TrainMetricsWriter(), SpeedMonitor()]
+        """Train metrics written before each checkpoint, tokens/s and MFU logging, and the hyperparameters
+        and end-of-fit summary (`llm_lit.reporting`), during fit."""
+        return [TrainMetricsWriter(), SpeedMonitor(), RunReport()]
 
     # ------------------------------------------------------------------ evaluation
     def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
@@ -316,15 +318,10 @@ class LanguageModel(L.LightningModule):
         return self.continue_texts(batch)
 
     def _log_samples(self) -> None:
-        # Every rank generates (sharded models need all ranks in each forward); rank 0 logs.
+        # Every rank generates (sharded models need all ranks in each forward); rank 0 shows them.
         if not self.sample_prompts or self.tokenizer is None:
             return
-        rows = self.continue_texts(self.sample_prompts)
-        text = "\n\n".join(f"    {(r['prompt'] + r['completion'])}".replace("\n", "\n    ") for r in rows)
-        for logger in self.loggers:
-            experiment = getattr(logger, "experiment", None)
-            if hasattr(experiment, "add_text"):
-                experiment.add_text("samples", text, global_step=self.global_step)
+        log_samples(self, self.continue_texts(self.sample_prompts), f"samples at step {self.global_step}")
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from llm_lit.cli import main
 from llm_lit.generation import SamplingConfig, generate
 from llm_lit.interop.export import export_hf
 from llm_lit.model import ModelConfig, TransformerLM
-from tests.cli_helpers import cli_env
+from cli_helpers import cli_env
 from tokenizer import Tokenizer
 
 CONFIG = dict(vocab_size=258, context_length=32, d_model=32, n_layers=1, n_heads=2)

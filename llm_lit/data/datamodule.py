@@ -160,8 +160,15 @@ class TextDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         """Find the token cache, or build it: train the tokenizer (unless given) and encode the corpus (with progress)."""
+        if self.trainer is not None and self.trainer.testing:
+            self._require_test_files()
         if self._needs_corpus():
             self.cache = self._prepare()
+
+    def _require_test_files(self) -> None:
+        if not self.test_files:
+            raise UserError("test scores a separate test split; pass --data.test_files FILE ... (the validation "
+                            "split is scored by llm_lit validate).")
 
     def _prepare(self) -> TokenCache:
         return prepare_token_cache(self.train_files, self.val_files, self.val_fraction, self._requested_vocab_size,
@@ -184,9 +191,8 @@ class TextDataModule(L.LightningDataModule):
         """
         if stage == "predict" or self.train_tokens is not None:
             return
-        if stage == "test" and not self.test_files:
-            raise UserError("test scores a separate test split; pass --data.test_files FILE ... (the validation "
-                            "split is scored by llm_lit validate).")
+        if stage == "test":
+            self._require_test_files()
         if self.cache is None:
             self.cache = open_token_cache(self._cache_folder()) or self._prepare()
         self.tokenizer, _, _ = with_roles(self.given_tokenizer or _load_tokenizer(str(self.cache.tokenizer_path)),
