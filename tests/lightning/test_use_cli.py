@@ -85,3 +85,24 @@ def test_bad_values_are_one_line(run, tmp_path, monkeypatch, capsys, args, messa
                  "--trainer.logger", "false", *args[1:]])
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
     assert code == 2 and len(err) == 1 and message in err[0], err
+
+
+def test_predict_starts_with_the_bos_and_stops_at_the_eos_role():
+    from llm_lit.generation import SamplingConfig
+    from llm_lit.model import ModelConfig
+    from llm_lit.module import LanguageModel
+    from tokenizer import Tokenizer
+
+    vocab = {0: b"</s>", **{1 + b: bytes([b]) for b in range(256)}}  # </s> is id 0: what an all-zero logit row picks
+    tok = Tokenizer(vocab, [], ["<|endoftext|>", "<s>", "</s>"], {"bos": "<s>", "eos": "</s>"})
+    module = LanguageModel(ModelConfig(vocab_size=259, context_length=8, d_model=16, n_layers=1, n_heads=2),
+                           sampling=SamplingConfig(max_new_tokens=3, temperature=0.0))
+    module.set_tokenizer(tok)
+    with torch.no_grad():
+        module.model.ln_final.weight.zero_()
+    bos = tok.role_id("bos")
+    assert module.encode_prompts(["ab", ""]) == [[bos] + tok.encode("ab"), [bos]]
+    assert module.stop_ids() == [0]
+    assert module.continue_texts(["ab"]) == [{"prompt": "ab", "completion": "", "num_tokens": 0}]
+    module.sampling = SamplingConfig(max_new_tokens=3, temperature=0.0, stop_tokens=[])
+    assert module.continue_texts(["ab"])[0]["completion"] == "</s></s></s>"
