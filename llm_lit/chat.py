@@ -15,6 +15,7 @@ settings and errors go to stderr, so piped output holds only the model's text.
 from __future__ import annotations
 
 import codecs
+import re
 import sys
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator, Optional, TextIO
@@ -216,6 +217,8 @@ def load_for_chat(ckpt_path: str, device: str) -> tuple[TransformerLM, Tokenizer
     """The model (eval mode, on `device`) and tokenizer of an llm_lit checkpoint or a Hugging Face folder."""
     from llm_lit.interop.load import load_pretrained
 
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise UserError(f"--device must be 'auto', 'cpu', 'cuda' or 'cuda:N' (got {device!r}); pass one of those.")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     elif device.startswith("cuda") and not torch.cuda.is_available():

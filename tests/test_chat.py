@@ -134,6 +134,7 @@ def test_bos_is_prepended_and_context_is_cut():
     (["--ckpt_path", "CKPT", "--top_k", "0"], "top_k must be a positive integer"),
     (["--ckpt_path", "CKPT", "--stop_tokens", '["</s>"]'], "--stop_tokens names '</s>'"),
     (["--ckpt_path", "CKPT", "--device", "cuda:0"], "no CUDA device is available"),
+    (["--ckpt_path", "CKPT", "--device", "gpu"], "--device must be 'auto', 'cpu', 'cuda' or 'cuda:N' (got 'gpu')"),
     (["--ckpt_path", "CKPT", "--tempreature", "1"], "tempreature"),
 ])
 def test_bad_arguments_are_one_line(tmp_path, capsys, args, message):
