@@ -91,7 +91,7 @@ class TextDataModule(L.LightningDataModule):
             tokenizer_sample_bytes: Train the tokenizer on about this many bytes of the training split, evenly spread and cut at exact pre-token boundaries (a smaller split is used whole).
             verify: 'stat' trusts a cached file whose size and modification time are unchanged; 'full' re-hashes every corpus file (and re-encodes what changed).
             test_files: Text (or .bin token) files of the test split that `llm_lit test` scores (never seen by fit or validate); without them `test` refuses to run.
-            eval_stride: Sliding-window evaluation for validate/test: windows of context_length tokens start every eval_stride tokens and each scores only its targets not scored before, so every token is scored once with up to context_length - eval_stride tokens of context (the Hugging Face perplexity guide's method); default: context_length (non-overlapping windows).
+            eval_stride: Sliding-window evaluation for validate/test: windows of context_length tokens start every eval_stride tokens and each scores only its targets not scored before, so every token is scored once, with at least context_length - eval_stride tokens of context after the first window (the Hugging Face perplexity guide's method); default: context_length (non-overlapping windows).
             bos_token: Special token that begins each document and each prompt (added to the trained tokenizer's special tokens; must be one of a given tokenizer's).
             eos_token: Special token that ends each document; generating it ends a continuation (default: none, and then <|endoftext|> stops generation when the tokenizer has it).
             pad_token: Special token that pads short evaluation windows (their padded targets are never scored).
@@ -189,10 +189,10 @@ class TextDataModule(L.LightningDataModule):
 
         Reuses what `prepare_data` found in this process; other ranks read the manifest once.
         """
-        if stage == "predict" or self.train_tokens is not None:
-            return
         if stage == "test":
             self._require_test_files()
+        if stage == "predict" or self.train_tokens is not None:
+            return
         if self.cache is None:
             self.cache = open_token_cache(self._cache_folder()) or self._prepare()
         self.tokenizer, _, _ = with_roles(self.given_tokenizer or _load_tokenizer(str(self.cache.tokenizer_path)),
