@@ -18,6 +18,7 @@ import codecs
 import re
 import sys
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Callable, Iterator, Optional, TextIO
 
 import torch
@@ -214,7 +215,8 @@ def _print_reply(session: ChatSession, prompt: str, out: TextIO) -> None:
 
 
 def load_for_chat(ckpt_path: str, device: str) -> tuple[TransformerLM, Tokenizer]:
-    """The model (eval mode, on `device`) and tokenizer of an llm_lit checkpoint or a Hugging Face folder."""
+    """The model (eval mode, on `device`) and tokenizer of an llm_lit checkpoint, a folder written by
+    `llm_lit import` (its model.ckpt) or a Hugging Face folder."""
     from llm_lit.interop.load import load_pretrained
 
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
@@ -223,7 +225,10 @@ def load_for_chat(ckpt_path: str, device: str) -> tuple[TransformerLM, Tokenizer
         device = "cuda" if torch.cuda.is_available() else "cpu"
     elif device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {device} was asked for but no CUDA device is available; pass --device cpu.")
-    model, tokenizer = load_pretrained(ckpt_path)
+    path = Path(ckpt_path).expanduser()
+    if path.is_dir() and not (path / "config.json").is_file() and (path / "model.ckpt").is_file():
+        path = path / "model.ckpt"  # a folder written by `llm_lit import`
+    model, tokenizer = load_pretrained(path)
     return model.to(device).eval(), tokenizer
 
 
@@ -250,7 +255,7 @@ def chat(ckpt_path: str, temperature: float = 0.8, top_k: Optional[int] = 50, to
     """Chat with a model: load it once, then continue each prompt typed (or piped) in, token by token.
 
     Args:
-        ckpt_path: An llm_lit checkpoint (.ckpt written by fit or import) or a Hugging Face model folder.
+        ckpt_path: An llm_lit checkpoint (.ckpt written by fit), a folder written by llm_lit import, or a Hugging Face model folder.
         temperature: Sampling temperature (0: greedy); /temperature changes it.
         top_k: Sample among the k most likely tokens (None: no limit); /top_k changes it.
         top_p: Sample from the smallest set of tokens whose probability reaches top_p (None: no limit); /top_p changes it.

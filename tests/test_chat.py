@@ -185,3 +185,17 @@ def test_cli_ctrl_c_at_the_prompt_exits_cleanly(tmp_path):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "Traceback" not in err
+
+
+def test_an_imported_folder_and_a_hugging_face_folder_load_the_same_model(tmp_path):
+    from llm_lit.chat import load_for_chat
+    from llm_lit.interop.import_hf import import_hf
+
+    model, tok = random_model(), byte_tokenizer(["<|endoftext|>", "<pad>"])
+    export_hf(model, tok, tmp_path / "hf")
+    import_hf(tmp_path / "hf", tmp_path / "imported")
+    for source in (tmp_path / "hf", tmp_path / "imported"):
+        loaded, loaded_tok = load_for_chat(str(source), "cpu")
+        assert loaded_tok.encode("hi there") == tok.encode("hi there")
+        x = torch.tensor([tok.encode("hello")])
+        torch.testing.assert_close(loaded(x), model(x), rtol=1e-5, atol=1e-5)
