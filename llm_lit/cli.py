@@ -6,6 +6,7 @@
     llm_lit predict --ckpt_path runs/shakespeare/version_0/checkpoints/last.ckpt --data.prompts '["ROMEO:"]'
     llm_lit plot                                                          # curves of the newest run
     llm_lit accounting --preset gpt2-small --memory_gib 80 --device_name H100   # params, FLOPs, memory, MFU
+    llm_lit chat --ckpt_path runs/shakespeare/version_0/checkpoints/last.ckpt  # interactive sampling
 
 Everything is standard LightningCLI (`--config`, `--print_config`, `--trainer.*`,
 `--ckpt_path`). Added on top: `data.vocab_size` flows into `model.config.vocab_size` and
@@ -19,6 +20,7 @@ stderr with exit code 2.
 from __future__ import annotations
 
 import difflib
+import re
 import signal
 import sys
 from argparse import ArgumentError
@@ -34,6 +36,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from llm_lit.accounting import main as accounting_main
 from llm_lit.callbacks import PredictionWriter
+from llm_lit.chat import main as chat_main
 from llm_lit.checkpoint import CHECKPOINT_DEFINES_MODEL, LoadedCheckpoint, apply_to_config, read_given_checkpoint
 from llm_lit.commands import unknown_key_message
 from llm_lit.data import TextDataModule
@@ -60,6 +63,7 @@ EXTRA_COMMANDS: dict[str, tuple[Callable[[list[str]], Optional[int]], str]] = {
     "import": (import_main, "Import a local Hugging Face Llama or GPT-2 folder as a checkpoint and config for fit."),
     "accounting": (accounting_main, "Parameters, FLOPs, memory and MFU of a model (--preset gpt2-small)."),
     "plot": (plot_main, "Plot a run's train/val loss and bits per byte as a PNG (llm_lit plot [LOG_DIR])."),
+    "chat": (chat_main, "Load a checkpoint once and continue prompts typed or piped in, token by token."),
 }
 
 #: Trainer settings that differ from Lightning's defaults (configs and flags override them). The checkpoint
@@ -149,6 +153,17 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
             except ArgumentError as e:
                 raise UserError(_one_line(parser, e, args)) from None
 
+    def instantiate_classes(self) -> None:
+        """Instantiate as LightningCLI does; a class whose package is missing (e.g. WandbLogger without
+        wandb) is one line naming what to install."""
+        try:
+            super().instantiate_classes()
+        except (ValueError, ImportError) as e:
+            message = missing_package_message(e)
+            if message is None:
+                raise
+            raise UserError(message) from None
+
     def before_instantiate_classes(self) -> None:
         """Apply `torch_threads` before any tensor work."""
         threads = self._setting(self.config, "torch_threads")
@@ -228,6 +243,31 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
 
 
 # ---------------------------------------------------------------------- one-line errors
+#: Packages of optional integrations -> the llm_lit extra that installs them.
+EXTRAS = {"wandb": "wandb"}
+
+
+def missing_package_message(error: BaseException) -> Optional[str]:
+    """One sentence for an instantiation error caused by a missing package (None for any other error)."""
+    causes, cause = [], error
+    while cause is not None and len(causes) < 10:
+        causes.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    missing = next((c for c in causes if isinstance(c, ModuleNotFoundError)), None)
+    if missing is None:
+        return None
+    found = re.search(r"No module named '([\w.]+)'|Requirement '([A-Za-z0-9_.-]+)", str(missing))
+    package = (found.group(1) or found.group(2)) if found else getattr(missing, "name", None) or "?"
+    package = re.split(r"[<>=!~ ]", package.split(".")[0])[0]
+    owner = re.search(r"class_path '([\w.]+)'", one_line(error))
+    who = f"{owner.group(1).rsplit('.', 1)[-1]} needs" if owner else "This configuration needs"
+    if package in EXTRAS:
+        install = f"pip install 'llm_lit[{EXTRAS[package]}]' (or pip install {package})"
+    else:
+        install = f"pip install {package}"
+    return f"{who} the '{package}' package, which is not installed; {install}, or choose another class."
+
+
 def _one_line(parser: LightningArgumentParser, error: ArgumentError, args: Any) -> str:
     """A one-sentence version of a jsonargparse error, with the nearest valid key for unknown keys."""
     message = one_line(error)

@@ -27,6 +27,7 @@ from llm_lit.guards import (NonFiniteError, all_finite, config_differences, nonf
 from llm_lit.lightning_compat import attached_trainer
 from llm_lit.model import ModelConfig, TransformerLM
 from llm_lit.optim import OptimizerConfig, build_optimizer, clip_grad_norm
+from llm_lit.reporting import RunReport, log_samples
 from llm_lit.resume import (RNG_KEY, ValidationAfterResume, last_checkpoint, micro_batch_seed, rng_states,
                             set_rng_states)
 from tokenizer import Tokenizer
@@ -76,7 +77,7 @@ class LanguageModel(L.LightningModule):
             compile: Apply torch.compile to the transformer (worth it on GPUs; slow to start on CPU).
             activation_checkpointing: Recompute each block in the backward pass instead of storing its activations (less memory for about a third more compute).
             sampling: How predict (and the samples logged at each validation) pick tokens.
-            sample_prompts: Prompts continued at each validation and logged to TensorBoard's text tab ('' starts from <|endoftext|>; [] disables).
+            sample_prompts: Prompts continued at each validation, printed on the console and sent to every logger that takes text (TensorBoard's text tab, a W&B table, samples.jsonl beside a CSV logger's metrics); '' starts from the BOS or <|endoftext|>; [] disables.
             skip_nonfinite: On a NaN/inf loss or gradient, skip that optimizer step (counted in train/skipped_steps) instead of stopping the run.
             truncate_prompts: Keep the last context_length tokens of a prompt longer than the context (with a warning) instead of refusing it.
         """
@@ -256,8 +257,9 @@ class LanguageModel(L.LightningModule):
 
     def configure_callbacks(self) -> list[L.Callback]:
         """Train metrics written before each checkpoint, a checkpoint's pending validation run after a
-        resume, and tokens/s and MFU logging, during fit."""
-        return [TrainMetricsWriter(), ValidationAfterResume(), SpeedMonitor()]
+        resume, tokens/s and MFU logging, and the hyperparameters and end-of-fit summary (`llm_lit.reporting`),
+        during fit."""
+        return [TrainMetricsWriter(), ValidationAfterResume(), SpeedMonitor(), RunReport()]
 
     # ------------------------------------------------------------------ evaluation
     def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
@@ -315,25 +317,52 @@ class LanguageModel(L.LightningModule):
     # ------------------------------------------------------------------ sampling
     def continue_texts(self, prompts: list[str]) -> list[dict[str, Any]]:
         """Continue each prompt with `self.sampling`; returns `{"prompt", "completion", "num_tokens"}` per prompt."""
-        if self.tokenizer is None:
-            raise UserError("The model has no tokenizer; predict from a checkpoint written by llm_lit fit "
-                            "(--ckpt_path PATH).")
-        eot = self.tokenizer.token_to_id(END_OF_TEXT)
+        self._require_tokenizer()
         ids = self.encode_prompts(prompts)
-        outputs = generate(self.model, ids, self.sampling, stop_tokens=[eot] if eot is not None else [])
+        outputs = generate(self.model, ids, self.sampling, stop_tokens=self.stop_ids())
         return [{"prompt": p, "completion": self.tokenizer.decode(out), "num_tokens": len(out)}
                 for p, out in zip(prompts, outputs)]
 
+    def _require_tokenizer(self) -> None:
+        if self.tokenizer is None:
+            raise UserError("The model has no tokenizer; predict from a checkpoint written by llm_lit fit "
+                            "(--ckpt_path PATH).")
+
+    def stop_ids(self) -> list[int]:
+        """Ids that end a continuation: those of `sampling.stop_tokens` when set, else the tokenizer's EOS
+        role, else <|endoftext|> (when the tokenizer has it)."""
+        names = self.sampling.stop_tokens
+        if names is None:
+            eos = self.tokenizer.role_id("eos")
+            if eos is not None:
+                return [eos]
+            eot = self.tokenizer.token_to_id(END_OF_TEXT)
+            return [eot] if eot is not None else []
+        ids = []
+        for name in names:
+            token_id = self.tokenizer.token_to_id(name) if name in self.tokenizer.special_tokens else None
+            if token_id is None:
+                raise UserError(f"model.sampling.stop_tokens names {name!r}, which is not a special token of the "
+                                f"tokenizer (it has {self.tokenizer.special_tokens}); pick one of those.")
+            ids.append(token_id)
+        return ids
+
     def encode_prompts(self, prompts: list[str], what: str = "prompt") -> list[list[int]]:
-        """Token ids of each prompt ('' becomes <|endoftext|>); refuses one longer than the context unless truncate_prompts."""
-        eot = self.tokenizer.token_to_id(END_OF_TEXT)
+        """Token ids of each prompt, after the tokenizer's BOS when it has one ('' becomes the BOS, else
+        <|endoftext|>); refuses one longer than the context unless truncate_prompts."""
+        self._require_tokenizer()
+        bos = self.tokenizer.role_id("bos")
+        start = bos if bos is not None else self.tokenizer.token_to_id(END_OF_TEXT)
         ids = []
         for i, prompt in enumerate(prompts):
             encoded = self.tokenizer.encode(prompt)
+            if bos is not None:
+                encoded = [bos] + encoded
             if not encoded:
-                if eot is None:
-                    raise UserError("An empty prompt needs an <|endoftext|> token to start from; pass a non-empty prompt.")
-                encoded = [eot]
+                if start is None:
+                    raise UserError("An empty prompt needs an <|endoftext|> or BOS token to start from; "
+                                    "pass a non-empty prompt.")
+                encoded = [start]
             context = self.config.context_length
             if len(encoded) > context and not self.truncate_prompts:
                 raise UserError(f"The {what} {prompt[:30]!r}... is {len(encoded)} tokens long, more than the model's "
@@ -347,15 +376,10 @@ class LanguageModel(L.LightningModule):
         return self.continue_texts(batch)
 
     def _log_samples(self) -> None:
-        # Every rank generates (sharded models need all ranks in each forward); rank 0 logs.
+        # Every rank generates (sharded models need all ranks in each forward); rank 0 shows them.
         if not self.sample_prompts or self.tokenizer is None:
             return
-        rows = self.continue_texts(self.sample_prompts)
-        text = "\n\n".join(f"    {(r['prompt'] + r['completion'])}".replace("\n", "\n    ") for r in rows)
-        for logger in self.loggers:
-            experiment = getattr(logger, "experiment", None)
-            if hasattr(experiment, "add_text"):
-                experiment.add_text("samples", text, global_step=self.global_step)
+        log_samples(self, self.continue_texts(self.sample_prompts), f"samples at step {self.global_step}")
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

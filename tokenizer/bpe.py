@@ -18,7 +18,7 @@ import os
 import threading
 from contextlib import contextmanager
 from itertools import chain, repeat
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import regex
 
@@ -26,6 +26,7 @@ from . import formats
 from .atomic import atomic_write
 from .errors import TokenizerError
 from .pretokenize import crosses_special, pretokens, special_token_regex, split_special
+from .roles import check_roles, roles_from_dict
 
 _SPACE = regex.compile(r"\s")
 
@@ -74,7 +75,8 @@ class Tokenizer:
 
     `vocab` maps ids to token bytes and must contain all 256 single bytes; `merges` are
     pairs of token bytes in rank order, each part and result in `vocab`. Special tokens
-    are never split; one not in `vocab` gets the next free id.
+    are never split; one not in `vocab` gets the next free id. `roles` names the special
+    tokens that act as BOS / EOS / PAD / UNK (see `roles.py`).
     """
 
     #: Most distinct pre-tokens kept in the encode cache before it is emptied.
@@ -84,10 +86,12 @@ class Tokenizer:
     #: Characters `encode_iterable` gathers before it encodes what is safe to encode.
     stream_buffer = 1 << 16
 
-    def __init__(self, vocab: dict[int, bytes], merges: Sequence[tuple[bytes, bytes]], special_tokens: Sequence[str] | None = None):
+    def __init__(self, vocab: dict[int, bytes], merges: Sequence[tuple[bytes, bytes]], special_tokens: Sequence[str] | None = None,
+                 roles: Mapping[str, str] | None = None):
         self._vocab = _checked_vocab(vocab)
         self._merges = [(bytes(a), bytes(b)) for a, b in merges]
         self._special_ids = self._add_special_tokens(special_tokens)
+        self._roles = check_roles(roles, list(self._special_ids))
         special_ids = set(self._special_ids.values())
         # bytes -> id for ordinary tokens; the lowest id wins if two share bytes.
         self._ids = {}
@@ -176,6 +180,23 @@ class Tokenizer:
     def token_to_id(self, s: str) -> int | None:
         """The id of special token `s`, or None if `s` is not a special token."""
         return self._special_ids.get(s)
+
+    @property
+    def roles(self) -> dict[str, str]:
+        """A copy of role -> special token, for the roles that are set ('bos', 'eos', 'pad', 'unk')."""
+        return dict(self._roles)
+
+    def role_id(self, role: str) -> int | None:
+        """The id of the special token playing `role` ('bos', 'eos', 'pad' or 'unk'), or None when no token does."""
+        token = self._roles.get(role)
+        return None if token is None else self._special_ids[token]
+
+    def with_roles(self, roles: Mapping[str, str | None]) -> "Tokenizer":
+        """This tokenizer with `roles` set (a None value leaves that role as it is); the same ids."""
+        merged = {**self._roles, **{k: v for k, v in roles.items() if v is not None}}
+        if merged == self._roles:
+            return self
+        return Tokenizer(self._vocab, self._merges, list(self._special_ids), merged)
 
     # ------------------------------------------------------------ encode / decode
 
@@ -342,22 +363,28 @@ class Tokenizer:
 
     def to_dict(self) -> dict:
         """The JSON-able form (format, version, vocab, merges, special tokens); embedded in checkpoints."""
-        return formats.to_dict(self._vocab, self._merges, list(self._special_ids))
+        d = formats.to_dict(self._vocab, self._merges, list(self._special_ids))
+        if self._roles:  # left out when empty: a tokenizer without roles is written as before they existed
+            d["roles"] = dict(self._roles)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Tokenizer":
         """Inverse of `to_dict`; TokenizerError for another format or version."""
         vocab, merges, special_tokens = formats.from_dict(d)
-        return cls(vocab, merges, special_tokens)
+        return cls(vocab, merges, special_tokens, roles_from_dict(d, special_tokens))
 
     def fingerprint(self) -> str:
-        """sha256 hex digest of the canonical JSON of `to_dict()`: equal tokenizers, equal fingerprints.
+        """sha256 hex digest of the canonical JSON of `to_dict()` less the roles: equal ids, equal fingerprints.
 
-        Computed once (a tokenizer never changes after it is built): it costs a JSON dump of the
-        whole vocabulary, and every token file's sidecar records it.
+        Roles are left out because they change no id (what a token file holds depends on the
+        ids alone). Computed once (a tokenizer never changes after it is built): it costs a
+        JSON dump of the whole vocabulary, and every token file's sidecar records it.
         """
         if self._fingerprint is None:
-            canonical = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+            d = self.to_dict()
+            d.pop("roles", None)
+            canonical = json.dumps(d, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
             self._fingerprint = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
         return self._fingerprint
 
@@ -371,7 +398,7 @@ class Tokenizer:
         """Read a file written by `save`; TokenizerError for a missing file or another format/version."""
         d = formats.read_json(path, "tokenizer file")
         vocab, merges, special_tokens = formats.from_dict(d, where=f"tokenizer file {path}")
-        return cls(vocab, merges, special_tokens)
+        return cls(vocab, merges, special_tokens, roles_from_dict(d, special_tokens, f"tokenizer file {path}"))
 
     @classmethod
     def from_gpt2_files(cls, vocab_json: str | os.PathLike, merges_txt: str | os.PathLike, special_tokens: Sequence[str] | None = None) -> "Tokenizer":
@@ -391,7 +418,8 @@ class Tokenizer:
         _write_text(path, json.dumps(d, ensure_ascii=False, indent=1), "tokenizer.json")
 
     def __repr__(self) -> str:
-        return f"Tokenizer(vocab_size={self.vocab_size}, merges={len(self._merges)}, special_tokens={self.special_tokens})"
+        roles = f", roles={self._roles}" if self._roles else ""
+        return f"Tokenizer(vocab_size={self.vocab_size}, merges={len(self._merges)}, special_tokens={self.special_tokens}{roles})"
 
 
 @contextmanager

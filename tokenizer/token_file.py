@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -66,6 +66,7 @@ def encode_ranges(
     utf8_errors: str = "strict",
     atomic: bool = True,
     desc: str = "encode",
+    replace: Mapping[int, Sequence[int]] | None = None,
 ) -> list[dict[str, Any]]:
     """Encode each byte range of a text file into its own token file (+ sidecar); returns the sidecars.
 
@@ -82,6 +83,8 @@ def encode_ranges(
             must be new; on error the partial file is removed. Sidecars are always atomic
             and written after their token file, so a token file is trusted only once complete.
         desc: the progress line's label.
+        replace: ids written as other ids, e.g. `{eot: (eos, bos)}` writes each end-of-text id as
+            EOS then BOS, wrapping the documents a text holds; recorded in the sidecar.
 
     Every range is read once, in order, by this process, which hashes it (the sidecar's
     `source_sha256`) and hands exact-cut blocks to the workers. A source file that changes
@@ -103,17 +106,38 @@ def encode_ranges(
             for index, ids, max_id, num_bytes, last in results:
                 if writer is None:
                     writer = _TokenWriter(outputs[index], atomic)
+                if replace:
+                    ids = replace_ids(ids, replace)
+                    max_id = int(ids.max()) if len(ids) else -1
                 writer.write(ids, max_id)
                 bar.update(num_bytes)
                 if last:
                     done, writer = writer, None
-                    sidecars.append(done.finish(_sidecar(tok, dtype, ranges[index], finished.pop(index), done,
-                                                         utf8_errors)))
+                    sidecar = _sidecar(tok, dtype, ranges[index], finished.pop(index), done, utf8_errors)
+                    if replace:
+                        sidecar["replaced"] = {str(k): list(v) for k, v in replace.items()}
+                    sidecars.append(done.finish(sidecar))
         except BaseException:
             if writer is not None:
                 writer.abandon()
             raise
     return sidecars
+
+
+def replace_ids(ids: np.ndarray, replace: Mapping[int, Sequence[int]]) -> np.ndarray:
+    """`ids` (1-D) with each id that is a key of `replace` written as the ids it maps to (possibly none)."""
+    for old, new in replace.items():
+        where = np.flatnonzero(ids == old)
+        if not len(where):
+            continue
+        counts = np.ones(len(ids), dtype=np.int64)
+        counts[where] = len(new)
+        out = np.repeat(ids, counts)  # each replaced id repeated len(new) times, then overwritten
+        first = where + np.arange(len(where)) * (len(new) - 1)  # where each replacement starts in `out`
+        for j, value in enumerate(new):
+            out[first + j] = value
+        ids = out
+    return ids
 
 
 def _sidecar(tok: Tokenizer, dtype: np.dtype, source: TextRange, seen: dict[str, Any], writer: "_TokenWriter",

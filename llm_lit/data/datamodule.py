@@ -26,7 +26,8 @@ from torch.utils.data import DataLoader
 from llm_lit.data.datasets import RandomWindows, SequentialWindows
 from llm_lit.data.token_array import TokenArray
 from llm_lit.data.tokens import (BUNDLED_CORPUS, DEFAULT_TOKENIZER_SAMPLE_BYTES, TokenCache, cache_folder,
-                                 cache_settings, check_num_proc, open_token_cache, prepare_token_cache)
+                                 cache_settings, check_num_proc, open_token_cache, prepare_token_cache,
+                                 with_roles)
 from llm_lit.errors import UserError
 from tokenizer import Tokenizer
 from tokenizer.errors import TokenizerError
@@ -59,6 +60,12 @@ class TextDataModule(L.LightningDataModule):
         num_proc: Optional[int] = None,
         tokenizer_sample_bytes: int = DEFAULT_TOKENIZER_SAMPLE_BYTES,
         verify: Literal["stat", "full"] = "stat",
+        test_files: Optional[list[str]] = None,
+        eval_stride: Optional[int] = None,
+        bos_token: Optional[str] = None,
+        eos_token: Optional[str] = None,
+        pad_token: Optional[str] = None,
+        unk_token: Optional[str] = None,
     ) -> None:
         """Configure the data; nothing is read or written until `prepare_data`.
 
@@ -83,13 +90,21 @@ class TextDataModule(L.LightningDataModule):
             num_proc: Processes that count pre-tokens (tokenizer training) and encode the corpus (default: every core).
             tokenizer_sample_bytes: Train the tokenizer on about this many bytes of the training split, evenly spread and cut at exact pre-token boundaries (a smaller split is used whole).
             verify: 'stat' trusts a cached file whose size and modification time are unchanged; 'full' re-hashes every corpus file (and re-encodes what changed).
+            test_files: Text (or .bin token) files of the test split that `llm_lit test` scores (never seen by fit or validate); without them `test` refuses to run.
+            eval_stride: Sliding-window evaluation for validate/test: windows of context_length tokens start every eval_stride tokens and each scores only its targets not scored before, so every token is scored once, with at least context_length - eval_stride tokens of context after the first window (the Hugging Face perplexity guide's method); default: context_length (non-overlapping windows).
+            bos_token: Special token that begins each document and each prompt (added to the trained tokenizer's special tokens; must be one of a given tokenizer's).
+            eos_token: Special token that ends each document; generating it ends a continuation (default: none, and then <|endoftext|> stops generation when the tokenizer has it).
+            pad_token: Special token that pads short evaluation windows (their padded targets are never scored).
+            unk_token: Special token that stands for unknown text; a byte-level BPE never needs it (it spells every byte), it is recorded for tools that ask (e.g. the Hugging Face export).
         """
         super().__init__()
         num_proc = check_num_proc(num_proc)
         problems = _check_numbers(val_fraction=val_fraction, vocab_size=vocab_size, context_length=context_length,
                                   batch_size=batch_size, val_batch_size=val_batch_size, seed=seed,
                                   num_workers=num_workers, predict_batch_size=predict_batch_size,
-                                  tokenizer_sample_bytes=tokenizer_sample_bytes)
+                                  tokenizer_sample_bytes=tokenizer_sample_bytes, eval_stride=eval_stride)
+        if eval_stride is not None and eval_stride > context_length:
+            problems.append(f"eval_stride must be at most context_length {context_length} (got {eval_stride})")
         if problems:
             raise UserError("Invalid data settings: " + "; ".join(problems) + "; fix these --data values.")
         self.train_files = list(train_files) if train_files else [str(BUNDLED_CORPUS)]
@@ -110,6 +125,10 @@ class TextDataModule(L.LightningDataModule):
         self.num_proc = num_proc
         self.tokenizer_sample_bytes = tokenizer_sample_bytes
         self.verify = verify
+        self.test_files = list(test_files) if test_files else None
+        self.eval_stride = eval_stride
+        self.roles = {role: token for role, token in (("bos", bos_token), ("eos", eos_token), ("pad", pad_token),
+                                                       ("unk", unk_token)) if token is not None}
 
         self.given_tokenizer = _load_tokenizer(tokenizer_path) if tokenizer_path else None
         self.tokenizer: Optional[Tokenizer] = self.given_tokenizer
@@ -117,6 +136,7 @@ class TextDataModule(L.LightningDataModule):
         self.cache: Optional[TokenCache] = None
         self.train_tokens: Optional[TokenArray] = None
         self.val_tokens: Optional[TokenArray] = None
+        self.test_tokens: Optional[TokenArray] = None
         self.train_batches_consumed = 0
 
     def use_tokenizer(self, tokenizer: Tokenizer) -> None:
@@ -140,36 +160,52 @@ class TextDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         """Find the token cache, or build it: train the tokenizer (unless given) and encode the corpus (with progress)."""
+        if self.trainer is not None and self.trainer.testing:
+            self._require_test_files()
         if self._needs_corpus():
             self.cache = self._prepare()
+
+    def _require_test_files(self) -> None:
+        if not self.test_files:
+            raise UserError("test scores a separate test split; pass --data.test_files FILE ... (the validation "
+                            "split is scored by llm_lit validate).")
 
     def _prepare(self) -> TokenCache:
         return prepare_token_cache(self.train_files, self.val_files, self.val_fraction, self._requested_vocab_size,
                                    self.special_tokens, self.cache_dir, tokenizer=self.given_tokenizer,
                                    utf8_errors=self.utf8_errors, num_proc=self.num_proc,
-                                   tokenizer_sample_bytes=self.tokenizer_sample_bytes, verify=self.verify, progress=True)
+                                   tokenizer_sample_bytes=self.tokenizer_sample_bytes, verify=self.verify, progress=True,
+                                   roles=self.roles, test_files=self.test_files)
 
     def _cache_folder(self) -> Path:
-        settings = cache_settings(self._requested_vocab_size, self.special_tokens,
-                                  None if self.val_files else self.val_fraction, self.given_tokenizer,
-                                  self.utf8_errors, self.tokenizer_sample_bytes)
-        return cache_folder(self.cache_dir, self.train_files, self.val_files, settings)[0]
+        given, special_tokens, roles = with_roles(self.given_tokenizer, self.special_tokens, self.roles)
+        settings = cache_settings(self._requested_vocab_size, special_tokens,
+                                  None if self.val_files else self.val_fraction, given,
+                                  self.utf8_errors, self.tokenizer_sample_bytes, roles)
+        return cache_folder(self.cache_dir, self.train_files, self.val_files, settings, self.test_files)[0]
 
     def setup(self, stage: str) -> None:
         """Open the cache's tokenizer and memory-map its shards (read-only); predict opens nothing.
 
         Reuses what `prepare_data` found in this process; other ranks read the manifest once.
         """
+        if stage == "test":
+            self._require_test_files()
         if stage == "predict" or self.train_tokens is not None:
             return
         if self.cache is None:
             self.cache = open_token_cache(self._cache_folder()) or self._prepare()
-        self.tokenizer = self.given_tokenizer or _load_tokenizer(str(self.cache.tokenizer_path))
+        self.tokenizer, _, _ = with_roles(self.given_tokenizer or _load_tokenizer(str(self.cache.tokenizer_path)),
+                                          self.special_tokens, self.roles)
         self._check_trained_vocab_size()
         self._check_ids()
         self.train_tokens = self.cache.split("train")
         self.val_tokens = self.cache.split("val")
-        for name, tokens in (("training", self.train_tokens), ("validation", self.val_tokens)):
+        self.test_tokens = self.cache.split("test") if self.test_files else None
+        splits = (("training", self.train_tokens), ("validation", self.val_tokens), ("test", self.test_tokens))
+        for name, tokens in splits:
+            if tokens is None:
+                continue
             if len(tokens) < self.context_length + 1:
                 raise UserError(
                     f"The {name} split has {len(tokens)} tokens, fewer than one window of {self.context_length + 1}; "
@@ -218,16 +254,18 @@ class TextDataModule(L.LightningDataModule):
 
     def _sequential(self, tokens: TokenArray) -> DataLoader:
         rank, world = self._rank_and_world()
-        windows = SequentialWindows(tokens, self.context_length, self.val_batch_size, rank=rank, world_size=world)
+        pad = self.tokenizer.role_id("pad") if self.tokenizer is not None else None
+        windows = SequentialWindows(tokens, self.context_length, self.val_batch_size, rank=rank, world_size=world,
+                                    pad_id=pad or 0, stride=self.eval_stride)
         return DataLoader(windows, batch_size=None, pin_memory=self._on_cuda())
 
     def val_dataloader(self) -> DataLoader:
-        """The validation split once, in non-overlapping windows shared out across ranks."""
+        """The validation split once, each target scored once (windows eval_stride apart), shared out across ranks."""
         return self._sequential(self.val_tokens)
 
     def test_dataloader(self) -> DataLoader:
-        """Same as validation: the held-out split once."""
-        return self._sequential(self.val_tokens)
+        """The test split (data.test_files) once, as validation scores its split."""
+        return self._sequential(self.test_tokens)
 
     def predict_dataloader(self) -> DataLoader:
         """Batches of prompt strings (the model encodes them with its checkpoint's tokenizer)."""
@@ -272,7 +310,7 @@ def _load_tokenizer(path: str) -> Tokenizer:
 
 
 def _read_prompts_file(path: Path) -> list[str]:
-    if not path.is_file():
+    if not path.exists() or path.is_dir():  # (not is_file(): /dev/stdin, a pipe, is fine)
         raise UserError(f"The prompts file '{path}' does not exist; pass an existing text or JSONL file.")
     lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if path.suffix == ".jsonl":

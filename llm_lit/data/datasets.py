@@ -101,13 +101,21 @@ class RandomWindows(IterableDataset):
 
 
 class SequentialWindows(IterableDataset):
-    """Every token of a split exactly once, in non-overlapping windows, as batches `(x, y)`.
+    """Every target of a split exactly once, in windows `stride` tokens apart, as batches `(x, y)`.
 
-    Window `k` holds inputs `tokens[k*T : k*T + T]` and targets shifted by one, so the
-    targets of all windows together are `tokens[1:]`, each once. The last window may be
-    short: it is padded with `pad_id` inputs and `IGNORE_INDEX` targets. Windows are dealt
-    to ranks round-robin (`k = rank, rank + W, ...`); ranks with fewer windows get empty
-    padding windows (all targets ignored), so every rank runs the same number of batches.
+    Window `k` starts at `s = k * stride` and holds inputs `tokens[s : s + T]` and targets
+    `tokens[s + 1 : s + T + 1]`. It scores only the targets that no earlier window scored:
+    all of them in window 0, the last `stride` of them after that (the others become
+    `IGNORE_INDEX`). So the scored targets of all windows together are `tokens[1:]`, each
+    once, and each target after the first window is predicted from at least `T - stride + 1`
+    and at most `T` tokens of context. With `stride == T` (the default) windows do not
+    overlap. This is the Hugging Face perplexity guide's sliding window with
+    `max_length = T + 1` (its windows hold the target after the last input).
+
+    The last window may be short: it is padded with `pad_id` inputs and `IGNORE_INDEX`
+    targets. Windows are dealt to ranks round-robin (`k = rank, rank + W, ...`); ranks with
+    fewer windows get empty padding windows (all targets ignored), so every rank runs the
+    same number of batches.
 
     Args:
         tokens: the split as a flat integer array or a `TokenArray` (needs at least 2 tokens).
@@ -115,25 +123,31 @@ class SequentialWindows(IterableDataset):
         batch_size: windows per batch.
         rank, world_size: this process's place among the data-parallel processes.
         pad_id: input id used for padding (its targets are ignored, so any valid id works).
+        stride: tokens between window starts, in [1, T] (default T).
     """
 
     def __init__(self, tokens: np.ndarray, context_length: int, batch_size: int, rank: int = 0,
-                 world_size: int = 1, pad_id: int = 0) -> None:
+                 world_size: int = 1, pad_id: int = 0, stride: int | None = None) -> None:
         if len(tokens) < 2:
             raise ValueError(f"A split of {len(tokens)} tokens has nothing to predict; it needs at least 2 tokens.")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside [0, {world_size}).")
+        stride = context_length if stride is None else stride
+        if not 1 <= stride <= context_length:
+            raise ValueError(f"stride must be in [1, {context_length}] (got {stride}).")
         self.tokens = TokenArray.of(tokens)
         self.context_length = context_length
         self.batch_size = batch_size
         self.rank = rank
         self.world_size = world_size
         self.pad_id = pad_id
+        self.stride = stride
 
     @property
     def num_windows(self) -> int:
-        """Windows needed to cover every target of the split once (all ranks together)."""
-        return math.ceil((len(self.tokens) - 1) / self.context_length)
+        """Windows needed to score every target of the split once (all ranks together)."""
+        beyond_first = len(self.tokens) - 1 - self.context_length  # targets after window 0's
+        return 1 + max(0, math.ceil(beyond_first / self.stride))
 
     @property
     def windows_per_rank(self) -> int:
@@ -149,10 +163,12 @@ class SequentialWindows(IterableDataset):
         x = np.full(self.context_length, self.pad_id, dtype=np.int64)
         y = np.full(self.context_length, IGNORE_INDEX, dtype=np.int64)
         if k < self.num_windows:
-            start = k * self.context_length
+            start = k * self.stride
             chunk = np.asarray(self.tokens[start:start + self.context_length + 1], dtype=np.int64)
             x[:len(chunk) - 1] = chunk[:-1]
             y[:len(chunk) - 1] = chunk[1:]
+            if k > 0:  # targets up to index start - stride + T were scored by window k - 1
+                y[:self.context_length - self.stride] = IGNORE_INDEX
         return x, y
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

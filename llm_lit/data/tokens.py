@@ -90,18 +90,30 @@ class TokenCache:
 
 
 def cache_settings(vocab_size: int, special_tokens: Sequence[str], val_fraction: Optional[float],
-                   tokenizer: Optional[Tokenizer], utf8_errors: str, tokenizer_sample_bytes: int) -> dict[str, Any]:
-    """Every setting that changes the cache's tokens (`val_fraction` is None when validation files are given)."""
-    return {"vocab_size": None if tokenizer else vocab_size, "special_tokens": list(special_tokens),
-            "val_fraction": val_fraction, "tokenizer": tokenizer.fingerprint() if tokenizer else None,
-            "utf8_errors": utf8_errors, "tokenizer_sample_bytes": None if tokenizer else tokenizer_sample_bytes}
+                   tokenizer: Optional[Tokenizer], utf8_errors: str, tokenizer_sample_bytes: int,
+                   roles: Optional[dict[str, str]] = None) -> dict[str, Any]:
+    """Every setting that changes the cache's tokens (`val_fraction` is None when validation files are given).
+
+    `roles` are the special-token roles in effect (a given tokenizer's own, else the ones the trained
+    tokenizer gets); they decide how documents are wrapped, and are left out when there are none, so a
+    cache built without roles keeps its key.
+    """
+    settings = {"vocab_size": None if tokenizer else vocab_size, "special_tokens": list(special_tokens),
+                "val_fraction": val_fraction, "tokenizer": tokenizer.fingerprint() if tokenizer else None,
+                "utf8_errors": utf8_errors, "tokenizer_sample_bytes": None if tokenizer else tokenizer_sample_bytes}
+    if roles:
+        settings["roles"] = dict(roles)
+    return settings
 
 
 def cache_folder(cache_dir: str | os.PathLike, train_files: Sequence[str | os.PathLike],
-                 val_files: Optional[Sequence[str | os.PathLike]], settings: dict[str, Any]) -> tuple[Path, str]:
+                 val_files: Optional[Sequence[str | os.PathLike]], settings: dict[str, Any],
+                 test_files: Optional[Sequence[str | os.PathLike]] = None) -> tuple[Path, str]:
     """The cache folder of these files and settings, and its key; reads nothing."""
     payload = {"layout": LAYOUT, "settings": settings, "train": [os.path.abspath(Path(p).expanduser()) for p in train_files],
                "val": [os.path.abspath(Path(p).expanduser()) for p in val_files or []]}
+    if test_files:  # (only then: the key of a cache without a test split is unchanged)
+        payload["test"] = [os.path.abspath(Path(p).expanduser()) for p in test_files]
     key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
     return Path(cache_dir).expanduser() / f"{Path(train_files[0]).stem}-{key}", key
 
@@ -125,6 +137,8 @@ def prepare_token_cache(
     tokenizer_sample_bytes: int = DEFAULT_TOKENIZER_SAMPLE_BYTES,
     verify: str = "stat",
     progress: bool = False,
+    roles: Optional[dict[str, str]] = None,
+    test_files: Optional[Sequence[str | os.PathLike]] = None,
 ) -> TokenCache:
     """Build, update or reuse the token cache of a corpus (see the module docstring).
 
@@ -141,6 +155,10 @@ def prepare_token_cache(
             split, evenly spread; a smaller split is used whole.
         verify: "stat" trusts files whose size and mtime are unchanged; "full" re-hashes them all.
         progress: print what is built and progress lines (MB done, MB/s, time left) on stderr.
+        roles: special-token roles (`{"bos": "<s>", "eos": "</s>"}`): set on the given tokenizer, or given to
+            the trained one (whose special tokens then include them); with a BOS or EOS every document is
+            wrapped in them (see `separator_policy`).
+        test_files: files of a test split (none when not given).
     """
     if utf8_errors not in ("strict", "replace"):
         raise UserError(f"utf8_errors must be 'strict' or 'replace' (got {utf8_errors!r}); fix --data.utf8_errors.")
@@ -152,13 +170,15 @@ def prepare_token_cache(
                         "fix --data.tokenizer_sample_bytes.")
     train = inspect_inputs(train_files, "training corpus")
     val = inspect_inputs(val_files, "validation") if val_files else []
-    if tokenizer is None and any(f.kind == "tokens" for f in train + val):
-        first = next(f for f in train + val if f.kind == "tokens")
+    test = inspect_inputs(test_files, "test") if test_files else []
+    tokenizer, special_tokens, roles = with_roles(tokenizer, list(special_tokens), roles)
+    if tokenizer is None and any(f.kind == "tokens" for f in train + val + test):
+        first = next(f for f in train + val + test if f.kind == "tokens")
         raise UserError(f"The token file '{first.path}' can only be used with the tokenizer that wrote it; pass that "
                         "tokenizer with --data.tokenizer_path.")
     settings = cache_settings(vocab_size, special_tokens, None if val else val_fraction, tokenizer, utf8_errors,
-                              tokenizer_sample_bytes)
-    folder, key = cache_folder(cache_dir, train_files, val_files, settings)
+                              tokenizer_sample_bytes, roles)
+    folder, key = cache_folder(cache_dir, train_files, val_files, settings, test_files)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -166,7 +186,7 @@ def prepare_token_cache(
                         "pass a writable --data.cache_dir.") from e
     log = _logger(progress)
     builder = _Builder(folder, key, settings, train, val, val_fraction, vocab_size, list(special_tokens), tokenizer,
-                       utf8_errors, num_proc, tokenizer_sample_bytes, verify == "full", progress, log)
+                       utf8_errors, num_proc, tokenizer_sample_bytes, verify == "full", progress, log, test, roles)
     manifest = read_manifest(folder)
     if manifest is not None and builder.why_not_current(manifest) is None:
         return TokenCache(folder, manifest)
@@ -176,6 +196,22 @@ def prepare_token_cache(
         if reason is None:
             return TokenCache(folder, manifest)
         return TokenCache(folder, builder.build(manifest, reason))
+
+
+def with_roles(tokenizer: Optional[Tokenizer], special_tokens: list[str], roles: Optional[dict[str, str]]
+               ) -> tuple[Optional[Tokenizer], list[str], dict[str, str]]:
+    """The tokenizer (given ones get `roles` set), the special tokens to train with (plus the role tokens
+    missing from them) and the roles in effect; `UserError` naming the setting for a role token a given
+    tokenizer lacks."""
+    roles = {k: v for k, v in (roles or {}).items() if v is not None}
+    if tokenizer is None:
+        return None, special_tokens + [t for t in dict.fromkeys(roles.values()) if t not in special_tokens], roles
+    for role, token in roles.items():
+        if tokenizer.token_to_id(token) is None:
+            raise UserError(f"data.{role}_token {token!r} is not a special token of the given tokenizer (it has "
+                            f"{tokenizer.special_tokens}); pick one of those or leave data.{role}_token unset.")
+    tokenizer = tokenizer.with_roles(roles)
+    return tokenizer, special_tokens, tokenizer.roles
 
 
 def check_num_proc(num_proc: Optional[int]) -> int:
@@ -213,9 +249,10 @@ class _Builder:
     def __init__(self, folder: Path, key: str, settings: dict[str, Any], train: list[InputFile], val: list[InputFile],
                  val_fraction: float, vocab_size: int, special_tokens: list[str], tokenizer: Optional[Tokenizer],
                  utf8_errors: str, num_proc: int, sample_bytes: int, verify_full: bool, progress: bool,
-                 log: Callable[[str], None]) -> None:
+                 log: Callable[[str], None], test: list[InputFile], roles: dict[str, str]) -> None:
         self.folder, self.key, self.settings = folder, key, settings
-        self.train, self.val, self.val_fraction = train, val, val_fraction
+        self.train, self.val, self.test, self.val_fraction = train, val, test, val_fraction
+        self.roles = roles
         self.vocab_size, self.special_tokens, self.given = vocab_size, special_tokens, tokenizer
         self.utf8_errors, self.num_proc, self.sample_bytes = utf8_errors, num_proc, sample_bytes
         self.verify_full, self.progress, self.log = verify_full, progress, log
@@ -232,7 +269,7 @@ class _Builder:
             return f"{TOKENIZER} is missing or changed"
         recorded = {s.source.path: (s.source.size, s.source.mtime_ns) for shards in manifest.splits.values()
                     for s in shards}
-        for f in self.train + self.val:
+        for f in self.train + self.val + self.test:
             if recorded.get(f.path) != f.stat:
                 return f"{f.path} changed (size or modification time)"
         fingerprint = manifest.tokenizer["fingerprint"]
@@ -250,8 +287,9 @@ class _Builder:
             self._note_old_format()
         separator_text = _separator_text(self.given.special_tokens if self.given else self.special_tokens)
         plan = plan_splits(self.train, self.val, self.val_fraction, len(separator_text.encode("utf-8")))
+        if self.test:
+            plan["test"] = [Document(f, 0, f.length) for f in self.test]
         tok, tokenizer_record = self._tokenizer(old, plan["train"])
-        fingerprint = tok.fingerprint()
         reusable = {doc.key: self._token_input(doc, tok) for docs in plan.values() for doc in docs
                     if doc.input.kind == "tokens"}
         reusable.update(self._reusable(old, tok, plan))
@@ -272,7 +310,7 @@ class _Builder:
                 raise UserError(f"Cannot write the tokenizer into the token cache '{self.folder}' ({e}); "
                                 "pass a writable --data.cache_dir.") from None
             tokenizer_record["size"], tokenizer_record["mtime_ns"] = _stat(self.folder / TOKENIZER)
-        manifest = Manifest(self.key, self.settings, tokenizer_record, _separator_policy(tok), shards,
+        manifest = Manifest(self.key, self.settings, tokenizer_record, separator_policy(tok), shards,
                             built_by=f"{socket.gethostname()}:{os.getpid()}")
         try:
             write_manifest(self.folder, manifest)
@@ -300,7 +338,7 @@ class _Builder:
                                                 progress=self.progress, utf8_errors=self.utf8_errors)
         except NotUTF8Error as e:
             raise _not_utf8(e) from None
-        tok = Tokenizer(vocab, merges, self.special_tokens)
+        tok = Tokenizer(vocab, merges, self.special_tokens, self.roles)
         return tok, {"file": TOKENIZER, "fingerprint": tok.fingerprint(), "vocab_size": tok.vocab_size,
                      "trained_on_bytes": sampled}
 
@@ -342,7 +380,7 @@ class _Builder:
         sidecars: list[dict[str, Any]] = []
         try:
             sidecars = encode_ranges(tok, ranges, outputs, self.num_proc, self.progress, self.utf8_errors,
-                                     atomic=False)
+                                     atomic=False, replace=document_replacements(tok))
             for (_, _, doc), sidecar in zip(todo, sidecars):  # as planned, as read, and as it is now
                 if not doc.input.stat == (sidecar["source_file_bytes"], sidecar["source_mtime_ns"]) == \
                         _stat(Path(doc.input.path)):
@@ -436,11 +474,36 @@ def _separator_text(special_tokens: Sequence[str]) -> str:
     return special_tokens[0] if special_tokens else "\n\n"
 
 
-def _separator_policy(tok: Tokenizer) -> SeparatorPolicy:
-    """Today's policy: the first special token's id between documents (the ids of a blank line without one)."""
+def separator_policy(tok: Tokenizer) -> SeparatorPolicy:
+    """How the documents of a split join: wrapped in the tokenizer's BOS and EOS when it has either role,
+    else the first special token's id between them (the ids of a blank line without one).
+
+    When the BOS and EOS are the same token (GPT-2's convention) one of it follows each document.
+    """
+    bos, eos = tok.role_id("bos"), tok.role_id("eos")
+    if bos is not None or eos is not None:
+        before = (bos,) if bos is not None and bos != eos else ()
+        return SeparatorPolicy(before_each=before, after_each=(eos,) if eos is not None else ())
     if tok.special_tokens:
         return SeparatorPolicy(between=(tok.token_to_id(tok.special_tokens[0]),))
     return SeparatorPolicy(between=tuple(tok.encode("\n\n")))
+
+
+def document_replacements(tok: Tokenizer) -> Optional[dict[int, tuple[int, ...]]]:
+    """Ids written as others in a shard so that every document inside a file is wrapped too.
+
+    A file may hold several documents separated by the end-of-text token (the first special
+    token). With a BOS or EOS role, each end-of-text id inside the text becomes the EOS and BOS
+    that close one document and open the next (`separator_policy` wraps the file's first and
+    last); None when nothing changes (no roles, or the end-of-text token is the EOS and there is
+    no separate BOS).
+    """
+    policy = separator_policy(tok)
+    if not tok.special_tokens or policy.between:
+        return None
+    end_of_text = tok.token_to_id(tok.special_tokens[0])
+    replacement = policy.after_each + policy.before_each
+    return None if replacement == (end_of_text,) else {end_of_text: replacement}
 
 
 def _stat(path: Path) -> tuple[Optional[int], Optional[int]]:
@@ -458,4 +521,5 @@ def _not_utf8(e: NotUTF8Error) -> UserError:
 
 
 __all__ = ["BUNDLED_CORPUS", "DEFAULT_TOKENIZER_SAMPLE_BYTES", "TokenCache", "cache_folder", "cache_settings",
-           "check_num_proc", "hash_range", "open_token_cache", "prepare_token_cache"]
+           "check_num_proc", "document_replacements", "hash_range", "open_token_cache", "prepare_token_cache",
+           "separator_policy", "with_roles"]

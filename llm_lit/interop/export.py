@@ -31,7 +31,7 @@ import torch
 
 from llm_lit.errors import UserError
 from llm_lit.interop import hf_gpt2, hf_llama
-from llm_lit.interop.hf_tokenizer import end_of_text_id, write_hf_tokenizer, write_json
+from llm_lit.interop.hf_tokenizer import end_of_text_id, hf_role_ids, write_hf_tokenizer, write_json
 from llm_lit.interop.safetensors_io import save_file
 from llm_lit.model import ModelConfig, TransformerLM
 from tokenizer import Tokenizer
@@ -84,7 +84,10 @@ def hf_files(model: TransformerLM, tokenizer: Tokenizer | None) -> tuple[dict, d
     layout = hf_layout(model.config)
     module = hf_llama if layout == "llama" else hf_gpt2
     eot = end_of_text_id(tokenizer) if tokenizer is not None else None
-    return module.to_hf_config(model.config, eot), module.to_hf_state_dict(model.state_dict(), model.config)
+    config = module.to_hf_config(model.config, eot)
+    if tokenizer is not None:
+        config.update(hf_role_ids(tokenizer))  # the special-token roles (BOS / EOS / PAD)
+    return config, module.to_hf_state_dict(model.state_dict(), model.config)
 
 
 def export_hf(model: TransformerLM, tokenizer: Tokenizer | None, out_dir: str | os.PathLike,
@@ -120,7 +123,9 @@ def export_hf(model: TransformerLM, tokenizer: Tokenizer | None, out_dir: str | 
 
 
 def _generation_config(config: dict) -> dict:
-    return {"bos_token_id": config["bos_token_id"], "eos_token_id": config["eos_token_id"]}
+    """bos / eos / pad ids: transformers' `generate` stops at the eos and pads uneven batches with the pad."""
+    keys = ("bos_token_id", "eos_token_id", "pad_token_id")
+    return {k: config[k] for k in keys if config.get(k) is not None or k != "pad_token_id"}
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ logging steps and each rank's running mean of the train loss must be restored)."
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 import pytest
 

@@ -47,7 +47,7 @@ def loads(monkeypatch) -> list:
 
 @pytest.mark.parametrize("argv", [
     ["validate", "--data.val_batch_size", "512"],
-    ["test", "--data.val_batch_size", "512"],
+    ["test", "--data.val_batch_size", "512", "--data.test_files", f'["{BUNDLED_CORPUS}"]'],
     ["predict", "--data.prompts", '["ROMEO:"]', "--model.sampling.max_new_tokens", "4",
      "--data.predictions_path", "preds.jsonl"],
 ], ids=["validate", "test", "predict"])
