@@ -14,7 +14,7 @@ import torch
 from llm_lit.checkpoint import load_checkpoint
 from llm_lit.cli import main
 from llm_lit.data.tokens import BUNDLED_CORPUS
-from cli_helpers import DEBUG_CONFIG, run_cli, scalars
+from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG, run_cli, scalars
 
 ROLES = ["--data.special_tokens", '["<|endoftext|>", "<s>", "</s>"]', "--data.bos_token", "<s>",
          "--data.eos_token", "</s>"]
@@ -39,20 +39,21 @@ def test_fit_prints_samples_and_a_summary_and_logs_hyperparameters(run):
     summary = out[out.index("fit finished at step 10"):]
     assert "best val/loss" in summary and "val/bpb" in summary and "best-step10.ckpt" in summary
     assert "last checkpoint: " in summary and "last.ckpt" in summary and "logs: " in summary
-    hparams = next((run / "lightning_logs").rglob("hparams.yaml")).read_text()
+    hparams = next((run / "runs").rglob("hparams.yaml")).read_text()
     for setting in ("d_model: 32", "eval_stride: 16", "bos: <s>", "lr: 0.01", "max_new_tokens: 16"):
         assert setting in hparams
 
 
 def test_the_checkpoint_carries_the_roles(run):
-    _, tok = load_checkpoint(run / "checkpoints" / "debug" / "last.ckpt")
+    _, tok = load_checkpoint(run / DEBUG_CKPTS / "last.ckpt")
     assert tok.roles == {"bos": "<s>", "eos": "</s>"}
 
 
 def test_test_scores_the_test_file_with_a_stride_as_a_direct_computation(run):
-    ckpt = run / "checkpoints" / "debug" / "last.ckpt"
+    ckpt = run / DEBUG_CKPTS / "last.ckpt"
     result = run_cli(["test", "--ckpt_path", str(ckpt), "--data.test_files", '["test.txt"]',
-                      "--data.eval_stride", "16", "--trainer.default_root_dir", "test_root",
+                      "--data.eval_stride", "16", "--trainer.logger", "lightning.pytorch.loggers.TensorBoardLogger",
+                      "--trainer.logger.init_args.save_dir", "test_root",
                       "--trainer.enable_progress_bar", "false"], run)
     assert result.returncode == 0, result.stderr[-3000:]
     [(_, got)] = scalars(run / "test_root", "test/loss")
@@ -80,7 +81,7 @@ def test_test_scores_the_test_file_with_a_stride_as_a_direct_computation(run):
 def test_bad_values_are_one_line(run, tmp_path, monkeypatch, capsys, args, message):
     shutil.copytree(run / ".llm_lit_cache", tmp_path / ".llm_lit_cache")
     monkeypatch.chdir(tmp_path)
-    ckpt = run / "checkpoints" / "debug" / "last.ckpt"
+    ckpt = run / DEBUG_CKPTS / "last.ckpt"
     code = main([args[0], "--ckpt_path", str(ckpt), "--trainer.enable_progress_bar", "false",
                  "--trainer.logger", "false", *args[1:]])
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
