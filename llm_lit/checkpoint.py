@@ -26,7 +26,7 @@ import torch
 
 from llm_lit.errors import UserError
 from llm_lit.model import ModelConfig, TransformerLM
-from tokenizer import Tokenizer
+from tokenizer import AnyTokenizer, tokenizer_from_dict
 from tokenizer.atomic import atomic_path
 
 CHECKPOINT_KEY = "llm_lit"
@@ -81,14 +81,14 @@ def model_state_dict(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
             if k.startswith(prefix)}
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[TransformerLM, Tokenizer]:
-    """Rebuild `(TransformerLM, Tokenizer)` from an llm_lit checkpoint alone (model on CPU, eval mode)."""
+def load_checkpoint(path: str | os.PathLike) -> tuple[TransformerLM, AnyTokenizer]:
+    """Rebuild `(TransformerLM, tokenizer)` (BPE or char) from an llm_lit checkpoint alone (model on CPU, eval mode)."""
     checkpoint = read_checkpoint(path)
     payload = checkpoint_payload(checkpoint, path)
     if payload.get("tokenizer") is None:
         raise UserError(f"The checkpoint '{path}' carries no tokenizer; pass a checkpoint saved by llm_lit fit.")
     config = ModelConfig.from_dict(payload["model_config"])
-    tokenizer = Tokenizer.from_dict(payload["tokenizer"])
+    tokenizer = tokenizer_from_dict(payload["tokenizer"])
     model = TransformerLM(config)
     try:
         model.load_state_dict(model_state_dict(checkpoint), strict=True)
@@ -98,7 +98,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[TransformerLM, Tokenizer]:
     return model.eval(), tokenizer
 
 
-def llm_lit_section(config: ModelConfig, tokenizer: Optional[Tokenizer], skipped_steps: int = 0) -> dict[str, Any]:
+def llm_lit_section(config: ModelConfig, tokenizer: Optional[AnyTokenizer], skipped_steps: int = 0) -> dict[str, Any]:
     """The `"llm_lit"` section of a checkpoint: format version, model config and tokenizer as plain data."""
     return {
         "version": CHECKPOINT_VERSION,
@@ -108,7 +108,7 @@ def llm_lit_section(config: ModelConfig, tokenizer: Optional[Tokenizer], skipped
     }
 
 
-def write_checkpoint(model: TransformerLM, tokenizer: Optional[Tokenizer], path: str | os.PathLike) -> None:
+def write_checkpoint(model: TransformerLM, tokenizer: Optional[AnyTokenizer], path: str | os.PathLike) -> None:
     """Write `model` and `tokenizer` as an llm_lit checkpoint at step 0 with no optimizer state, atomically.
 
     It is what `Trainer.save_checkpoint` writes for a fresh `LanguageModel`, less the loop and
@@ -128,10 +128,10 @@ def write_checkpoint(model: TransformerLM, tokenizer: Optional[Tokenizer], path:
         torch.save(checkpoint, tmp)
 
 
-def same_tokenizer(tokenizer: Tokenizer, saved: dict[str, Any]) -> bool:
+def same_tokenizer(tokenizer: AnyTokenizer, saved: dict[str, Any]) -> bool:
     """Whether the tokenizer dict of a checkpoint is `tokenizer`: equal dicts (cheap), else equal
     fingerprints (the same tokenizer written in another version of the format)."""
-    return tokenizer.to_dict() == saved or tokenizer.fingerprint() == Tokenizer.from_dict(saved).fingerprint()
+    return tokenizer.to_dict() == saved or tokenizer.fingerprint() == tokenizer_from_dict(saved).fingerprint()
 
 
 # ---------------------------------------------------------------------- a checkpoint read once
@@ -170,10 +170,10 @@ class LoadedCheckpoint:
         """The architecture the checkpoint was written with."""
         return ModelConfig.from_dict(self.payload["model_config"])
 
-    def tokenizer(self) -> Optional[Tokenizer]:
+    def tokenizer(self) -> Optional[AnyTokenizer]:
         """The tokenizer the checkpoint carries (None for a checkpoint without one)."""
         saved = self.payload.get("tokenizer")
-        return Tokenizer.from_dict(saved) if saved is not None else None
+        return tokenizer_from_dict(saved) if saved is not None else None
 
     def take(self, path: str | os.PathLike) -> Optional[dict[str, Any]]:
         """The contents, once, if `path` is this same, unchanged file (else None: read it anew).

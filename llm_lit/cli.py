@@ -36,6 +36,8 @@ from llm_lit.data import TextDataModule
 from llm_lit.errors import UserError, one_line, print_error
 from llm_lit.guards import check_devices, check_writable_dir, require_max_steps
 from llm_lit.interop.export import main as export_main
+from llm_lit.init_from import InitialWeights, init_settings, read_initial_weights
+from llm_lit.init_from import main as tokenizer_main
 from llm_lit.interop.import_hf import main as import_main
 from llm_lit.lightning_compat import (NoHyperparametersInCheckpoints, option_keys, reworded, subcommand_parser,
                                       unknown_key)
@@ -48,6 +50,7 @@ EXTRA_COMMANDS: dict[str, Callable[[list[str]], Optional[int]]] = {
     "export": export_main,  # llm_lit export --ckpt_path X --output DIR: a Hugging Face model folder
     "accounting": accounting_main,  # llm_lit accounting --preset gpt2-small --memory_gib 80: params, FLOPs, memory, MFU
     "import": import_main,  # llm_lit import --hf_dir DIR --output OUT: model.ckpt + config.yaml for fit
+    "tokenizer": tokenizer_main,  # llm_lit tokenizer --ckpt_path X --output tok.json: a checkpoint's tokenizer
 }
 
 #: Trainer settings that differ from Lightning's defaults (configs and flags override them).
@@ -78,6 +81,8 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
     def __init__(self, args: Optional[list[str]] = None, run: bool = True) -> None:
         #: The `--ckpt_path` file, read once at parse time (None for 'last', 'best' or no checkpoint).
         self.checkpoint: Optional[LoadedCheckpoint] = None
+        #: The `--model.init_from` weights, read once at parse time.
+        self.initial_weights: Optional[InitialWeights] = None
         quiet = {"exit_on_error": False}
         parser_kwargs = {"exit_on_error": False, **{name: dict(quiet) for name in self.subcommands()}}
         super().__init__(LanguageModel, TextDataModule, subclass_mode_model=False, subclass_mode_data=False,
@@ -109,6 +114,15 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
             require_max_steps(config.trainer.max_steps)
         if config.get("weights_only") is None and "weights_only" in config:
             config.weights_only = True  # never unpickle arbitrary objects from a checkpoint
+        init_from = config.model.get("init_from") if "model" in config else None
+        if init_from:  # its architecture and vocabulary, as a checkpoint's below
+            self.initial_weights = read_initial_weights(init_from)
+            settings = init_settings(self.initial_weights, _as_dict(config.model.config))
+            try:
+                self.config = parser.parse_object({subcommand: settings}, self.config)
+            except ArgumentError as e:
+                raise UserError(_one_line(parser, e, args)) from None
+            config = self.config[subcommand]
         self.checkpoint = read_given_checkpoint(config.get("ckpt_path"))  # a bad file stops here, in one line
         if self.checkpoint is not None and subcommand in CHECKPOINT_DEFINES_MODEL:
             # The checkpoint defines the architecture and the tokenizer; config files need not repeat them.
@@ -140,7 +154,12 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
         return trainer
 
     def after_instantiate_classes(self) -> None:
-        """Hand the checkpoint's tokenizer to the DataModule, in memory (validate, test and predict)."""
+        """Hand the init_from weights to the model, and its tokenizer (or, for validate, test and predict, the
+        checkpoint's) to the DataModule, in memory."""
+        if self.initial_weights is not None:
+            self.model.initial_weights = self.initial_weights
+            if self.initial_weights.tokenizer is not None:
+                self.datamodule.use_tokenizer(self.initial_weights.tokenizer)
         if self.checkpoint is not None and self.subcommand in CHECKPOINT_DEFINES_MODEL:
             tokenizer = self.checkpoint.tokenizer()
             if tokenizer is not None:
@@ -175,6 +194,11 @@ def _one_line(parser: LightningArgumentParser, error: ArgumentError, args: Any) 
         hint = f"did you mean '{close[0]}'?" if close else "see --help for the valid keys."
         return f"Unknown config key '{key}'; {hint}"
     return f"{reworded(message).rstrip('.')}; fix it (see --help for the valid values)."
+
+
+def _as_dict(namespace: Any) -> dict[str, Any]:
+    """A parsed (jsonargparse) namespace, or a plain dict, as a dict."""
+    return namespace.as_dict() if hasattr(namespace, "as_dict") else dict(namespace or {})
 
 
 def _subcommand_of(args: Any) -> Optional[str]:

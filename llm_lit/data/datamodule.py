@@ -28,7 +28,7 @@ from llm_lit.data.token_array import TokenArray
 from llm_lit.data.tokens import (BUNDLED_CORPUS, DEFAULT_TOKENIZER_SAMPLE_BYTES, TokenCache, cache_folder,
                                  cache_settings, check_num_proc, open_token_cache, prepare_token_cache)
 from llm_lit.errors import UserError
-from tokenizer import Tokenizer
+from tokenizer import AnyTokenizer, CharTokenizer, load_tokenizer
 from tokenizer.errors import TokenizerError
 
 DEFAULT_SPECIAL_TOKENS = ["<|endoftext|>"]
@@ -112,14 +112,14 @@ class TextDataModule(L.LightningDataModule):
         self.verify = verify
 
         self.given_tokenizer = _load_tokenizer(tokenizer_path) if tokenizer_path else None
-        self.tokenizer: Optional[Tokenizer] = self.given_tokenizer
+        self.tokenizer: Optional[AnyTokenizer] = self.given_tokenizer
         self._requested_vocab_size = vocab_size
         self.cache: Optional[TokenCache] = None
         self.train_tokens: Optional[TokenArray] = None
         self.val_tokens: Optional[TokenArray] = None
         self.train_batches_consumed = 0
 
-    def use_tokenizer(self, tokenizer: Tokenizer) -> None:
+    def use_tokenizer(self, tokenizer: AnyTokenizer) -> None:
         """Use `tokenizer` (e.g. a checkpoint's, passed in memory) instead of tokenizer_path or training one.
 
         Call it before `prepare_data`; the token cache is keyed by its fingerprint as for any given tokenizer.
@@ -238,12 +238,12 @@ class TextDataModule(L.LightningDataModule):
         self.train_batches_consumed = int(state_dict.get("train_batches_consumed", 0))
 
 
-def _load_tokenizer(path: str) -> Tokenizer:
+def _load_tokenizer(path: str) -> AnyTokenizer:
     if not Path(path).expanduser().is_file():
         raise UserError(f"The tokenizer file '{path}' does not exist; pass a tokenizer saved by Tokenizer.save, "
                         "or leave --data.tokenizer_path unset to train one.")
     try:
-        return Tokenizer.load(Path(path).expanduser())
+        return load_tokenizer(Path(path).expanduser())  # BPE or char
     except TokenizerError:
         raise
     except (OSError, ValueError, KeyError) as e:
