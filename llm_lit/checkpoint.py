@@ -209,15 +209,20 @@ def read_given_checkpoint(ckpt_path: Optional[str]) -> Optional[LoadedCheckpoint
 def checkpoint_settings(checkpoint: LoadedCheckpoint) -> dict[str, Any]:
     """The settings a checkpoint imposes on validate, test and predict: its architecture and vocabulary.
 
-    When the checkpoint carries a tokenizer, `data.tokenizer_path` is cleared: that tokenizer goes to the
+    When the checkpoint carries a tokenizer, `data.tokenizer_path` is cleared (`CARRIED_TOKENIZER`): that tokenizer goes to the
     DataModule in memory (`TextDataModule.use_tokenizer`). `data.context_length` follows through the
     parse-time link.
     """
     model_config = checkpoint.model_config().to_dict()
     data: dict[str, Any] = {"vocab_size": model_config["vocab_size"]}
     if checkpoint.payload.get("tokenizer") is not None:
-        data["tokenizer_path"] = None
+        data.update(CARRIED_TOKENIZER)
     return {"model": {"config": model_config}, "data": data}
+
+
+#: The data settings of a run whose tokenizer is carried in (a checkpoint's, of either kind, handed to the
+#: DataModule in memory): no file, and no char alphabet of its own (kind 'bpe' builds nothing at instantiation).
+CARRIED_TOKENIZER = {"tokenizer_path": None, "tokenizer_kind": "bpe", "unk_token": None}
 
 
 def apply_to_config(parser: Any, config: Any, subcommand: str, checkpoint: LoadedCheckpoint) -> Any:

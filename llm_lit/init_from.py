@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 import torch
 
-from llm_lit.checkpoint import LoadedCheckpoint, model_state_dict
+from llm_lit.checkpoint import CARRIED_TOKENIZER, LoadedCheckpoint, model_state_dict
 from llm_lit.errors import UserError
 from llm_lit.model import ModelConfig
 from tokenizer import AnyTokenizer
@@ -69,7 +69,7 @@ def init_settings(initial: InitialWeights, configured: dict[str, Any]) -> dict[s
     model_config.pop("attention", None)  # the deprecated alias of kernels
     data: dict[str, Any] = {"vocab_size": model_config["vocab_size"]}
     if initial.tokenizer is not None:
-        data["tokenizer_path"] = None
+        data.update(CARRIED_TOKENIZER)
     return {"model": {"config": model_config}, "data": data}
 
 

@@ -30,6 +30,7 @@ from llm_lit.data.tokens import (BUNDLED_CORPUS, DEFAULT_TOKENIZER_SAMPLE_BYTES,
 from llm_lit.errors import UserError
 from tokenizer import AnyTokenizer, CharTokenizer, load_tokenizer
 from tokenizer.errors import TokenizerError
+from tokenizer.pretokenize import TextRange
 
 DEFAULT_SPECIAL_TOKENS = ["<|endoftext|>"]
 
@@ -59,6 +60,8 @@ class TextDataModule(L.LightningDataModule):
         num_proc: Optional[int] = None,
         tokenizer_sample_bytes: int = DEFAULT_TOKENIZER_SAMPLE_BYTES,
         verify: Literal["stat", "full"] = "stat",
+        tokenizer_kind: Literal["bpe", "char"] = "bpe",
+        unk_token: Optional[str] = None,
     ) -> None:
         """Configure the data; nothing is read or written until `prepare_data`.
 
@@ -82,6 +85,8 @@ class TextDataModule(L.LightningDataModule):
             utf8_errors: 'strict' refuses a corpus that is not UTF-8 (naming the byte offset); 'replace' replaces invalid bytes with U+FFFD.
             num_proc: Processes that count pre-tokens (tokenizer training) and encode the corpus (default: every core).
             tokenizer_sample_bytes: Train the tokenizer on about this many bytes of the training split, evenly spread and cut at exact pre-token boundaries (a smaller split is used whole).
+            tokenizer_kind: 'bpe' trains a byte-level BPE tokenizer of vocab_size tokens on the corpus; 'char' gives every character of the corpus (training and validation files) an id, then the special tokens (vocab_size is then the alphabet's size; nanoGPT's shakespeare_char).
+            unk_token: With tokenizer_kind 'char': a special token that every character outside the alphabet becomes (e.g. in prompts); None refuses such characters.
             verify: 'stat' trusts a cached file whose size and modification time are unchanged; 'full' re-hashes every corpus file (and re-encodes what changed).
         """
         super().__init__()
@@ -90,6 +95,7 @@ class TextDataModule(L.LightningDataModule):
                                   batch_size=batch_size, val_batch_size=val_batch_size, seed=seed,
                                   num_workers=num_workers, predict_batch_size=predict_batch_size,
                                   tokenizer_sample_bytes=tokenizer_sample_bytes)
+        problems += _check_kind(tokenizer_kind, unk_token, tokenizer_path, train_files, val_files)
         if problems:
             raise UserError("Invalid data settings: " + "; ".join(problems) + "; fix these --data values.")
         self.train_files = list(train_files) if train_files else [str(BUNDLED_CORPUS)]
@@ -110,8 +116,13 @@ class TextDataModule(L.LightningDataModule):
         self.num_proc = num_proc
         self.tokenizer_sample_bytes = tokenizer_sample_bytes
         self.verify = verify
+        self.tokenizer_kind = tokenizer_kind
+        self.unk_token = unk_token
 
         self.given_tokenizer = _load_tokenizer(tokenizer_path) if tokenizer_path else None
+        if tokenizer_kind == "char" and self.given_tokenizer is not None and not isinstance(self.given_tokenizer, CharTokenizer):
+            raise UserError(f"data.tokenizer_kind is 'char' but data.tokenizer_path '{tokenizer_path}' holds a byte-level "
+                            "BPE tokenizer; pass a char tokenizer file or drop one of the two settings.")
         self.tokenizer: Optional[AnyTokenizer] = self.given_tokenizer
         self._requested_vocab_size = vocab_size
         self.cache: Optional[TokenCache] = None
@@ -128,10 +139,27 @@ class TextDataModule(L.LightningDataModule):
 
     @property
     def vocab_size(self) -> int:
-        """Vocabulary size: the given tokenizer's, else the size the tokenizer will be trained to."""
+        """Vocabulary size: the given tokenizer's (a char tokenizer is built now), else the size the BPE
+        tokenizer will be trained to."""
+        self._build_char_tokenizer()
         if self.given_tokenizer is not None:
             return self.given_tokenizer.vocab_size
         return self._requested_vocab_size
+
+    def _build_char_tokenizer(self) -> None:
+        """With tokenizer_kind 'char' and no tokenizer yet: the alphabet of every training and validation file.
+
+        Every rank builds it (one read of the text, fast for the corpora char models train on), so every
+        rank finds the same token cache, keyed by its fingerprint as for a given tokenizer.
+        """
+        if self.tokenizer_kind != "char" or self.given_tokenizer is not None:
+            return
+        files = self.train_files + (self.val_files or [])
+        missing = next((f for f in files if not Path(f).expanduser().is_file()), None)
+        if missing is not None:
+            raise UserError(f"The corpus file '{missing}' does not exist; fix --data.train_files or --data.val_files.")
+        ranges = [TextRange.whole(Path(f).expanduser()) for f in files]
+        self.use_tokenizer(CharTokenizer.from_ranges(ranges, self.special_tokens, self.unk_token, self.utf8_errors))
 
     # ------------------------------------------------------------------ preparing and opening
     def _needs_corpus(self) -> bool:
@@ -141,6 +169,7 @@ class TextDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """Find the token cache, or build it: train the tokenizer (unless given) and encode the corpus (with progress)."""
         if self._needs_corpus():
+            self._build_char_tokenizer()
             self.cache = self._prepare()
 
     def _prepare(self) -> TokenCache:
@@ -162,6 +191,7 @@ class TextDataModule(L.LightningDataModule):
         """
         if stage == "predict" or self.train_tokens is not None:
             return
+        self._build_char_tokenizer()
         if self.cache is None:
             self.cache = open_token_cache(self._cache_folder()) or self._prepare()
         self.tokenizer = self.given_tokenizer or _load_tokenizer(str(self.cache.tokenizer_path))
@@ -261,6 +291,21 @@ def _read_prompts_file(path: Path) -> list[str]:
             raise UserError(f"The prompts file '{path}' is not JSONL of {{\"prompt\": ...}} objects ({e}); "
                             "fix it or pass plain text, one prompt per line.") from e
     return [line.replace("\\n", "\n") for line in lines]
+
+
+def _check_kind(kind: str, unk_token: Optional[str], tokenizer_path: Optional[str], train_files: Optional[list[str]],
+                val_files: Optional[list[str]]) -> list[str]:
+    """Problems of the tokenizer kind settings (an unk token is a char tokenizer's; a char alphabet is read from text)."""
+    problems = []
+    if unk_token is not None and kind != "char" and not tokenizer_path:
+        problems.append(f"unk_token ({unk_token!r}) applies only with tokenizer_kind char (byte-level BPE encodes any text)")
+    if unk_token == "":
+        problems.append("unk_token must be a non-empty string such as '<|unk|>'")
+    token_files = [f for f in (train_files or []) + (val_files or []) if str(f).endswith(".bin")]
+    if kind == "char" and token_files and not tokenizer_path:
+        problems.append(f"tokenizer_kind char builds its alphabet from text, but '{token_files[0]}' is a token file "
+                        "(pass the tokenizer that wrote it with tokenizer_path)")
+    return problems
 
 
 def _check_numbers(**values: Any) -> list[str]:

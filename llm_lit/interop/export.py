@@ -102,6 +102,11 @@ def export_hf(model: TransformerLM, tokenizer: Tokenizer | None, out_dir: str | 
         raise UserError(f"export_hf needs a TransformerLM, got {type(model).__name__}; pass the model itself (e.g. module.model).")
     if dtype not in _DTYPES:
         raise UserError(f"dtype must be one of {', '.join(_DTYPES)} (got {dtype!r}); pick one of them.")
+    if tokenizer is not None and not isinstance(tokenizer, Tokenizer):
+        raise UserError(f"The model's tokenizer is {type(tokenizer).__name__} (character-level), which has no counterpart in "
+                        "Hugging Face's GPT-2 or Llama tokenizers (they are byte-level BPE), so AutoTokenizer could not load "
+                        "it; export a model trained with data.tokenizer_kind bpe, or call export_hf with tokenizer=None for "
+                        "the weights alone.")
     if tokenizer is not None and tokenizer.vocab_size > model.config.vocab_size:
         raise UserError(
             f"The tokenizer has {tokenizer.vocab_size} ids but the model only {model.config.vocab_size}; "
