@@ -25,7 +25,7 @@ import lightning
 import torch
 
 from llm_lit.errors import UserError
-from llm_lit.model import ModelConfig, TransformerLM
+from llm_lit.model import ModelConfig, TransformerLM, build_model
 from tokenizer import AnyTokenizer, tokenizer_from_dict
 from tokenizer.atomic import atomic_path
 
@@ -89,7 +89,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[TransformerLM, AnyTokenize
         raise UserError(f"The checkpoint '{path}' carries no tokenizer; pass a checkpoint saved by llm_lit fit.")
     config = ModelConfig.from_dict(payload["model_config"])
     tokenizer = tokenizer_from_dict(payload["tokenizer"])
-    model = TransformerLM(config)
+    model = build_model(config)
     try:
         model.load_state_dict(model_state_dict(checkpoint), strict=True)
     except RuntimeError as e:

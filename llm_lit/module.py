@@ -26,7 +26,7 @@ from llm_lit.guards import (NonFiniteError, all_finite, config_differences, nonf
                             state_dict_mismatch)
 from llm_lit.init_from import InitialWeights, read_initial_weights
 from llm_lit.lightning_compat import attached_trainer
-from llm_lit.model import ModelConfig, TransformerLM
+from llm_lit.model import ModelConfig, build_model
 from llm_lit.optim import OptimizerConfig, build_optimizer, clip_grad_norm
 from llm_lit.resume import RNG_KEY, micro_batch_seed, rng_states, set_rng_states
 from tokenizer import AnyTokenizer, tokenizer_from_dict
@@ -90,7 +90,7 @@ class LanguageModel(L.LightningModule):
         self._init_from_loaded = False
         self._loss_finite: Optional[torch.Tensor] = None
         self._last_loss: Optional[torch.Tensor] = None
-        self.model = TransformerLM(config)
+        self.model = build_model(config)  # a TransformerLM, or a BigramLM with config.architecture bigram
         self.tokenizer: Optional[AnyTokenizer] = None
         self._token_bytes: Optional[torch.Tensor] = None
         self._grad_norm: Optional[torch.Tensor] = None

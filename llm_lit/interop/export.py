@@ -33,7 +33,7 @@ from llm_lit.errors import UserError
 from llm_lit.interop import hf_gpt2, hf_llama
 from llm_lit.interop.hf_tokenizer import end_of_text_id, write_hf_tokenizer, write_json
 from llm_lit.interop.safetensors_io import save_file
-from llm_lit.model import ModelConfig, TransformerLM
+from llm_lit.model import BigramLM, ModelConfig, TransformerLM
 from tokenizer import Tokenizer
 
 Layout = Literal["llama", "gpt2"]
@@ -98,6 +98,9 @@ def export_hf(model: TransformerLM, tokenizer: Tokenizer | None, out_dir: str | 
         overwrite: replace an existing folder.
         dtype: 'float32', 'bfloat16' or 'float16' for the stored weights.
     """
+    if isinstance(model, BigramLM):
+        raise UserError("A bigram model (a table of next-token logits) has no Llama or GPT-2 counterpart in Hugging Face; "
+                        "export a model with model.config.architecture transformer.")
     if not isinstance(model, TransformerLM):
         raise UserError(f"export_hf needs a TransformerLM, got {type(model).__name__}; pass the model itself (e.g. module.model).")
     if dtype not in _DTYPES:
