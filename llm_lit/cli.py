@@ -53,9 +53,13 @@ EXTRA_COMMANDS: dict[str, Callable[[list[str]], Optional[int]]] = {
     "tokenizer": tokenizer_main,  # llm_lit tokenizer --ckpt_path X --output tok.json: a checkpoint's tokenizer
 }
 
-#: Trainer settings that differ from Lightning's defaults (configs and flags override them).
+#: trainer.max_steps of a fit without trainer.max_epochs (with max_epochs, the epochs end the run).
+DEFAULT_MAX_STEPS = 2000
+
+#: Trainer settings that differ from Lightning's defaults (configs and flags override them); max_steps -1
+#: (unset) becomes DEFAULT_MAX_STEPS unless trainer.max_epochs is given.
 TRAINER_DEFAULTS: dict[str, Any] = {
-    "max_steps": 2000,
+    "max_steps": -1,
     "val_check_interval": 250,
     "check_val_every_n_epoch": None,
     "log_every_n_steps": 10,
@@ -111,7 +115,7 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
             return
         config = self.config[subcommand]
         if subcommand == "fit":
-            require_max_steps(config.trainer.max_steps)
+            _resolve_run_length(config.trainer)
         if config.get("weights_only") is None and "weights_only" in config:
             config.weights_only = True  # never unpickle arbitrary objects from a checkpoint
         init_from = config.model.get("init_from") if "model" in config else None
@@ -194,6 +198,22 @@ def _one_line(parser: LightningArgumentParser, error: ArgumentError, args: Any) 
         hint = f"did you mean '{close[0]}'?" if close else "see --help for the valid keys."
         return f"Unknown config key '{key}'; {hint}"
     return f"{reworded(message).rstrip('.')}; fix it (see --help for the valid values)."
+
+
+def _resolve_run_length(trainer: Any) -> None:
+    """trainer.max_steps of a fit: DEFAULT_MAX_STEPS when neither it nor max_epochs is given; with max_epochs,
+    unset max_steps stays -1 (the epochs end the run) and a given one caps it, as in Lightning."""
+    epochs = trainer.get("max_epochs")
+    if epochs is not None and epochs != -1:
+        if epochs < 1:
+            raise UserError(f"trainer.max_epochs must be a positive number of epochs (got {epochs}); pass e.g. "
+                            "--trainer.max_epochs 3, or leave it unset to train for trainer.max_steps.")
+        if trainer.max_steps != -1:
+            require_max_steps(trainer.max_steps)
+        return
+    if trainer.max_steps == -1:
+        trainer.max_steps = DEFAULT_MAX_STEPS
+    require_max_steps(trainer.max_steps)
 
 
 def _as_dict(namespace: Any) -> dict[str, Any]:

@@ -9,6 +9,9 @@
 * training batches are random windows drawn from `(seed, global sample index)` only; the
   number of micro-batches consumed is the DataModule's checkpointed state, so a resumed
   run continues with exactly the batches the uninterrupted run would have used.
+* with `trainer.max_epochs`, training batches are epochs over fixed windows `stride` tokens
+  apart, each epoch in a shuffled order that is a function of `(seed, epoch)`; the same count
+  of consumed micro-batches says where in which epoch a resumed run continues.
 * validation and test cover their split once, in non-overlapping windows.
 * predict needs no corpus: it serves the prompts as strings; the model encodes them with
   the tokenizer that travels in its checkpoint.
@@ -23,7 +26,7 @@ from typing import Any, Literal, Optional
 import lightning as L
 from torch.utils.data import DataLoader
 
-from llm_lit.data.datasets import RandomWindows, SequentialWindows
+from llm_lit.data.datasets import DataPosition, EpochWindows, RandomWindows, SequentialWindows
 from llm_lit.data.token_array import TokenArray
 from llm_lit.data.tokens import (BUNDLED_CORPUS, DEFAULT_TOKENIZER_SAMPLE_BYTES, TokenCache, cache_folder,
                                  cache_settings, check_num_proc, open_token_cache, prepare_token_cache)
@@ -62,6 +65,7 @@ class TextDataModule(L.LightningDataModule):
         verify: Literal["stat", "full"] = "stat",
         tokenizer_kind: Literal["bpe", "char"] = "bpe",
         unk_token: Optional[str] = None,
+        stride: Optional[int] = None,
     ) -> None:
         """Configure the data; nothing is read or written until `prepare_data`.
 
@@ -87,6 +91,7 @@ class TextDataModule(L.LightningDataModule):
             tokenizer_sample_bytes: Train the tokenizer on about this many bytes of the training split, evenly spread and cut at exact pre-token boundaries (a smaller split is used whole).
             tokenizer_kind: 'bpe' trains a byte-level BPE tokenizer of vocab_size tokens on the corpus; 'char' gives every character of the corpus (training and validation files) an id, then the special tokens (vocab_size is then the alphabet's size; nanoGPT's shakespeare_char).
             unk_token: With tokenizer_kind 'char': a special token that every character outside the alphabet becomes (e.g. in prompts); None refuses such characters.
+            stride: With trainer.max_epochs: tokens between the starts of consecutive training windows (default: context_length, no overlap; smaller overlaps them). Each epoch serves every window once in a shuffled order (a function of seed and epoch). Without max_epochs training windows are random and stride is refused.
             verify: 'stat' trusts a cached file whose size and modification time are unchanged; 'full' re-hashes every corpus file (and re-encodes what changed).
         """
         super().__init__()
@@ -94,7 +99,7 @@ class TextDataModule(L.LightningDataModule):
         problems = _check_numbers(val_fraction=val_fraction, vocab_size=vocab_size, context_length=context_length,
                                   batch_size=batch_size, val_batch_size=val_batch_size, seed=seed,
                                   num_workers=num_workers, predict_batch_size=predict_batch_size,
-                                  tokenizer_sample_bytes=tokenizer_sample_bytes)
+                                  tokenizer_sample_bytes=tokenizer_sample_bytes, stride=stride)
         problems += _check_kind(tokenizer_kind, unk_token, tokenizer_path, train_files, val_files)
         if problems:
             raise UserError("Invalid data settings: " + "; ".join(problems) + "; fix these --data values.")
@@ -117,6 +122,7 @@ class TextDataModule(L.LightningDataModule):
         self.tokenizer_sample_bytes = tokenizer_sample_bytes
         self.verify = verify
         self.tokenizer_kind = tokenizer_kind
+        self.stride = stride
         self.unk_token = unk_token
 
         self.given_tokenizer = _load_tokenizer(tokenizer_path) if tokenizer_path else None
@@ -128,7 +134,16 @@ class TextDataModule(L.LightningDataModule):
         self.cache: Optional[TokenCache] = None
         self.train_tokens: Optional[TokenArray] = None
         self.val_tokens: Optional[TokenArray] = None
-        self.train_batches_consumed = 0
+        self.position = DataPosition()
+
+    @property
+    def train_batches_consumed(self) -> int:
+        """Training micro-batches this rank has consumed (the data position checkpoints save)."""
+        return self.position.consumed
+
+    @train_batches_consumed.setter
+    def train_batches_consumed(self, value: int) -> None:
+        self.position.consumed = value
 
     def use_tokenizer(self, tokenizer: AnyTokenizer) -> None:
         """Use `tokenizer` (e.g. a checkpoint's, passed in memory) instead of tokenizer_path or training one.
@@ -213,13 +228,36 @@ class TextDataModule(L.LightningDataModule):
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def train_dataloader(self) -> DataLoader:
-        """Endless random training batches, continuing after the batches already consumed (resume)."""
+        """Training batches continuing after those already consumed (resume): endless random windows, or with
+        trainer.max_epochs one epoch of shuffled `stride`-apart windows per iteration."""
         rank, world = self._rank_and_world()
-        windows = RandomWindows(self.train_tokens, self.context_length, self.batch_size, seed=self.seed,
-                                rank=rank, world_size=world, start_batch=self.train_batches_consumed)
-        # pinned host memory lets Lightning's non_blocking copy to the GPU overlap the step
-        return DataLoader(windows, batch_size=None, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, pin_memory=self._on_cuda())
+        if self._epochs():
+            windows = self._epoch_windows(rank, world)
+        else:
+            if self.stride is not None:
+                raise UserError(f"data.stride ({self.stride}) applies only to epochs of windows; pass "
+                                "--trainer.max_epochs N (training windows are random otherwise) or drop data.stride.")
+            windows = RandomWindows(self.train_tokens, self.context_length, self.batch_size, seed=self.seed,
+                                    rank=rank, world_size=world, start_batch=self.train_batches_consumed)
+        # pinned host memory lets Lightning's non_blocking copy to the GPU overlap the step; epoch windows read
+        # where each epoch starts when it starts, so their workers are made afresh each epoch
+        persistent = self.num_workers > 0 and isinstance(windows, RandomWindows)
+        return DataLoader(windows, batch_size=None, num_workers=self.num_workers, persistent_workers=persistent,
+                          pin_memory=self._on_cuda())
+
+    def _epochs(self) -> bool:
+        """Whether training runs in epochs (trainer.max_epochs given) rather than on endless random windows."""
+        trainer = self.trainer
+        return trainer is not None and trainer.max_epochs not in (None, -1)
+
+    def _epoch_windows(self, rank: int, world: int) -> EpochWindows:
+        stride = self.stride or self.context_length
+        try:
+            return EpochWindows(self.train_tokens, self.context_length, self.batch_size, stride, seed=self.seed,
+                                rank=rank, world_size=world, position=self.position)
+        except ValueError as e:
+            raise UserError(f"The training split has too few windows for an epoch: {e} Lower data.stride or "
+                            "data.batch_size, or use a longer corpus.") from None
 
     def _on_cuda(self) -> bool:
         trainer = self.trainer
