@@ -33,6 +33,7 @@ from llm_lit.accounting import main as accounting_main
 from llm_lit.callbacks import PredictionWriter
 from llm_lit.checkpoint import CHECKPOINT_DEFINES_MODEL, LoadedCheckpoint, apply_to_config, read_given_checkpoint
 from llm_lit.data import TextDataModule
+from llm_lit.data.datamodule import STRIDE_NEEDS_EPOCHS
 from llm_lit.errors import UserError, one_line, print_error
 from llm_lit.guards import check_devices, check_writable_dir, require_max_steps
 from llm_lit.interop.export import main as export_main
@@ -115,7 +116,7 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
             return
         config = self.config[subcommand]
         if subcommand == "fit":
-            _resolve_run_length(config.trainer)
+            _resolve_run_length(config.trainer, config.data)
         if config.get("weights_only") is None and "weights_only" in config:
             config.weights_only = True  # never unpickle arbitrary objects from a checkpoint
         init_from = config.model.get("init_from") if "model" in config else None
@@ -200,10 +201,13 @@ def _one_line(parser: LightningArgumentParser, error: ArgumentError, args: Any) 
     return f"{reworded(message).rstrip('.')}; fix it (see --help for the valid values)."
 
 
-def _resolve_run_length(trainer: Any) -> None:
+def _resolve_run_length(trainer: Any, data: Any) -> None:
     """trainer.max_steps of a fit: DEFAULT_MAX_STEPS when neither it nor max_epochs is given; with max_epochs,
-    unset max_steps stays -1 (the epochs end the run) and a given one caps it, as in Lightning."""
+    unset max_steps stays -1 (the epochs end the run) and a given one caps it, as in Lightning. data.stride
+    needs epochs."""
     epochs = trainer.get("max_epochs")
+    if (epochs is None or epochs == -1) and data.get("stride") is not None:
+        raise UserError(STRIDE_NEEDS_EPOCHS.format(stride=data.stride))
     if epochs is not None and epochs != -1:
         if epochs < 1:
             raise UserError(f"trainer.max_epochs must be a positive number of epochs (got {epochs}); pass e.g. "

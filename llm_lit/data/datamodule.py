@@ -36,6 +36,8 @@ from tokenizer.errors import TokenizerError
 from tokenizer.pretokenize import TextRange
 
 DEFAULT_SPECIAL_TOKENS = ["<|endoftext|>"]
+STRIDE_NEEDS_EPOCHS = ("data.stride ({stride}) applies only to epochs of windows; pass --trainer.max_epochs N "
+                       "(training windows are random otherwise) or drop data.stride.")
 
 
 class TextDataModule(L.LightningDataModule):
@@ -235,8 +237,7 @@ class TextDataModule(L.LightningDataModule):
             windows = self._epoch_windows(rank, world)
         else:
             if self.stride is not None:
-                raise UserError(f"data.stride ({self.stride}) applies only to epochs of windows; pass "
-                                "--trainer.max_epochs N (training windows are random otherwise) or drop data.stride.")
+                raise UserError(STRIDE_NEEDS_EPOCHS.format(stride=self.stride))
             windows = RandomWindows(self.train_tokens, self.context_length, self.batch_size, seed=self.seed,
                                     rank=rank, world_size=world, start_batch=self.train_batches_consumed)
         # pinned host memory lets Lightning's non_blocking copy to the GPU overlap the step; epoch windows read
