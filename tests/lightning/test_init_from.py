@@ -84,6 +84,24 @@ def test_init_from_then_resume_restores_the_resumed_checkpoint_over_the_initial_
     assert all(s["step"] == 5 for s in resumed["optimizer_states"][0]["state"].values())
 
 
+def test_init_from_a_hugging_face_folder_takes_its_weights_and_tokenizer(source, cache, tmp_path):
+    from llm_lit.checkpoint import model_state_dict
+    from llm_lit.init_from import read_initial_weights
+
+    hf = tmp_path / "hf"
+    assert run_cli(["export", "--ckpt_path", str(source), "--output", str(hf)], cwd=tmp_path).returncode == 0
+    initial, original = read_initial_weights(hf), _load(source)
+    for name, tensor in model_state_dict(original).items():
+        torch.testing.assert_close(initial.state_dict[name], tensor, rtol=0, atol=1e-6)
+    result = run_cli([*ARGS, "--trainer.max_steps", "3", "--data.cache_dir", str(cache), "--model.init_from", str(hf)],
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    tuned = _load(tmp_path / LAST)
+    assert tuned["global_step"] == 3
+    assert tuned["llm_lit"]["tokenizer"] == original["llm_lit"]["tokenizer"]
+    assert scalars(tmp_path / "lightning_logs", "train/loss")[0][1] < math.log(300) - 0.5
+
+
 def test_tokenizer_command_writes_the_checkpoints_tokenizer(source, tmp_path):
     out = tmp_path / "tok.json"
     result = run_cli(["tokenizer", "--ckpt_path", str(source), "--output", str(out)], cwd=tmp_path)
