@@ -56,11 +56,12 @@ EXTRA_COMMANDS: dict[str, Callable[[list[str]], Optional[int]]] = {
 
 #: trainer.max_steps of a fit without trainer.max_epochs (with max_epochs, the epochs end the run).
 DEFAULT_MAX_STEPS = 2000
+#: The parsed trainer.max_steps when none was given: DEFAULT_MAX_STEPS, or -1 (no cap) with max_epochs.
+UNSET_MAX_STEPS = -2
 
-#: Trainer settings that differ from Lightning's defaults (configs and flags override them); max_steps -1
-#: (unset) becomes DEFAULT_MAX_STEPS unless trainer.max_epochs is given.
+#: Trainer settings that differ from Lightning's defaults (configs and flags override them).
 TRAINER_DEFAULTS: dict[str, Any] = {
-    "max_steps": -1,
+    "max_steps": UNSET_MAX_STEPS,
     "val_check_interval": 250,
     "check_val_every_n_epoch": None,
     "log_every_n_steps": 10,
@@ -117,6 +118,8 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
         config = self.config[subcommand]
         if subcommand == "fit":
             _resolve_run_length(config.trainer, config.data)
+        elif config.trainer.max_steps == UNSET_MAX_STEPS:  # Lightning refuses -2; the run length is moot here
+            config.trainer.max_steps = DEFAULT_MAX_STEPS
         if config.get("weights_only") is None and "weights_only" in config:
             config.weights_only = True  # never unpickle arbitrary objects from a checkpoint
         init_from = config.model.get("init_from") if "model" in config else None
@@ -203,8 +206,8 @@ def _one_line(parser: LightningArgumentParser, error: ArgumentError, args: Any) 
 
 def _resolve_run_length(trainer: Any, data: Any) -> None:
     """trainer.max_steps of a fit: DEFAULT_MAX_STEPS when neither it nor max_epochs is given; with max_epochs,
-    unset max_steps stays -1 (the epochs end the run) and a given one caps it, as in Lightning. data.stride
-    needs epochs."""
+    max_steps unset (or -1) leaves the epochs to end the run and a given one caps it, as in Lightning.
+    data.stride needs epochs."""
     epochs = trainer.get("max_epochs")
     if (epochs is None or epochs == -1) and data.get("stride") is not None:
         raise UserError(STRIDE_NEEDS_EPOCHS.format(stride=data.stride))
@@ -212,10 +215,12 @@ def _resolve_run_length(trainer: Any, data: Any) -> None:
         if epochs < 1:
             raise UserError(f"trainer.max_epochs must be a positive number of epochs (got {epochs}); pass e.g. "
                             "--trainer.max_epochs 3, or leave it unset to train for trainer.max_steps.")
-        if trainer.max_steps != -1:
+        if trainer.max_steps in (UNSET_MAX_STEPS, -1):
+            trainer.max_steps = -1
+        else:
             require_max_steps(trainer.max_steps)
         return
-    if trainer.max_steps == -1:
+    if trainer.max_steps == UNSET_MAX_STEPS:
         trainer.max_steps = DEFAULT_MAX_STEPS
     require_max_steps(trainer.max_steps)
 
