@@ -223,7 +223,7 @@ class LanguageModel(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         """The configured optimizer (`model.optimizer.name`) and schedule, stepped every optimizer step up to
         trainer.max_steps, or with trainer.max_epochs the steps of those epochs (see `llm_lit.optim.config`)."""
-        if self.trainer.max_epochs not in (None, -1):  # epochs: their optimizer steps (capped by a given max_steps)
+        if getattr(self.trainer, "max_epochs", None) not in (None, -1):  # epochs: their optimizer steps (capped by max_steps)
             max_steps = int(self.trainer.estimated_stepping_batches)
         else:
             max_steps = require_max_steps(self.trainer.max_steps)
