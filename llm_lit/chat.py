@@ -1,6 +1,6 @@
 """`llm_lit chat`: load a model once, then continue prompts typed at the terminal or piped in.
 
-    llm_lit chat --ckpt_path checkpoints/shakespeare/last.ckpt
+    llm_lit chat --ckpt_path runs/shakespeare/version_0/checkpoints/last.ckpt
     echo "ROMEO:" | llm_lit chat --ckpt_path hf_folder/ --temperature 0 --max_new_tokens 50
 
 Each line read is a prompt (`\\n` in it stands for a new line); the continuation is printed

@@ -31,8 +31,8 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from llm_lit.checksums import ChecksumMismatch, verify_checksums, with_checksums
 from llm_lit.errors import UserError
 from llm_lit.guards import first_nonfinite, state_dict_mismatch
-from llm_lit.model import ModelConfig, TransformerLM
-from tokenizer import Tokenizer
+from llm_lit.model import ModelConfig, TransformerLM, build_model
+from tokenizer import AnyTokenizer, tokenizer_from_dict
 from tokenizer.atomic import atomic_path
 
 CHECKPOINT_KEY = "llm_lit"
@@ -114,15 +114,15 @@ def model_state_dict(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
             if k.startswith(prefix)}
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[TransformerLM, Tokenizer]:
-    """Rebuild `(TransformerLM, Tokenizer)` from an llm_lit checkpoint alone (model on CPU, eval mode)."""
+def load_checkpoint(path: str | os.PathLike) -> tuple[TransformerLM, AnyTokenizer]:
+    """Rebuild `(TransformerLM, tokenizer)` (BPE or char) from an llm_lit checkpoint alone (model on CPU, eval mode)."""
     checkpoint = read_checkpoint(path)
     payload = checkpoint_payload(checkpoint, path)
     if payload.get("tokenizer") is None:
         raise UserError(f"The checkpoint '{path}' carries no tokenizer; pass a checkpoint saved by llm_lit fit.")
     config = ModelConfig.from_dict(payload["model_config"])
-    tokenizer = Tokenizer.from_dict(payload["tokenizer"])
-    model = TransformerLM(config)
+    tokenizer = tokenizer_from_dict(payload["tokenizer"])
+    model = build_model(config)
     weights = model_state_dict(checkpoint)
     problem = state_dict_mismatch(model.state_dict(), weights)
     if problem:
@@ -132,7 +132,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[TransformerLM, Tokenizer]:
     return model.eval(), tokenizer
 
 
-def llm_lit_section(config: ModelConfig, tokenizer: Optional[Tokenizer], skipped_steps: int = 0) -> dict[str, Any]:
+def llm_lit_section(config: ModelConfig, tokenizer: Optional[AnyTokenizer], skipped_steps: int = 0) -> dict[str, Any]:
     """The `"llm_lit"` section of a checkpoint: format version, model config and tokenizer as plain data."""
     return {
         "version": CHECKPOINT_VERSION,
@@ -142,7 +142,7 @@ def llm_lit_section(config: ModelConfig, tokenizer: Optional[Tokenizer], skipped
     }
 
 
-def write_checkpoint(model: TransformerLM, tokenizer: Optional[Tokenizer], path: str | os.PathLike) -> None:
+def write_checkpoint(model: TransformerLM, tokenizer: Optional[AnyTokenizer], path: str | os.PathLike) -> None:
     """Write `model` and `tokenizer` as an llm_lit checkpoint at step 0 with no optimizer state, atomically.
 
     It is what `Trainer.save_checkpoint` writes for a fresh `LanguageModel`, less the loop and
@@ -161,10 +161,10 @@ def write_checkpoint(model: TransformerLM, tokenizer: Optional[Tokenizer], path:
     save_checkpoint_file(checkpoint, path)
 
 
-def same_tokenizer(tokenizer: Tokenizer, saved: dict[str, Any]) -> bool:
+def same_tokenizer(tokenizer: AnyTokenizer, saved: dict[str, Any]) -> bool:
     """Whether the tokenizer dict of a checkpoint is `tokenizer`: equal dicts (cheap), else equal
     fingerprints (the same tokenizer written in another version of the format)."""
-    return tokenizer.to_dict() == saved or tokenizer.fingerprint() == Tokenizer.from_dict(saved).fingerprint()
+    return tokenizer.to_dict() == saved or tokenizer.fingerprint() == tokenizer_from_dict(saved).fingerprint()
 
 
 # ---------------------------------------------------------------------- a checkpoint read once
@@ -203,10 +203,10 @@ class LoadedCheckpoint:
         """The architecture the checkpoint was written with."""
         return ModelConfig.from_dict(self.payload["model_config"])
 
-    def tokenizer(self) -> Optional[Tokenizer]:
+    def tokenizer(self) -> Optional[AnyTokenizer]:
         """The tokenizer the checkpoint carries (None for a checkpoint without one)."""
         saved = self.payload.get("tokenizer")
-        return Tokenizer.from_dict(saved) if saved is not None else None
+        return tokenizer_from_dict(saved) if saved is not None else None
 
     def take(self, path: str | os.PathLike) -> Optional[dict[str, Any]]:
         """The contents, once, if `path` is this same, unchanged file (else None: read it anew).
@@ -242,15 +242,20 @@ def read_given_checkpoint(ckpt_path: Optional[str]) -> Optional[LoadedCheckpoint
 def checkpoint_settings(checkpoint: LoadedCheckpoint) -> dict[str, Any]:
     """The settings a checkpoint imposes on validate, test and predict: its architecture and vocabulary.
 
-    When the checkpoint carries a tokenizer, `data.tokenizer_path` is cleared: that tokenizer goes to the
+    When the checkpoint carries a tokenizer, `data.tokenizer_path` is cleared (`CARRIED_TOKENIZER`): that tokenizer goes to the
     DataModule in memory (`TextDataModule.use_tokenizer`). `data.context_length` follows through the
     parse-time link.
     """
     model_config = checkpoint.model_config().to_dict()
     data: dict[str, Any] = {"vocab_size": model_config["vocab_size"]}
     if checkpoint.payload.get("tokenizer") is not None:
-        data["tokenizer_path"] = None
+        data.update(CARRIED_TOKENIZER)
     return {"model": {"config": model_config}, "data": data}
+
+
+#: The data settings of a run whose tokenizer is carried in (a checkpoint's, of either kind, handed to the
+#: DataModule in memory): no file, and no char alphabet of its own (kind 'bpe' builds nothing at instantiation).
+CARRIED_TOKENIZER = {"tokenizer_path": None, "tokenizer_kind": "bpe", "unk_token": None}
 
 
 def apply_to_config(parser: Any, config: Any, subcommand: str, checkpoint: LoadedCheckpoint) -> Any:

@@ -40,9 +40,12 @@ from llm_lit.chat import main as chat_main
 from llm_lit.checkpoint import CHECKPOINT_DEFINES_MODEL, LoadedCheckpoint, apply_to_config, read_given_checkpoint
 from llm_lit.commands import unknown_key_message
 from llm_lit.data import TextDataModule
+from llm_lit.data.datamodule import STRIDE_NEEDS_EPOCHS
 from llm_lit.errors import UserError, one_line, print_error
 from llm_lit.guards import check_devices, check_strategy, check_writable_dir, check_writable_file, require_max_steps
 from llm_lit.interop.export import main as export_main
+from llm_lit.init_from import InitialWeights, init_settings, read_initial_weights
+from llm_lit.init_from import main as tokenizer_main
 from llm_lit.interop.import_hf import main as import_main
 from llm_lit.lightning_compat import (NoHyperparametersInCheckpoints, add_listed_subcommand, option_keys, reworded,
                                       subcommand_parser, unknown_key)
@@ -64,12 +67,18 @@ EXTRA_COMMANDS: dict[str, tuple[Callable[[list[str]], Optional[int]], str]] = {
     "accounting": (accounting_main, "Parameters, FLOPs, memory and MFU of a model (--preset gpt2-small)."),
     "plot": (plot_main, "Plot a run's train/val loss and bits per byte as a PNG (llm_lit plot [LOG_DIR])."),
     "chat": (chat_main, "Load a checkpoint once and continue prompts typed or piped in, token by token."),
+    "tokenizer": (tokenizer_main, "Write the tokenizer of a checkpoint or HF folder to a file (--ckpt_path X --output F)."),
 }
+
+#: trainer.max_steps of a fit without trainer.max_epochs (with max_epochs, the epochs end the run).
+DEFAULT_MAX_STEPS = 2000
+#: The parsed trainer.max_steps when none was given: DEFAULT_MAX_STEPS, or -1 (no cap) with max_epochs.
+UNSET_MAX_STEPS = -2
 
 #: Trainer settings that differ from Lightning's defaults (configs and flags override them). The checkpoint
 #: callbacks have no dirpath: they write into the run's version folder (`llm_lit.run_dir`).
 TRAINER_DEFAULTS: dict[str, Any] = {
-    "max_steps": 2000,
+    "max_steps": UNSET_MAX_STEPS,
     "val_check_interval": 250,
     "check_val_every_n_epoch": None,
     "log_every_n_steps": 10,
@@ -100,6 +109,8 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
         self.version: Optional[Path] = None
         #: The locks of the checkpoint folders fit writes into (released when this object goes).
         self.run_locks: list[RunLock] = []
+        #: The `--model.init_from` weights, read once at parse time.
+        self.initial_weights: Optional[InitialWeights] = None
         # allow_abbrev=False: argparse would otherwise take `--trainer.max_st` for `--trainer.max_steps`
         # (a YAML file's keys are never abbreviated, so neither are flags).
         strict = {"exit_on_error": False, "allow_abbrev": False}
@@ -140,11 +151,22 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
             return
         config = self.config[subcommand]
         if subcommand == "fit":
-            require_max_steps(config.trainer.max_steps)
+            _resolve_run_length(config.trainer, config.data)
+        elif config.trainer.max_steps == UNSET_MAX_STEPS:  # Lightning refuses -2; the run length is moot here
+            config.trainer.max_steps = DEFAULT_MAX_STEPS
         if config.get("weights_only") is None and "weights_only" in config:
             config.weights_only = True  # never unpickle arbitrary objects from a checkpoint
         self.run_folder = Run.from_config(config)
         config.ckpt_path = resolve_last(self.run_folder, subcommand, config.get("ckpt_path"))
+        init_from = config.model.get("init_from") if "model" in config else None
+        if init_from:  # its architecture and vocabulary, as a checkpoint's below
+            self.initial_weights = read_initial_weights(init_from)
+            settings = init_settings(self.initial_weights, _as_dict(config.model.config))
+            try:
+                self.config = parser.parse_object({subcommand: settings}, self.config)
+            except ArgumentError as e:
+                raise UserError(_one_line(parser, e, args)) from None
+            config = self.config[subcommand]
         self.checkpoint = read_given_checkpoint(config.get("ckpt_path"))  # a bad file stops here, in one line
         if self.checkpoint is not None and subcommand in CHECKPOINT_DEFINES_MODEL:
             # The checkpoint defines the architecture and the tokenizer; config files need not repeat them.
@@ -195,7 +217,12 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
         return trainer
 
     def after_instantiate_classes(self) -> None:
-        """Hand the checkpoint's tokenizer to the DataModule, in memory (validate, test and predict)."""
+        """Hand the init_from weights to the model, and its tokenizer (or, for validate, test and predict, the
+        checkpoint's) to the DataModule, in memory."""
+        if self.initial_weights is not None:
+            self.model.initial_weights = self.initial_weights
+            if self.initial_weights.tokenizer is not None:
+                self.datamodule.use_tokenizer(self.initial_weights.tokenizer)
         if self.checkpoint is not None and self.subcommand in CHECKPOINT_DEFINES_MODEL:
             tokenizer = self.checkpoint.tokenizer()
             if tokenizer is not None:
@@ -275,6 +302,32 @@ def _one_line(parser: LightningArgumentParser, error: ArgumentError, args: Any) 
     if key is not None:
         return unknown_key_message(key, option_keys(subcommand_parser(parser, _subcommand_of(args))))
     return f"{reworded(message).rstrip('.')}; fix it (see --help for the valid values)."
+
+
+def _resolve_run_length(trainer: Any, data: Any) -> None:
+    """trainer.max_steps of a fit: DEFAULT_MAX_STEPS when neither it nor max_epochs is given; with max_epochs,
+    max_steps unset (or -1) leaves the epochs to end the run and a given one caps it, as in Lightning.
+    data.stride needs epochs."""
+    epochs = trainer.get("max_epochs")
+    if (epochs is None or epochs == -1) and data.get("stride") is not None:
+        raise UserError(STRIDE_NEEDS_EPOCHS.format(stride=data.stride))
+    if epochs is not None and epochs != -1:
+        if epochs < 1:
+            raise UserError(f"trainer.max_epochs must be a positive number of epochs (got {epochs}); pass e.g. "
+                            "--trainer.max_epochs 3, or leave it unset to train for trainer.max_steps.")
+        if trainer.max_steps in (UNSET_MAX_STEPS, -1):
+            trainer.max_steps = -1
+        else:
+            require_max_steps(trainer.max_steps)
+        return
+    if trainer.max_steps == UNSET_MAX_STEPS:
+        trainer.max_steps = DEFAULT_MAX_STEPS
+    require_max_steps(trainer.max_steps)
+
+
+def _as_dict(namespace: Any) -> dict[str, Any]:
+    """A parsed (jsonargparse) namespace, or a plain dict, as a dict."""
+    return namespace.as_dict() if hasattr(namespace, "as_dict") else dict(namespace or {})
 
 
 def _subcommand_of(args: Any) -> Optional[str]:

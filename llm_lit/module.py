@@ -24,13 +24,14 @@ from llm_lit.errors import UserError
 from llm_lit.generation import SamplingConfig, generate
 from llm_lit.guards import (NonFiniteError, all_finite, config_differences, nonfinite_message, require_max_steps,
                             state_dict_mismatch, unusable_message)
+from llm_lit.init_from import InitialWeights, read_initial_weights
 from llm_lit.lightning_compat import attached_trainer
-from llm_lit.model import ModelConfig, TransformerLM
+from llm_lit.model import ModelConfig, build_model
 from llm_lit.optim import OptimizerConfig, build_optimizer, clip_grad_norm
 from llm_lit.reporting import RunReport, log_samples
 from llm_lit.resume import (RNG_KEY, ValidationAfterResume, last_checkpoint, micro_batch_seed, rng_states,
                             set_rng_states)
-from tokenizer import Tokenizer
+from tokenizer import AnyTokenizer, tokenizer_from_dict
 
 END_OF_TEXT = "<|endoftext|>"
 #: Steps in a row with a non-finite loss (and unchanged weights) after which skip_nonfinite stops the run.
@@ -67,6 +68,7 @@ class LanguageModel(L.LightningModule):
         sample_prompts: list[str] = [""],
         skip_nonfinite: bool = False,
         truncate_prompts: bool = False,
+        init_from: Optional[str] = None,
     ) -> None:
         """Build the model; the tokenizer arrives from the DataModule (fit/validate/test) or the checkpoint.
 
@@ -80,6 +82,7 @@ class LanguageModel(L.LightningModule):
             sample_prompts: Prompts continued at each validation, printed on the console and sent to every logger that takes text (TensorBoard's text tab, a W&B table, samples.jsonl beside a CSV logger's metrics); '' starts from the BOS or <|endoftext|>; [] disables.
             skip_nonfinite: On a NaN/inf loss or gradient, skip that optimizer step (counted in train/skipped_steps) instead of stopping the run.
             truncate_prompts: Keep the last context_length tokens of a prompt longer than the context (with a warning) instead of refusing it.
+            init_from: Start from the weights of an llm_lit checkpoint (.ckpt) or a Hugging Face model folder, with its architecture and tokenizer, but a fresh optimizer, schedule and step 0 (fine-tuning; --ckpt_path resumes instead).
         """
         super().__init__()
         if not grad_clip >= 0:
@@ -94,6 +97,10 @@ class LanguageModel(L.LightningModule):
         self.skip_nonfinite = skip_nonfinite
         self.truncate_prompts = truncate_prompts
         self.skipped_steps = 0
+        self.init_from = init_from
+        #: The `init_from` weights when the CLI already read them (else `setup` reads them).
+        self.initial_weights: Optional[InitialWeights] = None
+        self._init_from_loaded = False
         self._loss_finite: Optional[torch.Tensor] = None
         self._last_loss: Optional[torch.Tensor] = None
         #: Steps in a row whose loss was not finite (skipped steps leave the weights as they were), and the
@@ -101,8 +108,8 @@ class LanguageModel(L.LightningModule):
         self._nonfinite_losses_in_a_row = 0
         self._last_good_step = 0
         self._last_good_val_step = 0
-        self.model = TransformerLM(config)
-        self.tokenizer: Optional[Tokenizer] = None
+        self.model = build_model(config)  # a TransformerLM, or a BigramLM with config.architecture bigram
+        self.tokenizer: Optional[AnyTokenizer] = None
         self._token_bytes: Optional[torch.Tensor] = None
         self._grad_norm: Optional[torch.Tensor] = None
         self._compiled = False
@@ -112,7 +119,7 @@ class LanguageModel(L.LightningModule):
         self.eval_bytes = SumMetric(nan_strategy="disable").set_dtype(torch.float64)
 
     # ------------------------------------------------------------------ tokenizer
-    def set_tokenizer(self, tokenizer: Tokenizer) -> None:
+    def set_tokenizer(self, tokenizer: AnyTokenizer) -> None:
         """Attach the tokenizer (for bits per byte, samples and checkpoints); its ids must fit the model."""
         if tokenizer.vocab_size > self.config.vocab_size:
             raise UserError(f"The tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is "
@@ -126,7 +133,9 @@ class LanguageModel(L.LightningModule):
         self._token_bytes = lengths
 
     def setup(self, stage: str) -> None:
-        """Take the tokenizer from the DataModule when it has one."""
+        """Load the `init_from` weights; take the tokenizer from the DataModule when it has one."""
+        if self.init_from is not None and not self._init_from_loaded:
+            self._load_initial_weights()
         datamodule = getattr(attached_trainer(self), "datamodule", None)
         tokenizer = getattr(datamodule, "tokenizer", None)
         if tokenizer is not None and tokenizer is not self.tokenizer:
@@ -135,6 +144,22 @@ class LanguageModel(L.LightningModule):
             raise UserError("Gradient clipping is set by model.grad_clip; remove trainer.gradient_clip_val.")
         if stage == "fit" and self.tokenizer is not None and self.sample_prompts:
             self.encode_prompts(self.sample_prompts, what="model.sample_prompts")  # refuse too-long prompts now
+
+    def _load_initial_weights(self) -> None:
+        """The `init_from` weights into the model (once), and its tokenizer when the run has none yet."""
+        initial = self.initial_weights or read_initial_weights(self.init_from)
+        self.initial_weights, self._init_from_loaded = None, True  # later stages keep the trained weights
+        differences = config_differences(initial.config.to_dict(), self.config.to_dict())
+        if differences:
+            raise UserError(f"model.init_from '{initial.source}' has another architecture ({'; '.join(differences[:3])}); "
+                            "leave model.config to the source (the CLI applies it) or pass a source of this model.")
+        problem = state_dict_mismatch(self.model.state_dict(), initial.state_dict)
+        if problem:
+            raise UserError(f"The weights of model.init_from '{initial.source}' do not fit this model ({problem}); "
+                            "pass an unmodified checkpoint or model folder.")
+        self.model.load_state_dict(initial.state_dict, strict=True)
+        if self.tokenizer is None and initial.tokenizer is not None:
+            self.set_tokenizer(initial.tokenizer)
 
     def configure_model(self) -> None:
         """Turn on activation checkpointing and compile the transformer (forward and loss) when asked;
@@ -230,8 +255,11 @@ class LanguageModel(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         """The configured optimizer (`model.optimizer.name`) and schedule, stepped every optimizer step up to
-        trainer.max_steps (see `llm_lit.optim.config`)."""
-        max_steps = require_max_steps(self.trainer.max_steps)
+        trainer.max_steps, or with trainer.max_epochs the steps of those epochs (see `llm_lit.optim.config`)."""
+        if getattr(self.trainer, "max_epochs", None) not in (None, -1):  # epochs: their optimizer steps (capped by max_steps)
+            max_steps = int(self.trainer.estimated_stepping_batches)
+        else:
+            max_steps = require_max_steps(self.trainer.max_steps)
         strategy = getattr(getattr(self.trainer, "strategy", None), "strategy_name", "")
         sharded = strategy in ("fsdp", "model_parallel")  # FSDP 1 (flat shards) or 2 (DTensor)
         optimizer, schedule = build_optimizer(self.optimizer_config, self.model, max_steps,
@@ -412,7 +440,7 @@ class LanguageModel(L.LightningModule):
         if saved is None:
             return
         if self.tokenizer is None:
-            self.set_tokenizer(Tokenizer.from_dict(saved))
+            self.set_tokenizer(tokenizer_from_dict(saved))
         elif not same_tokenizer(self.tokenizer, saved):
             raise UserError("The checkpoint's tokenizer differs from the data's tokenizer; use the same data "
                             "settings as the run that wrote the checkpoint (or the checkpoint's tokenizer).")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .bpe import Tokenizer
 from .errors import TokenizerError
+from .kinds import load_tokenizer
 from .token_file import write_token_file
 from .train import train_bpe
 from .workers import available_cores
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
     encode = sub.add_parser("encode", help="encode a UTF-8 text file into a flat binary token file + JSON sidecar")
-    encode.add_argument("--tokenizer", required=True, help="tokenizer JSON file written by `train`")
+    encode.add_argument("--tokenizer", required=True, help="tokenizer JSON file written by `train` (or a char tokenizer)")
     encode.add_argument("--input", required=True, help="UTF-8 text file to encode")
     encode.add_argument("--output", required=True, help="token file to write (its sidecar is OUTPUT.json)")
     encode.add_argument("--processes", type=int, default=None,
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             tok.save(args.output)
             print(f"wrote {args.output}: {tok.vocab_size} ids, {len(merges)} merges in {time.perf_counter() - start:.1f} s")
         else:
-            tok = Tokenizer.load(args.tokenizer)
+            tok = load_tokenizer(args.tokenizer)  # BPE or char
             processes = available_cores() if args.processes is None else args.processes
             sidecar = write_token_file(tok, args.input, args.output, progress=not args.quiet, utf8_errors=args.utf8_errors,
                                        processes=processes)

@@ -80,6 +80,9 @@ def from_dict(d: Any, where: str = "tokenizer dict") -> tuple[dict[int, bytes], 
         raise TokenizerError(
             f"{where} has format {d.get('format')!r}, not {FORMAT!r}; pass a file written by Tokenizer.save."
         )
+    if d.get("kind", "bpe") != "bpe":
+        raise TokenizerError(f"{where} is a {d['kind']!r} tokenizer, not byte-level BPE; load it with "
+                             "tokenizer.load_tokenizer, which reads every kind.")
     if d.get("version") != VERSION:
         raise TokenizerError(
             f"{where} is {FORMAT} version {d.get('version')!r} but this code reads version {VERSION}; "

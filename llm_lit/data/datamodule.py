@@ -9,6 +9,9 @@
 * training batches are random windows drawn from `(seed, global sample index)` only; the
   number of micro-batches consumed is the DataModule's checkpointed state, so a resumed
   run continues with exactly the batches the uninterrupted run would have used.
+* with `trainer.max_epochs`, training batches are epochs over fixed windows `stride` tokens
+  apart, each epoch in a shuffled order that is a function of `(seed, epoch)`; the same count
+  of consumed micro-batches says where in which epoch a resumed run continues.
 * validation and test cover their split once, in non-overlapping windows.
 * predict needs no corpus: it serves the prompts as strings; the model encodes them with
   the tokenizer that travels in its checkpoint.
@@ -23,16 +26,19 @@ from typing import Any, Literal, Optional
 import lightning as L
 from torch.utils.data import DataLoader
 
-from llm_lit.data.datasets import RandomWindows, SequentialWindows
+from llm_lit.data.datasets import DataPosition, EpochWindows, RandomWindows, SequentialWindows
 from llm_lit.data.token_array import TokenArray
 from llm_lit.data.tokens import (BUNDLED_CORPUS, DEFAULT_TOKENIZER_SAMPLE_BYTES, TokenCache, cache_folder,
                                  cache_settings, check_num_proc, open_token_cache, prepare_token_cache,
                                  with_roles)
 from llm_lit.errors import UserError
-from tokenizer import Tokenizer
+from tokenizer import AnyTokenizer, CharTokenizer, load_tokenizer
 from tokenizer.errors import TokenizerError
+from tokenizer.pretokenize import TextRange
 
 DEFAULT_SPECIAL_TOKENS = ["<|endoftext|>"]
+STRIDE_NEEDS_EPOCHS = ("data.stride ({stride}) applies only to epochs of windows; pass --trainer.max_epochs N "
+                       "(training windows are random otherwise) or drop data.stride.")
 
 
 class TextDataModule(L.LightningDataModule):
@@ -66,6 +72,8 @@ class TextDataModule(L.LightningDataModule):
         eos_token: Optional[str] = None,
         pad_token: Optional[str] = None,
         unk_token: Optional[str] = None,
+        tokenizer_kind: Literal["bpe", "char"] = "bpe",
+        stride: Optional[int] = None,
     ) -> None:
         """Configure the data; nothing is read or written until `prepare_data`.
 
@@ -89,22 +97,26 @@ class TextDataModule(L.LightningDataModule):
             utf8_errors: 'strict' refuses a corpus that is not UTF-8 (naming the byte offset); 'replace' replaces invalid bytes with U+FFFD.
             num_proc: Processes that count pre-tokens (tokenizer training) and encode the corpus (default: every core).
             tokenizer_sample_bytes: Train the tokenizer on about this many bytes of the training split, evenly spread and cut at exact pre-token boundaries (a smaller split is used whole).
+            tokenizer_kind: 'bpe' trains a byte-level BPE tokenizer of vocab_size tokens on the corpus; 'char' gives every character of the corpus (training and validation files) an id, then the special tokens (vocab_size is then the alphabet's size; nanoGPT's shakespeare_char).
+            stride: With trainer.max_epochs: tokens between the starts of consecutive training windows (default: context_length, no overlap; smaller overlaps them). Each epoch serves every window once in a shuffled order (a function of seed and epoch). Without max_epochs training windows are random and stride is refused.
             verify: 'stat' trusts a cached file whose size and modification time are unchanged; 'full' re-hashes every corpus file (and re-encodes what changed).
             test_files: Text (or .bin token) files of the test split that `llm_lit test` scores (never seen by fit or validate); without them `test` refuses to run.
             eval_stride: Sliding-window evaluation for validate/test: windows of context_length tokens start every eval_stride tokens and each scores only its targets not scored before, so every token is scored once, with at least context_length - eval_stride tokens of context after the first window (the Hugging Face perplexity guide's method); default: context_length (non-overlapping windows).
             bos_token: Special token that begins each document and each prompt (added to the trained tokenizer's special tokens; must be one of a given tokenizer's).
             eos_token: Special token that ends each document; generating it ends a continuation (default: none, and then <|endoftext|> stops generation when the tokenizer has it).
             pad_token: Special token that pads short evaluation windows (their padded targets are never scored).
-            unk_token: Special token that stands for unknown text; a byte-level BPE never needs it (it spells every byte), it is recorded for tools that ask (e.g. the Hugging Face export).
+            unk_token: Special token that stands for unknown text. With tokenizer_kind 'char', every character outside the alphabet becomes it (None refuses such characters); a byte-level BPE never needs it (it spells every byte), it is recorded for tools that ask (e.g. the Hugging Face export).
         """
         super().__init__()
         num_proc = check_num_proc(num_proc)
         problems = _check_numbers(val_fraction=val_fraction, vocab_size=vocab_size, context_length=context_length,
                                   batch_size=batch_size, val_batch_size=val_batch_size, seed=seed,
                                   num_workers=num_workers, predict_batch_size=predict_batch_size,
-                                  tokenizer_sample_bytes=tokenizer_sample_bytes, eval_stride=eval_stride)
+                                  tokenizer_sample_bytes=tokenizer_sample_bytes, eval_stride=eval_stride,
+                                  stride=stride)
         if eval_stride is not None and eval_stride > context_length:
             problems.append(f"eval_stride must be at most context_length {context_length} (got {eval_stride})")
+        problems += _check_kind(tokenizer_kind, unk_token, tokenizer_path, train_files, val_files)
         if problems:
             raise UserError("Invalid data settings: " + "; ".join(problems) + "; fix these --data values.")
         self.train_files = list(train_files) if train_files else [str(BUNDLED_CORPUS)]
@@ -129,17 +141,32 @@ class TextDataModule(L.LightningDataModule):
         self.eval_stride = eval_stride
         self.roles = {role: token for role, token in (("bos", bos_token), ("eos", eos_token), ("pad", pad_token),
                                                        ("unk", unk_token)) if token is not None}
+        self.tokenizer_kind = tokenizer_kind
+        self.stride = stride
+        self.unk_token = unk_token
 
         self.given_tokenizer = _load_tokenizer(tokenizer_path) if tokenizer_path else None
-        self.tokenizer: Optional[Tokenizer] = self.given_tokenizer
+        if tokenizer_kind == "char" and self.given_tokenizer is not None and not isinstance(self.given_tokenizer, CharTokenizer):
+            raise UserError(f"data.tokenizer_kind is 'char' but data.tokenizer_path '{tokenizer_path}' holds a byte-level "
+                            "BPE tokenizer; pass a char tokenizer file or drop one of the two settings.")
+        self.tokenizer: Optional[AnyTokenizer] = self.given_tokenizer
         self._requested_vocab_size = vocab_size
         self.cache: Optional[TokenCache] = None
         self.train_tokens: Optional[TokenArray] = None
         self.val_tokens: Optional[TokenArray] = None
         self.test_tokens: Optional[TokenArray] = None
-        self.train_batches_consumed = 0
+        self.position = DataPosition()
 
-    def use_tokenizer(self, tokenizer: Tokenizer) -> None:
+    @property
+    def train_batches_consumed(self) -> int:
+        """Training micro-batches this rank has consumed (the data position checkpoints save)."""
+        return self.position.consumed
+
+    @train_batches_consumed.setter
+    def train_batches_consumed(self, value: int) -> None:
+        self.position.consumed = value
+
+    def use_tokenizer(self, tokenizer: AnyTokenizer) -> None:
         """Use `tokenizer` (e.g. a checkpoint's, passed in memory) instead of tokenizer_path or training one.
 
         Call it before `prepare_data`; the token cache is keyed by its fingerprint as for any given tokenizer.
@@ -148,10 +175,27 @@ class TextDataModule(L.LightningDataModule):
 
     @property
     def vocab_size(self) -> int:
-        """Vocabulary size: the given tokenizer's, else the size the tokenizer will be trained to."""
+        """Vocabulary size: the given tokenizer's (a char tokenizer is built now), else the size the BPE
+        tokenizer will be trained to."""
+        self._build_char_tokenizer()
         if self.given_tokenizer is not None:
             return self.given_tokenizer.vocab_size
         return self._requested_vocab_size
+
+    def _build_char_tokenizer(self) -> None:
+        """With tokenizer_kind 'char' and no tokenizer yet: the alphabet of every training and validation file.
+
+        Every rank builds it (one read of the text, fast for the corpora char models train on), so every
+        rank finds the same token cache, keyed by its fingerprint as for a given tokenizer.
+        """
+        if self.tokenizer_kind != "char" or self.given_tokenizer is not None:
+            return
+        files = self.train_files + (self.val_files or [])
+        missing = next((f for f in files if not Path(f).expanduser().is_file()), None)
+        if missing is not None:
+            raise UserError(f"The corpus file '{missing}' does not exist; fix --data.train_files or --data.val_files.")
+        ranges = [TextRange.whole(Path(f).expanduser()) for f in files]
+        self.use_tokenizer(CharTokenizer.from_ranges(ranges, self.special_tokens, self.unk_token, self.utf8_errors))
 
     # ------------------------------------------------------------------ preparing and opening
     def _needs_corpus(self) -> bool:
@@ -163,6 +207,7 @@ class TextDataModule(L.LightningDataModule):
         if self.trainer is not None and self.trainer.testing:
             self._require_test_files()
         if self._needs_corpus():
+            self._build_char_tokenizer()
             self.cache = self._prepare()
 
     def _require_test_files(self) -> None:
@@ -193,6 +238,7 @@ class TextDataModule(L.LightningDataModule):
             self._require_test_files()
         if stage == "predict" or self.train_tokens is not None:
             return
+        self._build_char_tokenizer()
         if self.cache is None:
             self.cache = open_token_cache(self._cache_folder()) or self._prepare()
         self.tokenizer, _, _ = with_roles(self.given_tokenizer or _load_tokenizer(str(self.cache.tokenizer_path)),
@@ -240,13 +286,35 @@ class TextDataModule(L.LightningDataModule):
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def train_dataloader(self) -> DataLoader:
-        """Endless random training batches, continuing after the batches already consumed (resume)."""
+        """Training batches continuing after those already consumed (resume): endless random windows, or with
+        trainer.max_epochs one epoch of shuffled `stride`-apart windows per iteration."""
         rank, world = self._rank_and_world()
-        windows = RandomWindows(self.train_tokens, self.context_length, self.batch_size, seed=self.seed,
-                                rank=rank, world_size=world, start_batch=self.train_batches_consumed)
-        # pinned host memory lets Lightning's non_blocking copy to the GPU overlap the step
-        return DataLoader(windows, batch_size=None, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, pin_memory=self._on_cuda())
+        if self._epochs():
+            windows = self._epoch_windows(rank, world)
+        else:
+            if self.stride is not None:
+                raise UserError(STRIDE_NEEDS_EPOCHS.format(stride=self.stride))
+            windows = RandomWindows(self.train_tokens, self.context_length, self.batch_size, seed=self.seed,
+                                    rank=rank, world_size=world, start_batch=self.train_batches_consumed)
+        # pinned host memory lets Lightning's non_blocking copy to the GPU overlap the step; epoch windows read
+        # where each epoch starts when it starts, so their workers are made afresh each epoch
+        persistent = self.num_workers > 0 and isinstance(windows, RandomWindows)
+        return DataLoader(windows, batch_size=None, num_workers=self.num_workers, persistent_workers=persistent,
+                          pin_memory=self._on_cuda())
+
+    def _epochs(self) -> bool:
+        """Whether training runs in epochs (trainer.max_epochs given) rather than on endless random windows."""
+        trainer = self.trainer
+        return trainer is not None and trainer.max_epochs not in (None, -1)
+
+    def _epoch_windows(self, rank: int, world: int) -> EpochWindows:
+        stride = self.stride or self.context_length
+        try:
+            return EpochWindows(self.train_tokens, self.context_length, self.batch_size, stride, seed=self.seed,
+                                rank=rank, world_size=world, position=self.position)
+        except ValueError as e:
+            raise UserError(f"The training split has too few windows for an epoch: {e} Lower data.stride or "
+                            "data.batch_size, or use a longer corpus.") from None
 
     def _on_cuda(self) -> bool:
         trainer = self.trainer
@@ -297,12 +365,12 @@ class TextDataModule(L.LightningDataModule):
         self.train_batches_consumed = int(state_dict.get("train_batches_consumed", 0))
 
 
-def _load_tokenizer(path: str) -> Tokenizer:
+def _load_tokenizer(path: str) -> AnyTokenizer:
     if not Path(path).expanduser().is_file():
         raise UserError(f"The tokenizer file '{path}' does not exist; pass a tokenizer saved by Tokenizer.save, "
                         "or leave --data.tokenizer_path unset to train one.")
     try:
-        return Tokenizer.load(Path(path).expanduser())
+        return load_tokenizer(Path(path).expanduser())  # BPE or char
     except TokenizerError:
         raise
     except (OSError, ValueError, KeyError) as e:
@@ -320,6 +388,19 @@ def _read_prompts_file(path: Path) -> list[str]:
             raise UserError(f"The prompts file '{path}' is not JSONL of {{\"prompt\": ...}} objects ({e}); "
                             "fix it or pass plain text, one prompt per line.") from e
     return [line.replace("\\n", "\n") for line in lines]
+
+
+def _check_kind(kind: str, unk_token: Optional[str], tokenizer_path: Optional[str], train_files: Optional[list[str]],
+                val_files: Optional[list[str]]) -> list[str]:
+    """Problems of the tokenizer kind settings (a char alphabet is read from text, not from token files)."""
+    problems = []
+    if unk_token == "":
+        problems.append("unk_token must be a non-empty string such as '<|unk|>'")
+    token_files = [f for f in (train_files or []) + (val_files or []) if str(f).endswith(".bin")]
+    if kind == "char" and token_files and not tokenizer_path:
+        problems.append(f"tokenizer_kind char builds its alphabet from text, but '{token_files[0]}' is a token file "
+                        "(pass the tokenizer that wrote it with tokenizer_path)")
+    return problems
 
 
 def _check_numbers(**values: Any) -> list[str]:

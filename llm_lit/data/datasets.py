@@ -176,3 +176,86 @@ class SequentialWindows(IterableDataset):
         for first in range(0, len(mine), self.batch_size):
             pairs = [self.window(k) for k in mine[first:first + self.batch_size]]
             yield torch.from_numpy(np.stack([p[0] for p in pairs])), torch.from_numpy(np.stack([p[1] for p in pairs]))
+
+
+class DataPosition:
+    """The number of training micro-batches this rank has consumed: the DataModule counts them, the
+    epoch windows read it when an epoch starts (a pickled copy travels to DataLoader workers)."""
+
+    def __init__(self, consumed: int = 0) -> None:
+        self.consumed = consumed
+
+
+def epoch_order(seed: int, epoch: int, num_windows: int) -> np.ndarray:
+    """The shuffled order `(num_windows,)` of the windows in `epoch`: a permutation of `range(num_windows)`
+    that is a pure function of `(seed, epoch)`, the same on every rank."""
+    return np.random.default_rng([seed, epoch]).permutation(num_windows)
+
+
+class EpochWindows(IterableDataset):
+    """Epochs over fixed windows: window `k` starts at `k * stride` and holds `context_length + 1` tokens,
+    and each epoch serves every window once, in the shuffled `epoch_order(seed, epoch)`, as batches `(x, y)`.
+
+    Sample `j` of an epoch is window `order[j]`. A full micro-batch `i` on rank `r` of `W` holds samples
+    `(i * W + r) * batch + [0, batch)`, the same numbering as `RandomWindows`, so DDP and gradient
+    accumulation see the same windows per optimizer step as one process does. The `rem` windows after
+    the last full global batch form one shorter micro-batch, split as evenly as the ranks allow (rank `r`
+    gets samples `[r * rem // W, (r + 1) * rem // W)` of them); fewer than `W` of them would leave a rank
+    empty, so those are left out of that epoch (a different few each epoch, as the order is reshuffled).
+
+    Where an epoch starts is read from `position` when iteration begins: micro-batch `consumed % len(self)`
+    of epoch `consumed // len(self)`, so a resumed run (and each new epoch) continues exactly.
+
+    Args:
+        tokens: the training split (a flat integer array or a `TokenArray`).
+        context_length: tokens per window (T).
+        batch_size: windows per full micro-batch on this rank.
+        stride: tokens between the starts of consecutive windows (T: no overlap).
+        seed: seed of each epoch's order.
+        rank, world_size: this process's place among the data-parallel processes.
+        position: the micro-batches this rank consumed so far (shared with the DataModule).
+    """
+
+    def __init__(self, tokens: np.ndarray, context_length: int, batch_size: int, stride: int, seed: int = 0,
+                 rank: int = 0, world_size: int = 1, position: DataPosition | None = None) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside [0, {world_size}).")
+        self.tokens = TokenArray.of(tokens)
+        self.context_length = context_length
+        self.batch_size = batch_size
+        self.stride = stride
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.position = position if position is not None else DataPosition()
+        self.num_windows = max(0, (len(self.tokens) - context_length - 1) // stride + 1)
+        self.full_batches, self.rem = divmod(self.num_windows, world_size * batch_size)
+        if len(self) == 0:
+            raise ValueError(f"{self.num_windows} windows (stride {stride}) cannot give each of {world_size} ranks "
+                             "one window per epoch.")
+
+    def __len__(self) -> int:
+        """Micro-batches per epoch on this rank (the same on every rank)."""
+        return self.full_batches + (1 if self.rem >= self.world_size else 0)
+
+    def samples(self, batch_index: int) -> np.ndarray:
+        """Sample numbers (positions in the epoch's order) of micro-batch `batch_index` of an epoch on this rank."""
+        if batch_index < self.full_batches:
+            first = (batch_index * self.world_size + self.rank) * self.batch_size
+            return np.arange(first, first + self.batch_size)
+        base = self.full_batches * self.world_size * self.batch_size
+        return base + np.arange(self.rank * self.rem // self.world_size, (self.rank + 1) * self.rem // self.world_size)
+
+    def batch(self, order: np.ndarray, batch_index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Micro-batch `batch_index` of the epoch whose order is `order`, as `(x, y)` int64 `(windows, T)`."""
+        starts = order[self.samples(batch_index)].astype(np.int64) * self.stride
+        rows = _gather(self.tokens, starts, self.context_length + 1)
+        return rows[:, :-1], rows[:, 1:]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        epoch, first = divmod(self.position.consumed, len(self))
+        order = epoch_order(self.seed, epoch, self.num_windows)
+        worker = get_worker_info()
+        offset, step = (worker.id, worker.num_workers) if worker is not None else (0, 1)
+        for index in range(first + offset, len(self), step):
+            yield self.batch(order, index)

@@ -33,7 +33,7 @@ from llm_lit.errors import UserError
 from llm_lit.interop import hf_gpt2, hf_llama
 from llm_lit.interop.hf_tokenizer import end_of_text_id, hf_role_ids, write_hf_tokenizer, write_json
 from llm_lit.interop.safetensors_io import save_file
-from llm_lit.model import ModelConfig, TransformerLM
+from llm_lit.model import BigramLM, ModelConfig, TransformerLM
 from tokenizer import Tokenizer
 
 Layout = Literal["llama", "gpt2"]
@@ -101,10 +101,18 @@ def export_hf(model: TransformerLM, tokenizer: Tokenizer | None, out_dir: str | 
         overwrite: replace an existing folder.
         dtype: 'float32', 'bfloat16' or 'float16' for the stored weights.
     """
+    if isinstance(model, BigramLM):
+        raise UserError("A bigram model (a table of next-token logits) has no Llama or GPT-2 counterpart in Hugging Face; "
+                        "export a model with model.config.architecture transformer.")
     if not isinstance(model, TransformerLM):
         raise UserError(f"export_hf needs a TransformerLM, got {type(model).__name__}; pass the model itself (e.g. module.model).")
     if dtype not in _DTYPES:
         raise UserError(f"dtype must be one of {', '.join(_DTYPES)} (got {dtype!r}); pick one of them.")
+    if tokenizer is not None and not isinstance(tokenizer, Tokenizer):
+        raise UserError(f"The model's tokenizer is {type(tokenizer).__name__} (character-level), which has no counterpart in "
+                        "Hugging Face's GPT-2 or Llama tokenizers (they are byte-level BPE), so AutoTokenizer could not load "
+                        "it; export a model trained with data.tokenizer_kind bpe, or call export_hf with tokenizer=None for "
+                        "the weights alone.")
     if tokenizer is not None and tokenizer.vocab_size > model.config.vocab_size:
         raise UserError(
             f"The tokenizer has {tokenizer.vocab_size} ids but the model only {model.config.vocab_size}; "

@@ -13,9 +13,16 @@ from llm_lit.model.layers import Embedding, LayerNorm, Linear, RMSNorm
 from llm_lit.model.positional import RotaryEmbedding, SinusoidalPositions, alibi_bias, alibi_slopes
 from llm_lit.model.torch_kernels import TorchGeluMLP, TorchLayerNorm, TorchRMSNorm, TorchSDPAttention, TorchSwiGLU
 from llm_lit.model.transformer import Block, TransformerLM
+from llm_lit.model.bigram import BigramLM, bigram_entropy
+
+
+def build_model(config: ModelConfig) -> TransformerLM | BigramLM:
+    """The language model `config.architecture` names: a `TransformerLM` or a `BigramLM`."""
+    return BigramLM(config) if config.architecture == "bigram" else TransformerLM(config)
+
 
 __all__ = [
-    "Block", "CausalSelfAttention", "Embedding", "GeluMLP", "KVCache", "LMHead", "LayerNorm", "Linear", "ModelConfig",
+    "BigramLM", "Block", "bigram_entropy", "build_model", "CausalSelfAttention", "Embedding", "GeluMLP", "KVCache", "LMHead", "LayerNorm", "Linear", "ModelConfig",
     "ModelConfigError", "RMSNorm", "ReluSquaredMLP", "RotaryEmbedding", "SinusoidalPositions", "SwiGLU", "TorchGeluMLP",
     "TorchLMHead", "TorchLayerNorm", "TorchRMSNorm", "TorchSDPAttention", "TorchSwiGLU", "TransformerLM",
     "alibi_bias", "alibi_slopes", "causal_mask", "cross_entropy", "gelu", "log_softmax", "relu_squared",

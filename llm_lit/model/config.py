@@ -18,6 +18,7 @@ PositionKind = Literal["rope", "alibi", "learned", "sinusoidal", "none"]
 KernelsKind = Literal["reference", "torch"]
 AttentionKind = Literal["reference", "fused"]
 GeluApproximate = Literal["none", "tanh"]
+ArchitectureKind = Literal["transformer", "bigram"]
 
 
 class ModelConfigError(UserError, ValueError):
@@ -29,6 +30,7 @@ class ModelConfig:
     """Architecture of a GPT-style decoder-only transformer.
 
     Args:
+        architecture: 'transformer' (everything below); 'bigram': a lookup table of next-token logits (vocab_size x vocab_size), the first rung of the classic ladder, which uses only vocab_size, context_length and init_std.
         vocab_size: Number of token ids the embedding and the output layer cover.
         context_length: Longest sequence the model attends over (also the size of the learned position table).
         d_model: Width of the residual stream.
@@ -55,6 +57,7 @@ class ModelConfig:
         attention: Deprecated, read from older configs and checkpoints: 'fused' means kernels='torch', 'reference' means kernels='reference'. Use kernels.
     """
 
+    architecture: ArchitectureKind = "transformer"
     vocab_size: int = 8192
     context_length: int = 256
     d_model: int = 384
