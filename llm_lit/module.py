@@ -17,6 +17,7 @@ import lightning as L
 import torch
 from torchmetrics import MeanMetric, SumMetric
 
+from llm_lit.budget import time_budget_of
 from llm_lit.callbacks import SpeedMonitor, TrainMetricsWriter
 from llm_lit.checkpoint import CHECKPOINT_KEY, llm_lit_section, same_tokenizer
 from llm_lit.data.datasets import IGNORE_INDEX
@@ -197,12 +198,15 @@ class LanguageModel(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         """The configured optimizer (`model.optimizer.name`) and schedule, stepped every optimizer step up to
-        trainer.max_steps (see `llm_lit.optim.config`)."""
+        trainer.max_steps, or up to the steps that fit in --time_budget (see `llm_lit.optim.config`, `llm_lit.budget`)."""
         max_steps = require_max_steps(self.trainer.max_steps)
         strategy = getattr(getattr(self.trainer, "strategy", None), "strategy_name", "")
         sharded = strategy in ("fsdp", "model_parallel")  # FSDP 1 (flat shards) or 2 (DTensor)
+        budget = time_budget_of(self.trainer)  # with --time_budget the schedule lasts the steps that fit
+        horizon = (lambda step: budget.horizon(step, max_steps)) if budget is not None else None
         optimizer, schedule = build_optimizer(self.optimizer_config, self.model, max_steps,
-                                              hidden_matrices=muon_matrices(self.model), sharded=sharded)
+                                              hidden_matrices=muon_matrices(self.model), sharded=sharded,
+                                              horizon=horizon)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step", "frequency": 1}}
 
     def configure_callbacks(self) -> list[L.Callback]:
