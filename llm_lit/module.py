@@ -21,6 +21,7 @@ from llm_lit.budget import time_budget_of
 from llm_lit.callbacks import SpeedMonitor, TrainMetricsWriter
 from llm_lit.checkpoint import CHECKPOINT_KEY, llm_lit_section, same_tokenizer
 from llm_lit.data.datasets import IGNORE_INDEX
+from llm_lit.ema import EmaCallback, EmaSettings, refuse_resume_without_ema
 from llm_lit.errors import UserError
 from llm_lit.generation import SamplingConfig, generate
 from llm_lit.guards import (NonFiniteError, all_finite, config_differences, nonfinite_message, require_max_steps,
@@ -55,6 +56,7 @@ class LanguageModel(L.LightningModule):
         sample_prompts: list[str] = [""],
         skip_nonfinite: bool = False,
         truncate_prompts: bool = False,
+        ema: EmaSettings = EmaSettings(),
     ) -> None:
         """Build the model; the tokenizer arrives from the DataModule (fit/validate/test) or the checkpoint.
 
@@ -68,6 +70,7 @@ class LanguageModel(L.LightningModule):
             sample_prompts: Prompts continued at each validation and logged to TensorBoard's text tab ('' starts from <|endoftext|>; [] disables).
             skip_nonfinite: On a NaN/inf loss or gradient, skip that optimizer step (counted in train/skipped_steps) instead of stopping the run.
             truncate_prompts: Keep the last context_length tokens of a prompt longer than the context (with a warning) instead of refusing it.
+            ema: An exponential moving average of the weights for validation and the checkpoints' weights (off by default).
         """
         super().__init__()
         if not grad_clip >= 0:
@@ -81,6 +84,7 @@ class LanguageModel(L.LightningModule):
         self.sample_prompts = list(sample_prompts)
         self.skip_nonfinite = skip_nonfinite
         self.truncate_prompts = truncate_prompts
+        self.ema = ema
         self.skipped_steps = 0
         self._loss_finite: Optional[torch.Tensor] = None
         self._last_loss: Optional[torch.Tensor] = None
@@ -210,8 +214,9 @@ class LanguageModel(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step", "frequency": 1}}
 
     def configure_callbacks(self) -> list[L.Callback]:
-        """Train metrics written before each checkpoint, and tokens/s and MFU logging, during fit."""
-        return [TrainMetricsWriter(), SpeedMonitor()]
+        """Train metrics written before each checkpoint, tokens/s and MFU logging, and the weight average
+        when model.ema is on, during fit."""
+        return [TrainMetricsWriter(), SpeedMonitor()] + ([EmaCallback(self.ema.decay)] if self.ema.enabled else [])
 
     # ------------------------------------------------------------------ evaluation
     def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
@@ -325,6 +330,8 @@ class LanguageModel(L.LightningModule):
         trainer = attached_trainer(self)
         if RNG_KEY in checkpoint and trainer is not None and trainer.state.fn == "fit":
             set_rng_states(checkpoint[RNG_KEY])
+        if trainer is not None and trainer.state.fn == "fit":
+            refuse_resume_without_ema(checkpoint, self.ema.enabled)
         saved = payload.get("tokenizer")
         if saved is None:
             return
