@@ -202,3 +202,19 @@ def test_fit_with_a_time_budget_stops_in_time_and_ends_its_schedule(tmp_path: Pa
     assert max(v for _, v in lrs) > 0.009
     assert lrs[-1][1] < 0.001 + 0.25 * (0.01 - 0.001)
     assert wall < budget + 15  # the slack covers the interpreter start before the process clock and a busy machine
+
+
+@pytest.mark.slow
+def test_a_resumed_run_counts_the_seconds_its_first_process_used(tmp_path: Path) -> None:
+    args = ["fit", "--config", str(DEBUG_CONFIG), "--trainer.max_steps", "100000", "--time_budget", "30",
+            "--trainer.val_check_interval", "10", "--data.cache_dir", str(tmp_path / "cache"), "--torch_threads", "1",
+            "--trainer.enable_progress_bar", "false"]
+    first = run_cli(args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    last = tmp_path / "checkpoints" / "debug" / "last.ckpt"
+    saved = torch.load(last, weights_only=True)
+    used = next(v for k, v in saved["callbacks"].items() if k.startswith("TimeBudget"))["seconds_used"]
+    assert 15 < used <= 30
+    resumed = run_cli([*args, "--ckpt_path", "last"], cwd=tmp_path)  # the budget is (nearly) spent already
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"stopping after step {saved['global_step'] + 1} " in resumed.stdout
