@@ -9,8 +9,11 @@ and nanoGPT's char-level CPU recipe as the anchor, given the same time.
 Every run is `llm_lit fit --config configs/shakespeare.yaml --time_budget B [option overrides]` in its own
 folder with its own token cache, so the budget includes training the tokenizer and encoding the corpus;
 the run stops itself and validates on the whole val split (the last 10% of the corpus, nanoGPT's split).
-Runs go two at a time, each pinned to its own core (`taskset`) with one torch thread (`--parallel 2`,
-the default), or one at a time with `--threads` threads on the whole machine (`--parallel 1 --threads 2`).
+With a budget, `trainer.max_steps` is lifted so that every run is given the whole budget. With `--steps`,
+a config's own `time_budget` is switched off, the run validates once, at its last step, and all runs share
+one token cache (`WORKDIR/cache`: the tokenizer is trained once). Runs go `--parallel N` at a time, run k
+pinned to core k (`taskset`) with one torch thread (default 2: both cores of a 2-core machine), or one at
+a time with `--threads` threads on the whole machine (`--parallel 1 --threads 2`).
 The anchor (`--anchor`, see `benchmarks/nanogpt_anchor.py`) runs under the same conditions.
 
 Writes `OUT/results.json` (every run: settings, final val bpb, steps, wall time, the val bpb curve against
@@ -43,13 +46,8 @@ CONFIG = REPO / "configs" / "shakespeare.yaml"
 #: name -> (what it changes, the llm_lit overrides on top of the config). Each is compared with `default`.
 OPTIONS: dict[str, tuple[str, list[str]]] = {
     "default": ("configs/shakespeare.yaml as it is", []),
-    "old-default": ("the config before issue 17: 4L x 128, AdamW lr 3e-3 cosine, no dropout, batch 16, vocab 1024",
-                    ["--model.optimizer.name", "adamw", "--model.optimizer.schedule", "cosine",
-                     "--model.optimizer.lr", "0.003", "--model.optimizer.min_lr", "0.0003",
-                     "--model.optimizer.warmup_steps", "50", "--model.optimizer.weight_decay", "0.1",
-                     "--model.config.dropout", "0.0", "--model.config.d_model", "128", "--model.config.n_layers", "4",
-                     "--model.config.n_heads", "4", "--model.config.context_length", "128", "--data.batch_size", "16",
-                     "--data.vocab_size", "1024"]),
+    "old-default": ("configs/shakespeare.yaml before issue 17: 4L x 128, AdamW lr 3e-3 cosine, no dropout, batch 16 "
+                    "(benchmarks/shakespeare_before_issue17.yaml)", []),
     "adamw": ("AdamW for every parameter instead of Muon",
               ["--model.optimizer.name", "adamw", "--model.optimizer.lr", "0.003", "--model.optimizer.min_lr", "0.0003"]),
     "cosine": ("cosine schedule instead of wsd", ["--model.optimizer.schedule", "cosine"]),
@@ -65,6 +63,11 @@ OPTIONS: dict[str, tuple[str, list[str]]] = {
     "vocab-512": ("512-token BPE", ["--data.vocab_size", "512"]),
     "vocab-2048": ("2048-token BPE", ["--data.vocab_size", "2048"]),
 }
+#: Options run from their own YAML instead of configs/shakespeare.yaml plus overrides.
+OPTION_CONFIGS: dict[str, Path] = {"old-default": REPO / "benchmarks" / "shakespeare_before_issue17.yaml"}
+#: With a time budget every run gets the whole budget: trainer.max_steps is lifted to this (a config's own
+#: cap, e.g. the old default's 700 steps, would otherwise end it early).
+UNCAPPED_STEPS = 1_000_000
 ANCHOR = "nanoGPT"
 
 
@@ -74,10 +77,15 @@ def run_ours(name: str, overrides: list[str], seed: int, workdir: Path, budget: 
     """`llm_lit fit` of the config plus `overrides` in its own folder; its final val bpb and curve."""
     run_dir = workdir / f"{name}-seed{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    length = ["--time_budget", str(budget)] if budget is not None else ["--trainer.max_steps", str(steps)]
-    command = [sys.executable, "-m", "llm_lit", "fit", "--config", str(config), "--data.cache_dir",
-               str(run_dir / "cache"), "--seed_everything", str(seed), "--data.seed", str(seed),
-               "--trainer.enable_progress_bar", "false", "--torch_threads", str(threads), *length, *overrides]
+    if budget is not None:
+        length = ["--time_budget", str(budget), "--trainer.max_steps", str(UNCAPPED_STEPS)]
+    else:
+        length = ["--time_budget", "null", "--trainer.max_steps", str(steps),
+                  "--trainer.val_check_interval", str(steps)]
+    cache = run_dir / "cache" if budget is not None else workdir / "cache"
+    command = [sys.executable, "-m", "llm_lit", "fit", "--config", str(config), "--data.cache_dir", str(cache),
+               "--seed_everything", str(seed), "--data.seed", str(seed), "--trainer.enable_progress_bar", "false",
+               "--torch_threads", str(threads), *length, *overrides]
     if pin is not None:
         command = ["taskset", "-c", str(pin), *command]
     if nice:
@@ -109,7 +117,7 @@ def val_curve(log_dir: Path, started: float) -> list[dict[str, float]]:
 
 # ---------------------------------------------------------------------- the queue
 def run_all(jobs: list[dict[str, Any]], parallel: int, on_done: Any) -> list[dict[str, Any]]:
-    """Run `jobs` (each a dict with a `run(pin)` callable) `parallel` at a time; with 2, slot k is core k."""
+    """Run `jobs` (each a dict with a `run(pin)` callable) `parallel` at a time; with 2 or more, slot k is core k."""
     todo: "queue.Queue[dict[str, Any]]" = queue.Queue()
     for job in jobs:
         todo.put(job)
@@ -183,8 +191,9 @@ def main() -> None:
     p.add_argument("--anchor", type=Path, help="a nanoGPT checkout: run its char-level CPU recipe for the same time")
     p.add_argument("--anchor-iters", type=int,
                    help="the anchor's iteration count (default: calibrated to the budget by a short run)")
-    p.add_argument("--parallel", type=int, choices=(1, 2), default=2,
-                   help="2: two runs at a time, each pinned to one core; 1: one run at a time")
+    p.add_argument("--parallel", type=int, default=2,
+                   help="N >= 2: N runs at a time, run k pinned to core k (at most the number of cores); "
+                        "1: one run at a time, unpinned")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--nice", type=int, default=0, help="run under nice -n N")
     p.add_argument("--config", type=Path, default=CONFIG)
@@ -199,6 +208,9 @@ def main() -> None:
     budget = args.budget if args.steps is None else None
     if args.steps is None and budget is None:
         budget = 600.0
+    if not 1 <= args.parallel <= (os.cpu_count() or 1):
+        raise SystemExit(f"--parallel must be between 1 and this machine's {os.cpu_count()} cores "
+                         f"(got {args.parallel}).")
     names = [n.strip() for n in args.options.split(",") if n.strip()]
     unknown = [n for n in names if n not in OPTIONS]
     if unknown:
@@ -210,7 +222,7 @@ def main() -> None:
         for name in names:
             jobs.append({"run": lambda pin, name=name, seed=seed: run_ours(
                 name, OPTIONS[name][1], seed, args.workdir, budget, args.steps, args.threads, pin, args.nice,
-                args.config)})
+                OPTION_CONFIGS.get(name, args.config))})
     if args.anchor is not None and budget is not None:
         jobs.insert(1, {"run": lambda pin: {**run_anchor(args.anchor, args.workdir / ANCHOR, budget=budget,
                                                           iters=args.anchor_iters, threads=args.threads, pin=pin),
