@@ -5,6 +5,7 @@
 #
 #   benchmarks/recipe_final.sh [BUDGET_S] [OUT]          # defaults: 600 s, recipe_final/
 #   NANOGPT=/path/to/nanoGPT benchmarks/recipe_final.sh  # the nanoGPT checkout (default /work/anchor/nanoGPT)
+#   PYTHON=/path/to/venv/bin/python benchmarks/recipe_final.sh   # the interpreter (default: python on PATH)
 #
 # Run it on a quiet machine: the three runs go at once on 3+ cores; on 2 cores ours and nanoGPT go
 # first, side by side, and the old config after them (about 2 x BUDGET_S plus nanoGPT's calibration).
@@ -24,8 +25,8 @@ if [ ! -f "$nanogpt/train.py" ]; then
     echo "error: no nanoGPT checkout at $nanogpt; set NANOGPT=/path/to/nanoGPT." >&2
     exit 2
 fi
-python benchmarks/recipe_sweep.py --budget "$budget" --options default,old-default --seeds 1337 \
+"${PYTHON:-python}" benchmarks/recipe_sweep.py --budget "$budget" --options default,old-default --seeds 1337 \
     --anchor "$nanogpt" --parallel "$parallel" --threads 1 --workdir "${TMPDIR:-/tmp}/llm_lit_recipe_final" --out "$out"
-python benchmarks/plot_recipe.py "$out/results.json" --runs default,old-default,nanoGPT \
+"${PYTHON:-python}" benchmarks/plot_recipe.py "$out/results.json" --runs default,old-default,nanoGPT \
     --out "$out/recipe_bpb_vs_time.png"
 echo "plot: $out/recipe_bpb_vs_time.png"

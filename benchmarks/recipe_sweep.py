@@ -161,10 +161,11 @@ def table(results: list[dict[str, Any]], seeds: list[int], conditions: str) -> s
         if name == ANCHOR:
             cells = [f"{next(iter(runs.values()))['final_bpb']:.4f}"] + [""] * (len(seeds) - 1)
         median = _median(runs)
-        change = f"{median - base:+.4f}" if base is not None and name != "default" else ""
+        change = f"{median - base:+.4f}" if None not in (base, median) and name != "default" else ""
+        median_text = f"**{median:.4f}**" if median is not None else "failed (see its log.txt)"
         steps = statistics.median(r.get("steps", r.get("iters", 0)) for r in runs.values())
         wall = statistics.median(r["wall_s"] for r in runs.values())
-        lines.append(f"| {name} | {what} | " + " | ".join(cells) + f" | **{median:.4f}** | {change} | {steps:.0f} | "
+        lines.append(f"| {name} | {what} | " + " | ".join(cells) + f" | {median_text} | {change} | {steps:.0f} | "
                      f"{wall:.0f} |")
     return "\n".join(lines)
 
@@ -201,6 +202,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("recipe_sweep"), help="folder for results.json and table.md")
     p.add_argument("--list", action="store_true", help="print the options and exit")
     args = p.parse_args()
+    args.config = args.config.resolve()  # each run's working directory is its own folder
     if args.list:
         for name, (what, overrides) in OPTIONS.items():
             print(f"{name:16s} {what}\n{'':16s} {' '.join(overrides)}")
