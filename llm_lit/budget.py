@@ -152,7 +152,7 @@ class TimeBudget(L.Callback):
             self._steps_timed += 1
         if self.stopped_at is None and self.should_stop():
             self.stopped_at = step
-            trainer.should_stop = True  # Lightning validates, and the checkpoint callbacks save, then fit ends
+            trainer.should_stop = True  # Lightning validates, `last` is saved (on_validation_end), fit ends
             if trainer.is_global_zero:
                 print(f"Time budget: stopping after step {step} ({self.elapsed():.0f} s of {self.seconds:.0f} s used) "
                       "to validate and save.", flush=True)
@@ -160,6 +160,18 @@ class TimeBudget(L.Callback):
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
             self._pause_start = self.clock()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """After the final validation, write each checkpoint callback's `last` file at this step.
+
+        Lightning's ModelCheckpoint writes `last` only when it saves another checkpoint at the same step
+        (a new best, or its every_n_train_steps), which a step chosen by the budget rarely is."""
+        if self.stopped_at is None or trainer.global_step != self.stopped_at or trainer.sanity_checking:
+            return
+        paths = {cb.format_checkpoint_name(dict(trainer.callback_metrics), cb.CHECKPOINT_NAME_LAST)
+                 for cb in trainer.checkpoint_callbacks if getattr(cb, "save_last", False) and cb.dirpath}
+        for path in sorted(paths):
+            trainer.save_checkpoint(path)
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
