@@ -95,7 +95,7 @@ def run_ours(name: str, overrides: list[str], seed: int, workdir: Path, budget: 
     with open(run_dir / "log.txt", "w") as log:
         code = subprocess.run(command, cwd=run_dir, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
     wall = time.time() - started
-    curve = val_curve(run_dir / "lightning_logs", started)
+    curve = val_curve(run_dir, started)  # lightning_logs/ or runs/<name>/version_N/, wherever fit logged
     return {"name": name, "seed": seed, "overrides": overrides, "returncode": code, "wall_s": wall, "curve": curve,
             "final_bpb": curve[-1]["bpb"] if curve and code == 0 else math.nan,
             "steps": curve[-1]["step"] + 1 if curve else 0, "threads": threads, "pin": pin,
