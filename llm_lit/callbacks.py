@@ -8,6 +8,7 @@ owns the tokenizer and the sampling settings.)
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -15,6 +16,8 @@ from typing import Any, Optional
 import lightning as L
 import torch
 from lightning.fabric.utilities.apply_func import convert_tensors_to_scalars
+from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 
 from llm_lit.lightning_compat import logger_step, should_update_logs
 from llm_lit.peak_flops import device_peak_flops
@@ -131,7 +134,7 @@ class PredictionWriter(L.Callback):
         for row in outputs:
             self._rows.append(row)
             if self.echo:
-                print(f"{row['prompt']}{row['completion']}\n{'-' * 40}", flush=True)
+                echo(trainer, f"{row['prompt']}{row['completion']}\n{'-' * 40}")
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         path = self.output_path
@@ -142,3 +145,17 @@ class PredictionWriter(L.Callback):
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
         if self.echo and trainer.is_global_zero:
             print(f"Wrote {len(self._rows)} continuations to {path}", flush=True)
+
+
+def echo(trainer: L.Trainer, text: str) -> None:
+    """Print `text` on lines of its own while a progress bar may be drawn.
+
+    A TQDM bar is redrawn in place on the current line, so text printed plainly would continue
+    that line; TQDM's `write` clears the bar, prints, and redraws it below. (Rich's bar, when rich
+    is installed, already moves plain prints above itself.)
+    """
+    if isinstance(trainer.progress_bar_callback, TQDMProgressBar):
+        Tqdm.write(text, file=sys.stdout)
+        sys.stdout.flush()
+    else:
+        print(text, flush=True)

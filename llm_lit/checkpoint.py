@@ -4,6 +4,8 @@ A checkpoint written by `llm_lit fit` is a Lightning checkpoint whose `state_dic
 weights as `model.<TransformerLM key>` and whose `"llm_lit"` section holds the model config
 and the tokenizer as plain data, so `load_checkpoint(path)` rebuilds both from the file
 alone. Every load uses `torch.load(weights_only=True)`: tensors and plain containers only.
+Every save records a checksum of each tensor (`llm_lit.checksums`) and every load verifies them,
+then refuses weights that hold NaN or infinity, each in one line naming the tensor.
 
 `--ckpt_path FILE` is read once (`LoadedCheckpoint.read`, at parse time, memory-mapped): for
 validate, test and predict its model config is applied to the parsed config through the
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +26,11 @@ from typing import Any, Optional
 
 import lightning
 import torch
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 
+from llm_lit.checksums import ChecksumMismatch, verify_checksums, with_checksums
 from llm_lit.errors import UserError
+from llm_lit.guards import first_nonfinite, state_dict_mismatch
 from llm_lit.model import ModelConfig, TransformerLM
 from tokenizer import Tokenizer
 from tokenizer.atomic import atomic_path
@@ -38,10 +44,12 @@ LIGHTNING_CKPT_NAMES = ("last", "best", "hpc", "registry")
 CHECKPOINT_DEFINES_MODEL = ("validate", "test", "predict")
 
 
-def read_checkpoint(path: str | os.PathLike, mmap: bool = True) -> dict[str, Any]:
+def read_checkpoint(path: str | os.PathLike, mmap: bool = True, verify: bool = True) -> dict[str, Any]:
     """The checkpoint at `path` as a dict, loaded with `weights_only=True` on the CPU (memory-mapped if `mmap`).
 
-    Raises `UserError` when the file is missing, truncated, corrupt or holds arbitrary objects.
+    Raises `UserError` when the file is missing, truncated, corrupt or holds arbitrary objects;
+    with `verify` (always, but in the load-time benchmark) also when a tensor does not match the
+    checksum recorded when it was saved, or the weights hold NaN or infinity.
     """
     path = Path(path).expanduser()
     if not path.is_file():
@@ -59,7 +67,32 @@ def read_checkpoint(path: str | os.PathLike, mmap: bool = True) -> dict[str, Any
                         "use another checkpoint, e.g. last.ckpt or an earlier one.") from e
     if not isinstance(checkpoint, dict):
         raise UserError(f"The checkpoint '{path}' is not a Lightning checkpoint; pass a .ckpt file written by llm_lit fit.")
+    if verify:
+        _verify(checkpoint, path)
     return checkpoint
+
+
+def _verify(checkpoint: dict[str, Any], path: Path) -> None:
+    """Refuse a checkpoint whose contents differ from what was saved, or whose weights are not finite."""
+    try:
+        verified = verify_checksums(checkpoint)
+    except ChecksumMismatch as e:
+        raise UserError(f"The checkpoint '{path}' is corrupt: {e.what} differs from what was saved (checksum "
+                        "mismatch); use another checkpoint, e.g. an earlier one or a fresh copy.") from None
+    if verified is None and CHECKPOINT_KEY in checkpoint and rank_zero_only.rank == 0:
+        print(f"note: the checkpoint '{path}' has no checksums (written by llm_lit before they were recorded), "
+              "so it is loaded without verifying them.", file=sys.stderr, flush=True)
+    weights = ((name, t) for name, t in checkpoint.get("state_dict", {}).items() if name.startswith("model."))
+    name = first_nonfinite(weights)
+    if name is not None:
+        raise UserError(f"The checkpoint '{path}' holds NaN or infinite weights in '{name}', which no run can "
+                        "use; use an earlier checkpoint.")
+
+
+def save_checkpoint_file(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write `checkpoint` with its checksums to `path` atomically (a temporary name, fsync, rename)."""
+    with atomic_path(path) as tmp:
+        torch.save(with_checksums(checkpoint), tmp)
 
 
 def checkpoint_payload(checkpoint: dict[str, Any], path: str | os.PathLike = "checkpoint") -> dict[str, Any]:
@@ -90,11 +123,12 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[TransformerLM, Tokenizer]:
     config = ModelConfig.from_dict(payload["model_config"])
     tokenizer = Tokenizer.from_dict(payload["tokenizer"])
     model = TransformerLM(config)
-    try:
-        model.load_state_dict(model_state_dict(checkpoint), strict=True)
-    except RuntimeError as e:
-        raise UserError(f"The checkpoint '{path}' holds weights of another architecture than its model config "
-                        f"({str(e).splitlines()[0][:120]}); pass an unmodified checkpoint written by llm_lit fit.") from e
+    weights = model_state_dict(checkpoint)
+    problem = state_dict_mismatch(model.state_dict(), weights)
+    if problem:
+        raise UserError(f"The checkpoint '{path}' holds weights of another architecture than its model config ({problem}); "
+                        "pass an unmodified checkpoint written by llm_lit fit.")
+    model.load_state_dict(weights, strict=True)
     return model.eval(), tokenizer
 
 
@@ -124,8 +158,7 @@ def write_checkpoint(model: TransformerLM, tokenizer: Optional[Tokenizer], path:
         "lr_schedulers": [],
         CHECKPOINT_KEY: llm_lit_section(model.config, tokenizer),
     }
-    with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+    save_checkpoint_file(checkpoint, path)
 
 
 def same_tokenizer(tokenizer: Tokenizer, saved: dict[str, Any]) -> bool:

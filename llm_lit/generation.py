@@ -18,7 +18,7 @@ from __future__ import annotations
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -32,6 +32,10 @@ class SamplingConfigError(UserError, ValueError):
     """An invalid `SamplingConfig` or `generate` argument."""
 
 
+class UnusableWeightsError(UserError):
+    """The model's outputs are not finite: nothing can be sampled from it."""
+
+
 @dataclass
 class SamplingConfig:
     """How to pick each new token.
@@ -43,6 +47,7 @@ class SamplingConfig:
         top_p: Sample only among the smallest set of most likely tokens whose probability reaches top_p (None: no limit).
         seed: Seed of the sampling generator, for reproducible samples (None: use torch's global RNG).
         use_cache: Reuse keys and values of earlier tokens (KV cache) instead of recomputing the whole sequence each step.
+        stop_tokens: Special tokens that end a continuation, e.g. ["</s>"] (default: the tokenizer's EOS role, else <|endoftext|>); [] never stops early.
     """
 
     max_new_tokens: int = 200
@@ -51,6 +56,7 @@ class SamplingConfig:
     top_p: Optional[float] = None
     seed: Optional[int] = None
     use_cache: bool = True
+    stop_tokens: Optional[list[str]] = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -62,6 +68,8 @@ class SamplingConfig:
             problems.append(f"top_k must be a positive integer or None (got {self.top_k!r})")
         if self.top_p is not None and (not isinstance(self.top_p, (int, float)) or not 0 < self.top_p <= 1):
             problems.append(f"top_p must be in (0, 1] or None (got {self.top_p!r})")
+        if self.stop_tokens is not None and not all(isinstance(t, str) and t for t in self.stop_tokens):
+            problems.append(f"stop_tokens must be a list of special-token strings (got {self.stop_tokens!r})")
         if problems:
             raise SamplingConfigError("Invalid SamplingConfig: " + "; ".join(problems) + "; fix these fields.")
 
@@ -129,19 +137,40 @@ def generate(model: TransformerLM, prompts: list[list[int]], sampling: SamplingC
     return results
 
 
+def stream(model: TransformerLM, prompt: list[int], sampling: SamplingConfig | None = None,
+           stop_tokens: Sequence[int] = (), generator: torch.Generator | None = None) -> Iterator[int]:
+    """Yield the new tokens of one prompt as they are generated (what `generate` returns for it).
+
+    Stops before a stop token, after `sampling.max_new_tokens`, or when the caller stops
+    iterating. `generator` (if given) is used and advanced instead of one seeded from
+    `sampling.seed`, so a session can continue one random stream across prompts.
+    """
+    sampling = sampling or SamplingConfig()
+    prompt = _check_prompts(model, [prompt])[0]
+    device = model.token_embeddings.weight.device
+    if generator is None and sampling.seed is not None:
+        generator = torch.Generator(device=device).manual_seed(sampling.seed)
+    stop = set(int(t) for t in stop_tokens)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            tokens = torch.tensor([prompt], dtype=torch.long, device=device)
+            for next_ids in _steps(model, tokens, sampling, generator):
+                token = int(next_ids[0])
+                if token in stop:
+                    return
+                yield token
+    finally:
+        model.train(was_training)
+
+
 def _generate_batch(model: TransformerLM, tokens: Tensor, sampling: SamplingConfig, stop: set[int],
                     generator: torch.Generator | None) -> list[list[int]]:
     """Generate for equal-length prompts `tokens (batch, prompt_len)`; see the module docstring."""
-    batch = tokens.shape[0]
-    context = model.config.context_length
-    new_tokens: list[list[int]] = [[] for _ in range(batch)]
-    if sampling.max_new_tokens == 0:
-        return new_tokens
-    cache = model.new_kv_cache(batch) if sampling.use_cache else None
-    logits = model(tokens, kv_cache=cache)[:, -1]
-    done = [False] * batch
-    for step in range(sampling.max_new_tokens):
-        next_ids = sample_next(logits, sampling, generator)
+    new_tokens: list[list[int]] = [[] for _ in range(tokens.shape[0])]
+    done = [False] * tokens.shape[0]
+    for next_ids in _steps(model, tokens, sampling, generator):
         for row, token in enumerate(next_ids.tolist()):
             if done[row]:
                 continue
@@ -149,7 +178,26 @@ def _generate_batch(model: TransformerLM, tokens: Tensor, sampling: SamplingConf
                 done[row] = True
             else:
                 new_tokens[row].append(token)
-        if all(done) or step == sampling.max_new_tokens - 1:
+        if all(done):
+            break
+    return new_tokens
+
+
+def _steps(model: TransformerLM, tokens: Tensor, sampling: SamplingConfig,
+           generator: torch.Generator | None) -> Iterator[Tensor]:
+    """Yield the next ids `(batch,)` of `sampling.max_new_tokens` steps after `tokens (batch, prompt_len)`."""
+    context = model.config.context_length
+    if sampling.max_new_tokens == 0:
+        return
+    cache = model.new_kv_cache(tokens.shape[0]) if sampling.use_cache else None
+    logits = model(tokens, kv_cache=cache)[:, -1]
+    for step in range(sampling.max_new_tokens):
+        if not bool(torch.isfinite(logits).all()):  # else greedy picks garbage and sampling fails with a traceback
+            raise UnusableWeightsError("The model's next-token scores are NaN or infinite, so its weights are "
+                                       "unusable and nothing was generated; use an earlier checkpoint.")
+        next_ids = sample_next(logits, sampling, generator)
+        yield next_ids
+        if step == sampling.max_new_tokens - 1:
             break
         tokens = torch.cat([tokens, next_ids.unsqueeze(-1)], dim=1)
         if cache is not None and cache.length < cache.max_seq_len:
@@ -158,7 +206,6 @@ def _generate_batch(model: TransformerLM, tokens: Tensor, sampling: SamplingConf
             if cache is not None:
                 cache.reset()
             logits = model(tokens[:, -context:], kv_cache=cache)[:, -1]
-    return new_tokens
 
 
 def _check_prompts(model: TransformerLM, prompts: list[list[int]]) -> list[list[int]]:

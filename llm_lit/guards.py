@@ -3,13 +3,15 @@
 * the non-finite guard: a NaN/inf loss or gradient norm stops training before the optimizer
   step (so no checkpoint ever holds the weights it would have produced), or is skipped;
 * checkpoints of another architecture, compared field by field and tensor by tensor;
-* output folders that cannot be written, found before training rather than at the first save;
-* `trainer.devices` asking for accelerators the machine does not have;
+* output folders and files that cannot be written, found before training (or generating) rather than
+  at the first save;
+* `trainer.devices` asking for accelerators the machine does not have, and FSDP without a GPU;
 * a `fit` without `trainer.max_steps`, which the learning-rate schedule's length comes from.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -34,10 +36,32 @@ def nonfinite_message(step: int, loss: float, grad_norm: float) -> str:
             "to skip such steps.")
 
 
+def unusable_message(reason: str, step: int, since: int) -> str:
+    """The one-sentence report of weights that became unusable: `reason` says how it showed at global step
+    `step`; the update that did it came at step `since` or later, so checkpoints of earlier steps are good."""
+    return (f"Training stopped at step {step}: {reason}, so the weights are unusable (no sample is drawn from them "
+            f"and no checkpoint written); checkpoints written after step {since} may hold them too, so resume from "
+            f"one of step {since} or earlier with a lower model.optimizer.lr (or model.grad_clip).")
+
+
 def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
     """Whether every floating-point tensor holds only finite values (one device sync)."""
     flags = [torch.isfinite(t).all() for t in tensors if t.is_floating_point()]
     return bool(torch.stack(flags).all()) if flags else True
+
+
+def first_nonfinite(named: Iterable[tuple[str, torch.Tensor]]) -> Optional[str]:
+    """The name of the first floating-point tensor holding NaN or infinity, or None.
+
+    A tensor's sum is finite when all of its elements are (NaN and infinity propagate), so one
+    reduction per tensor settles almost every case; only a non-finite sum, which huge finite
+    values can also give, is confirmed element by element.
+    """
+    for name, tensor in named:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor.sum())):
+            if not bool(torch.isfinite(tensor).all()):
+                return name
+    return None
 
 
 def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
@@ -77,8 +101,13 @@ def require_max_steps(max_steps: Optional[int]) -> int:
 
 
 def check_writable_dir(path: str | os.PathLike, what: str, setting: str) -> None:
-    """Create folder `path` if needed and check that files can be created in it (else `UserError`)."""
+    """Check that files can be created in folder `path` (else `UserError`).
+
+    Folders it creates for the check are removed again, so a run that stops before writing
+    anything leaves no empty run folder behind.
+    """
     folder = Path(path).expanduser()
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".llm_lit_write_test.{os.getpid()}"
@@ -87,6 +116,19 @@ def check_writable_dir(path: str | os.PathLike, what: str, setting: str) -> None
     except OSError as e:
         raise UserError(f"The {what} folder '{folder}' cannot be written ({e.strerror or e}); "
                         f"pass a writable {setting}.") from e
+    finally:
+        for made in created:
+            with contextlib.suppress(OSError):  # not empty: something else has written there since
+                made.rmdir()
+
+
+def check_writable_file(path: str | os.PathLike, what: str, setting: str) -> None:
+    """Check that the file `path` can be written (a file or nothing there, in a writable folder), else `UserError`."""
+    file = Path(path).expanduser()
+    if file.is_dir():
+        raise UserError(f"{setting} '{file}' is a folder; pass the path of the {what} file to write, "
+                        f"e.g. {file / f'{what}.jsonl'}.")
+    check_writable_dir(file.parent, what, setting)
 
 
 def check_devices(accelerator: Any, devices: Any) -> None:
@@ -102,6 +144,22 @@ def check_devices(accelerator: Any, devices: Any) -> None:
     if wanted is not None and wanted > available:
         raise UserError(f"trainer.devices asks for {wanted} GPUs but this machine has {available}; "
                         f"pass --trainer.devices {available} or fewer (or 'auto').")
+
+
+def check_strategy(strategy: Any, accelerator: Any) -> None:
+    """Refuse FSDP without a CUDA GPU in one sentence (Lightning stops with a traceback there)."""
+    name = strategy if isinstance(strategy, str) else type(strategy).__name__
+    if "fsdp" not in str(name).lower():
+        return
+    chosen = str(accelerator).lower() if accelerator is not None else "auto"
+    if chosen == "cpu":
+        reason = "--trainer.accelerator is cpu"
+    elif chosen in ("auto", "gpu", "cuda") and torch.cuda.device_count() == 0:
+        reason = "this machine has no usable CUDA GPU"
+    else:
+        return
+    raise UserError(f"--trainer.strategy {name} shards the model across CUDA GPUs but {reason}; use "
+                    "--trainer.accelerator gpu on a GPU machine, or --trainer.strategy ddp (or auto) on a CPU.")
 
 
 def _requested_count(devices: Any, available: int) -> Optional[int]:

@@ -16,11 +16,17 @@ Private names used (and the public ones that replaced earlier private uses):
   (`logger_step`, `set_logger_step`).
 * `trainer._logger_connector.should_update_logs`: whether this step writes logs
   (`should_update_logs`).
+* `trainer.fit_loop.epoch_loop._should_check_val_fx` and `trainer.fit_loop._data_fetcher`:
+  whether a validation follows the current training step (`validation_due`).
+* the layout of the fit loop's saved progress counters (`"epoch_loop.batch_progress"`, ...):
+  a checkpoint taken before a due validation is marked so a resume runs it
+  (`mark_validation_started`).
 * `LightningCLI._parse_ckpt_path` (overridden): LightningCLI reads the whole `--ckpt_path`
   file again after parsing, only to look for `hyper_parameters`, which llm_lit checkpoints
   never hold (`NoHyperparametersInCheckpoints`).
 * `parser._subcommands_action` (jsonargparse) and `parser._actions` (argparse): the option
-  names a subcommand accepts, for "did you mean" hints (`subcommand_parser`, `option_keys`).
+  names a subcommand accepts, for "did you mean" hints (`subcommand_parser`, `option_keys`);
+  the same action lists llm_lit's own subcommands in `llm_lit --help` (`add_listed_subcommand`).
 * the wording of jsonargparse's error messages (`unknown_key`, `reworded`).
 * no longer used, replaced by public APIs: `LightningModule._trainer` (`attached_trainer` asks
   the `module.trainer` property), `LightningCLI._get` (the CLI reads its settings with
@@ -95,6 +101,52 @@ def should_update_logs(trainer: L.Trainer) -> bool:
     return _private(connector, "should_update_logs", "write train metrics exactly at Lightning's logging steps")
 
 
+def validation_due(trainer: L.Trainer) -> bool:
+    """Whether Lightning runs a validation right after the current training step (called during the step).
+
+    Private: Lightning's own test (`val_check_interval`, epochs, time intervals, early stops) has no
+    public form, and re-deriving it would drift from it.
+    """
+    loop = trainer.fit_loop.epoch_loop
+    check = _private(loop, "_should_check_val_fx", "run, after a resume, the validation a kill interrupted")
+    return bool(check(_private(trainer.fit_loop, "_data_fetcher", "run the validation a kill interrupted")))
+
+
+def saved_at_train_batch_end(loops: dict[str, Any]) -> bool:
+    """Whether a checkpoint's loop state was saved inside `on_train_batch_end` (the batch processed, not
+    yet counted as completed): Lightning's own test for its `RESTARTED_ON_TRAIN_BATCH_END` stage."""
+    total = _progress(loops, "epoch_loop.batch_progress")["total"]
+    return total["completed"] == total["processed"] - 1
+
+
+def mark_validation_started(loops: dict[str, Any]) -> None:
+    """Edit a checkpoint's loop state saved inside `on_train_batch_end`, before a due validation, to read as
+    saved once that step completed and its validation started (first batch in flight, none done).
+
+    A resume from it then runs the whole validation first, logging it at the step it belongs to
+    (Lightning's `RESTARTED_MID_EVALUATION` stage), instead of skipping it as Lightning does for
+    checkpoints taken at a train-batch end. Private: the layout of the saved progress counters.
+    """
+    train = _progress(loops, "epoch_loop.batch_progress")
+    for counts in (train["total"], train["current"]):
+        counts["completed"] = counts["processed"]
+    val = _progress(loops, "epoch_loop.val_loop.batch_progress")
+    done = val["total"]["completed"]
+    val["total"].update(ready=done + 1, started=done + 1, processed=done)
+    val["current"].update(ready=1, started=1, processed=0, completed=0)
+    val["is_last_batch"] = False
+
+
+def _progress(loops: dict[str, Any], key: str) -> dict[str, Any]:
+    """The fit loop's saved progress counters under `key` (`LightningInternalsChanged` if the layout moved)."""
+    progress = loops.get("fit_loop", {}).get(key)
+    if not isinstance(progress, dict) or not {"total", "current"} <= set(progress):
+        raise LightningInternalsChanged(f"checkpoints no longer hold loops['fit_loop'][{key!r}] with 'total' and "
+                                        "'current' counters; llm_lit edits them to run, after a resume, the validation "
+                                        "a kill interrupted: update llm_lit/lightning_compat.py for this version.")
+    return progress
+
+
 # ---------------------------------------------------------------------- Lightning: the CLI
 class NoHyperparametersInCheckpoints:
     """A LightningCLI mixin that keeps LightningCLI from reading `--ckpt_path` a second time.
@@ -119,6 +171,19 @@ def subcommand_parser(parser: Any, subcommand: Optional[str]) -> Any:
         return parser
     action = _private(parser, "_subcommands_action", "suggest the nearest valid key for an unknown one")
     return action.choices.get(subcommand, parser) if action is not None else parser
+
+
+def add_listed_subcommand(parser: Any, name: str, help_line: str) -> None:
+    """List `name` among `parser`'s subcommands (in its --help and its invalid-choice error) with `help_line`.
+
+    llm_lit runs these commands itself before LightningCLI parses anything, so the listed
+    subcommand gets an empty parser. Private: jsonargparse hands out the subcommands action only
+    from `add_subcommands()`, which may be called once, and LightningCLI has called it.
+    """
+    from jsonargparse import ArgumentParser
+
+    action = _private(parser, "_subcommands_action", "list llm_lit's own subcommands in llm_lit --help")
+    action.add_subcommand(name, ArgumentParser(prog=f"llm_lit {name}"), help=help_line)
 
 
 def option_keys(parser: Any) -> list[str]:

@@ -25,14 +25,20 @@ from llm_lit.ema import EmaCallback, EmaSettings, refuse_resume_without_ema
 from llm_lit.errors import UserError
 from llm_lit.generation import SamplingConfig, generate
 from llm_lit.guards import (NonFiniteError, all_finite, config_differences, nonfinite_message, require_max_steps,
-                            state_dict_mismatch)
+                            state_dict_mismatch, unusable_message)
 from llm_lit.lightning_compat import attached_trainer
 from llm_lit.model import ModelConfig, TransformerLM
 from llm_lit.optim import OptimizerConfig, build_optimizer, clip_grad_norm
-from llm_lit.resume import RNG_KEY, micro_batch_seed, rng_states, set_rng_states
+from llm_lit.reporting import RunReport, log_samples
+from llm_lit.resume import (RNG_KEY, ValidationAfterResume, last_checkpoint, micro_batch_seed, rng_states,
+                            set_rng_states)
 from tokenizer import Tokenizer
 
 END_OF_TEXT = "<|endoftext|>"
+#: Steps in a row with a non-finite loss (and unchanged weights) after which skip_nonfinite stops the run.
+UNUSABLE_AFTER = 3
+#: Checkpoint key of the train loss's running mean since the last logging step (per rank).
+TRAIN_LOSS_KEY = "llm_lit_train_loss"
 
 
 def muon_matrices(model: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -40,6 +46,13 @@ def muon_matrices(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     transformer blocks (attention and feed-forward projections). Embeddings, the output head, norms
     and biases stay with AdamW."""
     return [p for name, p in model.named_parameters() if name.startswith("layers.") and p.dim() == 2]
+
+
+def _not_saved_fix(last: Optional[Any]) -> str:
+    """The end of the message about a checkpoint that was not written: where the previous one is, and what to do."""
+    if last is not None:
+        return f"(the previous one, {last}, is intact); lower model.optimizer.lr and resume from it with --ckpt_path last."
+    return "(none was written before either); lower model.optimizer.lr and start again."
 
 
 class LanguageModel(L.LightningModule):
@@ -67,7 +80,7 @@ class LanguageModel(L.LightningModule):
             compile: Apply torch.compile to the transformer (worth it on GPUs; slow to start on CPU).
             activation_checkpointing: Recompute each block in the backward pass instead of storing its activations (less memory for about a third more compute).
             sampling: How predict (and the samples logged at each validation) pick tokens.
-            sample_prompts: Prompts continued at each validation and logged to TensorBoard's text tab ('' starts from <|endoftext|>; [] disables).
+            sample_prompts: Prompts continued at each validation, printed on the console and sent to every logger that takes text (TensorBoard's text tab, a W&B table, samples.jsonl beside a CSV logger's metrics); '' starts from the BOS or <|endoftext|>; [] disables.
             skip_nonfinite: On a NaN/inf loss or gradient, skip that optimizer step (counted in train/skipped_steps) instead of stopping the run.
             truncate_prompts: Keep the last context_length tokens of a prompt longer than the context (with a warning) instead of refusing it.
             ema: An exponential moving average of the weights for validation and the checkpoints' weights (off by default).
@@ -88,6 +101,11 @@ class LanguageModel(L.LightningModule):
         self.skipped_steps = 0
         self._loss_finite: Optional[torch.Tensor] = None
         self._last_loss: Optional[torch.Tensor] = None
+        #: Steps in a row whose loss was not finite (skipped steps leave the weights as they were), and the
+        #: last step whose loss and gradients were finite; see `_guard_nonfinite`.
+        self._nonfinite_losses_in_a_row = 0
+        self._last_good_step = 0
+        self._last_good_val_step = 0
         self.model = TransformerLM(config)
         self.tokenizer: Optional[Tokenizer] = None
         self._token_bytes: Optional[torch.Tensor] = None
@@ -132,6 +150,11 @@ class LanguageModel(L.LightningModule):
             self._compiled = True
 
     # ------------------------------------------------------------------ training
+    def on_train_start(self) -> None:
+        """Weights loaded or initialised at the start of fit count as good (for the unusable-weights report)."""
+        self._nonfinite_losses_in_a_row = 0
+        self._last_good_step = self._last_good_val_step = self.global_step
+
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         """Reseed torch's generator from (seed, micro-batch index, rank): dropout then needs no saved state."""
         micro_batch = self.trainer.fit_loop.epoch_loop.total_batch_idx
@@ -186,8 +209,18 @@ class LanguageModel(L.LightningModule):
         scaler_handles_grads = "16-mixed" in str(self.trainer.precision) and "bf16" not in str(self.trainer.precision)
         ok = loss_finite if scaler_handles_grads else loss_finite & torch.isfinite(grad_norm).to(loss_finite.device)
         if bool(ok):
+            self._nonfinite_losses_in_a_row, self._last_good_step = 0, self.global_step
             return
         if self.skip_nonfinite:
+            # Skipped steps leave the weights unchanged: a non-finite loss on several batches in a row is not a
+            # bad batch but weights an update has made unusable (e.g. a huge, finite, learning rate); no later
+            # step could succeed, so stop rather than skip them all. The ranks agree (any rank's loss counts).
+            loss_failed = self.trainer.strategy.reduce_boolean_decision(not bool(loss_finite), all=False)
+            self._nonfinite_losses_in_a_row = self._nonfinite_losses_in_a_row + 1 if loss_failed else 0
+            if self._nonfinite_losses_in_a_row >= UNUSABLE_AFTER:
+                raise NonFiniteError(unusable_message(
+                    f"the loss was not finite on {UNUSABLE_AFTER} steps in a row with unchanged weights",
+                    self.global_step, self._last_good_step))
             self.skipped_steps += 1
             optimizer.zero_grad(set_to_none=True)  # AdamW leaves parameters without gradients untouched
             return
@@ -213,10 +246,29 @@ class LanguageModel(L.LightningModule):
                                               horizon=horizon)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step", "frequency": 1}}
 
+    def check_fit_settings(self, trainer: L.Trainer) -> None:
+        """Refuse, in one line naming the setting, what would otherwise fail only after the data step (tokenizer
+        training and encoding): Lightning's gradient clipping, a warmup longer than `fast_dev_run`'s steps, and
+        anything `configure_optimizers` refuses (the schedule against trainer.max_steps, ...), which builds the
+        optimizer and schedule once here, on a throw-away optimizer."""
+        if trainer.gradient_clip_val is not None:
+            raise UserError("Gradient clipping is set by --model.grad_clip; remove --trainer.gradient_clip_val.")
+        steps, warmup = require_max_steps(trainer.max_steps), self.optimizer_config.warmup_steps
+        if trainer.fast_dev_run and warmup > steps:
+            raise UserError(f"--trainer.fast_dev_run runs {steps} step{'s' if steps != 1 else ''}, fewer than the {warmup} "
+                            "of --model.optimizer.warmup_steps; add --model.optimizer.warmup_steps 0 to it.")
+        self.trainer = trainer  # configure_optimizers reads the run's length and strategy from it
+        try:
+            self.configure_optimizers()
+        finally:
+            self.trainer = None
+
     def configure_callbacks(self) -> list[L.Callback]:
-        """Train metrics written before each checkpoint, tokens/s and MFU logging, and the weight average
-        when model.ema is on, during fit."""
-        return [TrainMetricsWriter(), SpeedMonitor()] + ([EmaCallback(self.ema.decay)] if self.ema.enabled else [])
+        """Train metrics written before each checkpoint, a checkpoint's pending validation run after a
+        resume, tokens/s and MFU logging, the hyperparameters and end-of-fit summary (`llm_lit.reporting`),
+        and the weight average when model.ema is on, during fit."""
+        return ([TrainMetricsWriter(), ValidationAfterResume(), SpeedMonitor(), RunReport()]
+                + ([EmaCallback(self.ema.decay)] if self.ema.enabled else []))
 
     # ------------------------------------------------------------------ evaluation
     def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
@@ -232,10 +284,11 @@ class LanguageModel(L.LightningModule):
                 self._token_bytes = self._token_bytes.to(y.device)
             self.eval_bytes.update(self._token_bytes[y[keep]].sum())
 
-    def _log_eval(self, prefix: str) -> None:
+    def _log_eval(self, prefix: str) -> Optional[float]:
+        """Log `{prefix}/loss`, `/ppl`, `/bpb` of the accumulated batches; returns the loss (None without tokens)."""
         tokens = self.eval_tokens.compute()
         if tokens <= 0:
-            return
+            return None
         nll = self.eval_nll.compute()
         loss = nll / tokens
         metrics = {f"{prefix}/loss": loss, f"{prefix}/ppl": torch.exp(loss)}
@@ -244,15 +297,22 @@ class LanguageModel(L.LightningModule):
         for metric in (self.eval_nll, self.eval_tokens, self.eval_bytes):
             metric.reset()
         self.log_dict({k: v.float() for k, v in metrics.items()}, prog_bar=True, sync_dist=False)
+        return float(loss)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         """Accumulate the exact token NLL, token count and byte count of a validation batch."""
         self._eval_step(batch)
 
     def on_validation_epoch_end(self) -> None:
-        """Log val/loss, val/ppl, val/bpb (summed over all ranks), then a few sampled continuations."""
-        self._log_eval("val")
-        if not self.trainer.sanity_checking:
+        """Log val/loss, val/ppl, val/bpb (summed over all ranks), then a few sampled continuations; during
+        fit, stop (before sampling and before any checkpoint) when the validation loss is not finite."""
+        loss = self._log_eval("val")
+        if loss is not None and self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
+            if not math.isfinite(loss):  # stop before sampling from them and before any checkpoint of them
+                raise NonFiniteError(unusable_message(f"the validation loss is {loss}", self.global_step,
+                                                      self._last_good_val_step))
+            self._last_good_val_step = self.global_step
+        if not self.trainer.sanity_checking and (loss is None or math.isfinite(loss)):
             self._log_samples()
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -266,25 +326,52 @@ class LanguageModel(L.LightningModule):
     # ------------------------------------------------------------------ sampling
     def continue_texts(self, prompts: list[str]) -> list[dict[str, Any]]:
         """Continue each prompt with `self.sampling`; returns `{"prompt", "completion", "num_tokens"}` per prompt."""
-        if self.tokenizer is None:
-            raise UserError("The model has no tokenizer; predict from a checkpoint written by llm_lit fit "
-                            "(--ckpt_path PATH).")
-        eot = self.tokenizer.token_to_id(END_OF_TEXT)
+        self._require_tokenizer()
         ids = self.encode_prompts(prompts)
-        outputs = generate(self.model, ids, self.sampling, stop_tokens=[eot] if eot is not None else [])
+        outputs = generate(self.model, ids, self.sampling, stop_tokens=self.stop_ids())
         return [{"prompt": p, "completion": self.tokenizer.decode(out), "num_tokens": len(out)}
                 for p, out in zip(prompts, outputs)]
 
+    def _require_tokenizer(self) -> None:
+        if self.tokenizer is None:
+            raise UserError("The model has no tokenizer; predict from a checkpoint written by llm_lit fit "
+                            "(--ckpt_path PATH).")
+
+    def stop_ids(self) -> list[int]:
+        """Ids that end a continuation: those of `sampling.stop_tokens` when set, else the tokenizer's EOS
+        role, else <|endoftext|> (when the tokenizer has it)."""
+        names = self.sampling.stop_tokens
+        if names is None:
+            eos = self.tokenizer.role_id("eos")
+            if eos is not None:
+                return [eos]
+            eot = self.tokenizer.token_to_id(END_OF_TEXT)
+            return [eot] if eot is not None else []
+        ids = []
+        for name in names:
+            token_id = self.tokenizer.token_to_id(name) if name in self.tokenizer.special_tokens else None
+            if token_id is None:
+                raise UserError(f"model.sampling.stop_tokens names {name!r}, which is not a special token of the "
+                                f"tokenizer (it has {self.tokenizer.special_tokens}); pick one of those.")
+            ids.append(token_id)
+        return ids
+
     def encode_prompts(self, prompts: list[str], what: str = "prompt") -> list[list[int]]:
-        """Token ids of each prompt ('' becomes <|endoftext|>); refuses one longer than the context unless truncate_prompts."""
-        eot = self.tokenizer.token_to_id(END_OF_TEXT)
+        """Token ids of each prompt, after the tokenizer's BOS when it has one ('' becomes the BOS, else
+        <|endoftext|>); refuses one longer than the context unless truncate_prompts."""
+        self._require_tokenizer()
+        bos = self.tokenizer.role_id("bos")
+        start = bos if bos is not None else self.tokenizer.token_to_id(END_OF_TEXT)
         ids = []
         for i, prompt in enumerate(prompts):
             encoded = self.tokenizer.encode(prompt)
+            if bos is not None:
+                encoded = [bos] + encoded
             if not encoded:
-                if eot is None:
-                    raise UserError("An empty prompt needs an <|endoftext|> token to start from; pass a non-empty prompt.")
-                encoded = [eot]
+                if start is None:
+                    raise UserError("An empty prompt needs an <|endoftext|> or BOS token to start from; "
+                                    "pass a non-empty prompt.")
+                encoded = [start]
             context = self.config.context_length
             if len(encoded) > context and not self.truncate_prompts:
                 raise UserError(f"The {what} {prompt[:30]!r}... is {len(encoded)} tokens long, more than the model's "
@@ -298,29 +385,26 @@ class LanguageModel(L.LightningModule):
         return self.continue_texts(batch)
 
     def _log_samples(self) -> None:
-        # Every rank generates (sharded models need all ranks in each forward); rank 0 logs.
+        # Every rank generates (sharded models need all ranks in each forward); rank 0 shows them.
         if not self.sample_prompts or self.tokenizer is None:
             return
-        rows = self.continue_texts(self.sample_prompts)
-        text = "\n\n".join(f"    {(r['prompt'] + r['completion'])}".replace("\n", "\n    ") for r in rows)
-        for logger in self.loggers:
-            experiment = getattr(logger, "experiment", None)
-            if hasattr(experiment, "add_text"):
-                experiment.add_text("samples", text, global_step=self.global_step)
+        log_samples(self, self.continue_texts(self.sample_prompts), f"samples at step {self.global_step}")
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Embed the model config and tokenizer (plain JSON-able data) so the checkpoint is self-contained."""
+        """Embed the model config and tokenizer (plain JSON-able data) so the checkpoint is self-contained, plus
+        the global RNG states and the train loss's running mean a resume restores."""
         trainer = attached_trainer(self)
         if trainer is not None and trainer.state.fn == "fit" and not all_finite(self.model.parameters()):
             raise NonFiniteError(f"The weights hold NaN or infinite values at step {self.global_step}, so no "
-                                 "checkpoint was written (the previous one is intact); lower model.optimizer.lr "
-                                 "and resume from it with --ckpt_path last.")
+                                 f"checkpoint was written {_not_saved_fix(last_checkpoint(trainer))}")
         checkpoint[CHECKPOINT_KEY] = llm_lit_section(self.config, self.tokenizer, self.skipped_steps)
         checkpoint[RNG_KEY] = rng_states()
+        checkpoint[TRAIN_LOSS_KEY] = self._train_loss_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Take the tokenizer from the checkpoint, refusing one that differs from the DataModule's."""
+        """Take the tokenizer from the checkpoint (refusing one that differs from the DataModule's); in fit, restore
+        the global RNG states and the train loss's running mean too."""
         payload = checkpoint.get(CHECKPOINT_KEY)
         if not isinstance(payload, dict):
             raise UserError("This checkpoint was not written by llm_lit (it has no 'llm_lit' section); "
@@ -328,10 +412,12 @@ class LanguageModel(L.LightningModule):
         self._check_architecture(checkpoint, payload)
         self.skipped_steps = int(payload.get("skipped_steps", 0))
         trainer = attached_trainer(self)
-        if RNG_KEY in checkpoint and trainer is not None and trainer.state.fn == "fit":
-            set_rng_states(checkpoint[RNG_KEY])
         if trainer is not None and trainer.state.fn == "fit":
+            if RNG_KEY in checkpoint:
+                set_rng_states(checkpoint[RNG_KEY])
             refuse_resume_without_ema(checkpoint, self.ema.enabled)
+            if TRAIN_LOSS_KEY in checkpoint:
+                self._restore_train_loss(checkpoint[TRAIN_LOSS_KEY], trainer.global_rank, trainer.world_size)
         saved = payload.get("tokenizer")
         if saved is None:
             return
@@ -340,6 +426,23 @@ class LanguageModel(L.LightningModule):
         elif not same_tokenizer(self.tokenizer, saved):
             raise UserError("The checkpoint's tokenizer differs from the data's tokenizer; use the same data "
                             "settings as the run that wrote the checkpoint (or the checkpoint's tokenizer).")
+
+    def _train_loss_state(self) -> dict[str, torch.Tensor]:
+        """The train loss's running mean since the last logging step (not logged yet), on every rank:
+        `{"mean_value": (world_size,), "weight": (world_size,)}` (all ranks take part in the gather)."""
+        gather = self.all_gather if attached_trainer(self) is not None else (lambda value: value)
+        return {name: gather(value.detach()).reshape(-1).cpu() for name, value in self.train_loss.metric_state.items()}
+
+    def _restore_train_loss(self, saved: dict[str, torch.Tensor], rank: int, world_size: int) -> None:
+        """Put back the running mean saved by `_train_loss_state`, so the first train/loss logged after a
+        resume averages the same steps as in the uninterrupted run (bitwise, for the same world size;
+        with another, rank 0 takes the sums and the others start empty)."""
+        for name, values in saved.items():
+            if len(values) == world_size:
+                value = values[rank]
+            else:
+                value = values.sum() if rank == 0 else torch.zeros_like(values[0])
+            setattr(self.train_loss, name, value.clone())
 
     def _check_architecture(self, checkpoint: dict[str, Any], payload: dict[str, Any]) -> None:
         """Refuse, in one sentence, a checkpoint whose architecture or weights differ from this model's."""

@@ -1,9 +1,10 @@
 """Exact resume: atomic checkpoint files, restorable randomness, and checkpoints on interrupts.
 
-* `AtomicCheckpointIO` writes every checkpoint under a temporary name and renames it, so a
-  run killed mid-write leaves the previous `last.ckpt` (or none), never half of one; it
-  loads with `weights_only=True` (handing over the copy the CLI already read, when the file is
-  unchanged) and turns unreadable files and full disks into one-line `UserError`s.
+* `AtomicCheckpointIO` writes every checkpoint, with its checksums, under a temporary name and
+  renames it, so a run killed mid-write leaves the previous `last.ckpt` (or none), never half of
+  one; it loads with `weights_only=True`, verifying the checksums (handing over the copy the CLI
+  already read and verified, when the file is unchanged) and turns unreadable or corrupt files
+  and full disks into one-line `UserError`s.
 * Training randomness (dropout) needs no saved state: before each training micro-batch
   torch's generator is reseeded from a hash of `(seed, micro-batch index, rank)` -- the same
   idea as the data windows -- so a resumed run draws the same masks as the uninterrupted one.
@@ -11,6 +12,9 @@
   anything else that draws from them.
 * `InterruptCheckpoint`: the first Ctrl-C (SIGINT) or SIGTERM lets the current optimizer step
   finish, then writes `last.ckpt` and exits (code 130 / 143); a second Ctrl-C aborts at once.
+* `ValidationAfterResume`: a checkpoint written at the end of a training step whose validation
+  has not run yet is marked so; a run resumed from it (after a SIGKILL in between) runs that
+  validation first, as the uninterrupted run did.
 """
 
 from __future__ import annotations
@@ -29,11 +33,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from llm_lit.checkpoint import LoadedCheckpoint, read_checkpoint
+from llm_lit.checkpoint import LoadedCheckpoint, read_checkpoint, save_checkpoint_file
 from llm_lit.errors import UserError
 from llm_lit.hashing import splitmix64
-from llm_lit.lightning_compat import logger_step, request_stop, set_logger_step
-from tokenizer.atomic import atomic_path
+from llm_lit.lightning_compat import (logger_step, mark_validation_started, request_stop, saved_at_train_batch_end,
+                                      set_logger_step, validation_due)
 
 RNG_KEY = "llm_lit_rng"
 INTERRUPT_KEY = "llm_lit_interrupt"
@@ -54,12 +58,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike,
                         storage_options: Optional[Any] = None) -> None:
-        """Write `checkpoint` to `path` via a temporary file renamed on success (the old file survives failures)."""
+        """Write `checkpoint` with its checksums to `path` via a temporary file renamed on success (the old
+        file survives failures)."""
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO.save_checkpoint takes no storage_options.")
         try:
-            with atomic_path(path) as tmp:
-                torch.save(checkpoint, tmp)
+            save_checkpoint_file(checkpoint, path)
         except OSError as e:
             raise UserError(write_failure_message(path, e, "checkpoint", "the checkpoint callback's dirpath")) from e
 
@@ -68,6 +72,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         """The checkpoint at `path`, loaded with `weights_only=True`; `UserError` if missing, truncated or corrupt."""
         contents = self.preloaded.take(path) if self.preloaded is not None else None
         return contents if contents is not None else read_checkpoint(path, mmap=False)
+
+
+def remove_stale_temporary_checkpoints(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files of checkpoint writes a killed run left in `folder` (`.last.ckpt.*.tmp`);
+    call it only while holding the folder's run lock, when no write can be under way. Returns them."""
+    stale = sorted(Path(folder).glob(".*.ckpt.*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def write_failure_message(path: str | os.PathLike, error: OSError, what: str, setting: str) -> str:
@@ -117,6 +130,13 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------- interrupts
+class SecondInterrupt(BaseException):
+    """A second Ctrl-C: stop at once, without a checkpoint.
+
+    Not a `KeyboardInterrupt`, which Lightning turns into exit code 1; like one, no `except Exception`
+    catches it on the way out.
+    """
+
 class InterruptCheckpoint(L.Callback):
     """On Ctrl-C or SIGTERM during fit: finish the optimizer step, write `last.ckpt`, exit (130 / 143).
 
@@ -124,8 +144,9 @@ class InterruptCheckpoint(L.Callback):
     (one small all-reduce under DDP) whether any was signalled; if so Lightning's own
     stop-at-step-boundary flag is raised on all of them, a running validation is allowed to finish,
     and the checkpoint is written where `--ckpt_path last` finds it (the `last.ckpt` of the first
-    checkpoint callback that keeps one). A second Ctrl-C raises `KeyboardInterrupt` at once (no
-    checkpoint: the state may be mid-update; the previous `last.ckpt` stays).
+    checkpoint callback that keeps one). A second Ctrl-C raises `SecondInterrupt` at once (no
+    checkpoint: the state may be mid-update; the previous `last.ckpt` stays), which the CLI turns
+    into exit code 130, as for any Ctrl-C.
     """
 
     def __init__(self) -> None:
@@ -147,7 +168,7 @@ class InterruptCheckpoint(L.Callback):
     def _on_signal(self) -> Callable:
         def handler(signum: int, frame: Any) -> None:
             if self.signal_received is not None and signum == signal.SIGINT:
-                raise KeyboardInterrupt
+                raise SecondInterrupt
             if self.signal_received is None:
                 self.signal_received = signum
                 print(f"\n{signal.Signals(signum).name}: finishing this step, then saving a checkpoint"
@@ -195,7 +216,9 @@ class InterruptCheckpoint(L.Callback):
             return
         self._saving = True
         try:
-            trainer.save_checkpoint(path)
+            # A full checkpoint (optimizer, loops, callbacks) is what resuming needs; saying so explicitly
+            # also keeps Lightning from logging "`weights_only` was not set, defaulting to `False`".
+            trainer.save_checkpoint(path, weights_only=False)
         finally:
             self._saving = False
         self.saved_path = path
@@ -226,6 +249,23 @@ class InterruptCheckpoint(L.Callback):
         self._previous_handlers = {}
 
 
+class ValidationAfterResume(L.Callback):
+    """Makes a resume run the validation of the checkpointed step when a kill came before it ran.
+
+    Checkpoints taken every N steps are written at the end of the step (`on_train_batch_end`), before
+    a validation due at that step; Lightning resumes such a checkpoint after the validation, so a
+    SIGKILL in between would lose that step's val/loss and the best checkpoint it would have
+    written. Such a checkpoint records instead that the validation had started and no batch of it
+    had finished: Lightning then runs it first on resume, at the step it belongs to.
+    """
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        loops = checkpoint.get("loops")
+        if (loops and trainer.state.fn == "fit" and trainer.training and saved_at_train_batch_end(loops)
+                and validation_due(trainer)):
+            mark_validation_started(loops)
+
+
 def _install(signum: int, handler: Any) -> Any:
     """Set a signal handler from the main thread (elsewhere Python forbids it); returns the previous one."""
     import threading
@@ -235,6 +275,12 @@ def _install(signum: int, handler: Any) -> Any:
     previous = signal.getsignal(signum)
     signal.signal(signum, handler)
     return previous
+
+
+def last_checkpoint(trainer: L.Trainer) -> Optional[Path]:
+    """The run's `last.ckpt` when one has been written (where `--ckpt_path last` resumes from), else None."""
+    path = last_checkpoint_path(trainer)
+    return path if path is not None and path.is_file() else None
 
 
 def last_checkpoint_path(trainer: L.Trainer) -> Optional[Path]:

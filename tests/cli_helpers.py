@@ -9,6 +9,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEBUG_CONFIG = REPO / "configs" / "debug.yaml"
+#: Where the first `llm_lit fit --config configs/debug.yaml` in a folder writes (see llm_lit.run_dir):
+#: TensorBoard logs and config.yaml in DEBUG_RUN, checkpoints in DEBUG_CKPTS.
+DEBUG_RUN = Path("runs") / "debug" / "version_0"
+DEBUG_CKPTS = DEBUG_RUN / "checkpoints"
 
 
 def cli_env() -> dict[str, str]:
@@ -20,20 +24,28 @@ def cli_env() -> dict[str, str]:
     return env
 
 
-def run_cli(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run `python -m llm_lit ARGS` in `cwd` to the end (so logs, checkpoints and caches land there)."""
-    return subprocess.run([sys.executable, "-m", "llm_lit", *args], cwd=cwd, env=cli_env(), capture_output=True,
-                          text=True, timeout=timeout)
+def run_cli(args: list[str], cwd: Path, timeout: float = 300, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess:
+    """Run `python -m llm_lit ARGS` in `cwd` to the end (so logs, checkpoints and caches land there),
+    in `env` (default `cli_env()`)."""
+    return subprocess.run([sys.executable, "-m", "llm_lit", *args], cwd=cwd, env=env or cli_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+#: Lightning messages a user cannot act on, which llm_lit silences (llm_lit/quiet.py): no run may print them.
+LIGHTNING_NOISE = ("litlogger", "LeafSpec", "exists and is not empty", "dirpath has changed", "sync_dist=True",
+                   "`weights_only` was not set")
+
+
+def assert_quiet(result: subprocess.CompletedProcess) -> None:
+    """`result` (of `run_cli`) printed none of `LIGHTNING_NOISE`."""
+    printed = result.stdout + result.stderr
+    for noise in LIGHTNING_NOISE:
+        assert noise not in printed, (noise, printed[-3000:])
 
 
 def scalars(log_dir: Path, tag: str) -> list[tuple[int, float]]:
     """`(step, value)` pairs of a TensorBoard scalar from every event file under `log_dir`, sorted."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from llm_lit.plot import read_scalars
 
-    points = []
-    for events in sorted(log_dir.rglob("events.out.tfevents.*")):
-        acc = EventAccumulator(str(events))
-        acc.Reload()
-        if tag in acc.Tags().get("scalars", []):
-            points.extend((e.step, e.value) for e in acc.Scalars(tag))
-    return sorted(points)
+    return sorted(read_scalars(log_dir).get(tag, []))

@@ -1,7 +1,7 @@
 """Command line: `python -m tokenizer train ...` and `python -m tokenizer encode ...`.
 
     python -m tokenizer train --input corpus.txt --vocab-size 10000 --special-tokens "<|endoftext|>" --output tok.json
-    python -m tokenizer encode --tokenizer tok.json --input corpus.txt --output corpus.bin
+    python -m tokenizer encode --tokenizer tok.json --input corpus.txt --output corpus.bin [--processes 4]
 
 Errors in the input are printed as one line on stderr, with exit status 2.
 """
@@ -18,6 +18,7 @@ from .bpe import Tokenizer
 from .errors import TokenizerError
 from .token_file import write_token_file
 from .train import train_bpe
+from .workers import available_cores
 
 
 UTF8_HELP = "strict: refuse input that is not UTF-8, saying where (default); replace: invalid bytes become U+FFFD"
@@ -41,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     encode.add_argument("--tokenizer", required=True, help="tokenizer JSON file written by `train`")
     encode.add_argument("--input", required=True, help="UTF-8 text file to encode")
     encode.add_argument("--output", required=True, help="token file to write (its sidecar is OUTPUT.json)")
+    encode.add_argument("--processes", type=int, default=None,
+                        help="encoding processes (default: one per CPU core); the output is the same for any number")
     encode.add_argument("--utf8-errors", choices=["strict", "replace"], default="strict", help=UTF8_HELP)
     encode.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -72,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {args.output}: {tok.vocab_size} ids, {len(merges)} merges in {time.perf_counter() - start:.1f} s")
         else:
             tok = Tokenizer.load(args.tokenizer)
-            sidecar = write_token_file(tok, args.input, args.output, progress=not args.quiet, utf8_errors=args.utf8_errors)
+            processes = available_cores() if args.processes is None else args.processes
+            sidecar = write_token_file(tok, args.input, args.output, progress=not args.quiet, utf8_errors=args.utf8_errors,
+                                       processes=processes)
             print(
                 f"wrote {args.output}: {sidecar['num_tokens']:,} {sidecar['dtype']} tokens from "
                 f"{sidecar['source_bytes']:,} bytes in {time.perf_counter() - start:.1f} s"

@@ -15,11 +15,10 @@ import gc
 import hashlib
 import json
 import os
-import re
 import threading
 from contextlib import contextmanager
 from itertools import chain, repeat
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import regex
 
@@ -27,6 +26,7 @@ from . import formats
 from .atomic import atomic_write
 from .errors import TokenizerError
 from .pretokenize import crosses_special, pretokens, special_token_regex, split_special
+from .roles import check_roles, roles_from_dict
 
 _SPACE = regex.compile(r"\s")
 
@@ -75,7 +75,8 @@ class Tokenizer:
 
     `vocab` maps ids to token bytes and must contain all 256 single bytes; `merges` are
     pairs of token bytes in rank order, each part and result in `vocab`. Special tokens
-    are never split; one not in `vocab` gets the next free id.
+    are never split; one not in `vocab` gets the next free id. `roles` names the special
+    tokens that act as BOS / EOS / PAD / UNK (see `roles.py`).
     """
 
     #: Most distinct pre-tokens kept in the encode cache before it is emptied.
@@ -85,10 +86,12 @@ class Tokenizer:
     #: Characters `encode_iterable` gathers before it encodes what is safe to encode.
     stream_buffer = 1 << 16
 
-    def __init__(self, vocab: dict[int, bytes], merges: Sequence[tuple[bytes, bytes]], special_tokens: Sequence[str] | None = None):
+    def __init__(self, vocab: dict[int, bytes], merges: Sequence[tuple[bytes, bytes]], special_tokens: Sequence[str] | None = None,
+                 roles: Mapping[str, str] | None = None):
         self._vocab = _checked_vocab(vocab)
         self._merges = [(bytes(a), bytes(b)) for a, b in merges]
         self._special_ids = self._add_special_tokens(special_tokens)
+        self._roles = check_roles(roles, list(self._special_ids))
         special_ids = set(self._special_ids.values())
         # bytes -> id for ordinary tokens; the lowest id wins if two share bytes.
         self._ids = {}
@@ -118,15 +121,17 @@ class Tokenizer:
                 self._merged[pair] = merged
         self._special_re = special_token_regex(list(self._special_ids))
         self._cache = _PieceCache(self.cache_limit)
+        self._id_table = None  # an id_table.IdTable, for encode_array
         self._pair_table = None  # a batch_bpe.PairTable, built on the first large batch
         # Held from a text's first lookup until its new entries are filled, so that another
         # thread never reads an entry that is still empty.
         self._cache_lock = threading.Lock()
+        self._fingerprint: str | None = None
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         del state["_cache_lock"]
-        state["_cache"], state["_pair_table"] = _PieceCache(self.cache_limit), None
+        state["_cache"], state["_pair_table"], state["_id_table"] = _PieceCache(self.cache_limit), None, None
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -176,6 +181,23 @@ class Tokenizer:
         """The id of special token `s`, or None if `s` is not a special token."""
         return self._special_ids.get(s)
 
+    @property
+    def roles(self) -> dict[str, str]:
+        """A copy of role -> special token, for the roles that are set ('bos', 'eos', 'pad', 'unk')."""
+        return dict(self._roles)
+
+    def role_id(self, role: str) -> int | None:
+        """The id of the special token playing `role` ('bos', 'eos', 'pad' or 'unk'), or None when no token does."""
+        token = self._roles.get(role)
+        return None if token is None else self._special_ids[token]
+
+    def with_roles(self, roles: Mapping[str, str | None]) -> "Tokenizer":
+        """This tokenizer with `roles` set (a None value leaves that role as it is); the same ids."""
+        merged = {**self._roles, **{k: v for k, v in roles.items() if v is not None}}
+        if merged == self._roles:
+            return self
+        return Tokenizer(self._vocab, self._merges, list(self._special_ids), merged)
+
     # ------------------------------------------------------------ encode / decode
 
     def encode(self, text: str) -> list[int]:
@@ -200,6 +222,55 @@ class Tokenizer:
                 self._cache.forget_pending()
                 raise
         return list(chain.from_iterable(parts))
+
+    def encode_array(self, text: str, dtype: "np.typing.DTypeLike" = "uint16") -> "np.ndarray":
+        """`encode(text)` as a 1-D numpy array of `dtype`, shape `(num_tokens,)`.
+
+        Faster than `np.array(encode(text))` on large texts: each distinct pre-token's ids
+        sit in a row of an `IdTable`, and the text's ids are gathered by numpy from the list
+        of its rows instead of built as Python ints.
+        """
+        import numpy as np  # imported here for the same reason as in `_fill`
+
+        from .id_table import IdTable
+
+        if not isinstance(text, str):
+            raise TokenizerError(f"encode takes a str, got {type(text).__name__}; decode bytes to str first.")
+        dtype = np.dtype(dtype)
+        if self.vocab_size > np.iinfo(dtype).max + 1:
+            raise TokenizerError(f"{dtype.name} cannot hold {self.vocab_size} ids; use a wider dtype such as uint32.")
+        if self._id_table is None or len(self._id_table) >= self.cache_limit:
+            self._id_table = IdTable()  # (emptied when full, between texts, to bound memory)
+        table = self._id_table
+        lookup = table.rows.__getitem__
+        with self._cache_lock, _gc_paused():
+            try:
+                if self._special_re is None:
+                    rows = list(map(lookup, pretokens(text)))
+                else:
+                    rows = []
+                    for piece, is_special in split_special(text, self._special_re):
+                        rows.extend(map(lookup, pretokens(piece)) if not is_special else (lookup(piece),))
+                if table.pending:
+                    self._fill_rows(table)
+            except BaseException:
+                table.forget_pending()
+                raise
+        return table.gather(rows, dtype)
+
+    def _fill_rows(self, table: "IdTable") -> None:
+        """Fill the table's pending rows: special tokens with their id, pre-tokens with their BPE ids."""
+        pending = table.pending
+        id_lists: list[list[int]] = [[] for _ in pending]
+        specials = [k for k, piece in enumerate(pending) if piece in self._special_ids]
+        for k in specials:
+            id_lists[k].append(self._special_ids[pending[k]])
+        if specials:  # (rare: a special token's first occurrence)
+            ordinary = [k for k in range(len(pending)) if k not in set(specials)]
+            self._fill([pending[k] for k in ordinary], [id_lists[k] for k in ordinary])
+        else:
+            self._fill(pending, id_lists)
+        table.fill(id_lists)
 
     def _fill(self, pieces: list[str], ids: list[list[int]]) -> None:
         """BPE on new pre-tokens: append the ids of `pieces[k]` to the empty list `ids[k]`."""
@@ -292,18 +363,30 @@ class Tokenizer:
 
     def to_dict(self) -> dict:
         """The JSON-able form (format, version, vocab, merges, special tokens); embedded in checkpoints."""
-        return formats.to_dict(self._vocab, self._merges, list(self._special_ids))
+        d = formats.to_dict(self._vocab, self._merges, list(self._special_ids))
+        if self._roles:  # left out when empty: a tokenizer without roles is written as before they existed
+            d["roles"] = dict(self._roles)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Tokenizer":
         """Inverse of `to_dict`; TokenizerError for another format or version."""
         vocab, merges, special_tokens = formats.from_dict(d)
-        return cls(vocab, merges, special_tokens)
+        return cls(vocab, merges, special_tokens, roles_from_dict(d, special_tokens))
 
     def fingerprint(self) -> str:
-        """sha256 hex digest of the canonical JSON of `to_dict()`: equal tokenizers, equal fingerprints."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        """sha256 hex digest of the canonical JSON of `to_dict()` less the roles: equal ids, equal fingerprints.
+
+        Roles are left out because they change no id (what a token file holds depends on the
+        ids alone). Computed once (a tokenizer never changes after it is built): it costs a
+        JSON dump of the whole vocabulary, and every token file's sidecar records it.
+        """
+        if self._fingerprint is None:
+            d = self.to_dict()
+            d.pop("roles", None)
+            canonical = json.dumps(d, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+            self._fingerprint = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        return self._fingerprint
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the tokenizer as one human-readable, versioned JSON file (atomically)."""
@@ -315,7 +398,7 @@ class Tokenizer:
         """Read a file written by `save`; TokenizerError for a missing file or another format/version."""
         d = formats.read_json(path, "tokenizer file")
         vocab, merges, special_tokens = formats.from_dict(d, where=f"tokenizer file {path}")
-        return cls(vocab, merges, special_tokens)
+        return cls(vocab, merges, special_tokens, roles_from_dict(d, special_tokens, f"tokenizer file {path}"))
 
     @classmethod
     def from_gpt2_files(cls, vocab_json: str | os.PathLike, merges_txt: str | os.PathLike, special_tokens: Sequence[str] | None = None) -> "Tokenizer":
@@ -335,7 +418,8 @@ class Tokenizer:
         _write_text(path, json.dumps(d, ensure_ascii=False, indent=1), "tokenizer.json")
 
     def __repr__(self) -> str:
-        return f"Tokenizer(vocab_size={self.vocab_size}, merges={len(self._merges)}, special_tokens={self.special_tokens})"
+        roles = f", roles={self._roles}" if self._roles else ""
+        return f"Tokenizer(vocab_size={self.vocab_size}, merges={len(self._merges)}, special_tokens={self.special_tokens}{roles})"
 
 
 @contextmanager

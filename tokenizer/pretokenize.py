@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from collections import Counter
-from multiprocessing import get_all_start_methods, get_context
-from typing import Iterator, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import regex
 
-from .errors import TokenizerError
+from .errors import NotUTF8Error, TokenizerError
 from .progress import Progress
+from .workers import available_cores, check_num_processes, ordered_map
 
 #: The GPT-2 pre-tokenization pattern: contractions, letters, digits, other symbols (each
 #: optionally after one space), then whitespace runs (a run before a non-space keeps its
@@ -43,6 +44,33 @@ _WS = r"\t\n\v\f\r "
 ASCII_PRETOKEN_RE = re.compile(
     rf""" ?[A-Za-z]+|'(?:[sdmt]|ll|ve|re)| ?[0-9]+| ?[^{_WS}A-Za-z0-9]+|[{_WS}]+(?![^{_WS}])|[{_WS}]+"""
 )
+
+
+# The Unicode blocks where text's punctuation and symbols mostly come from: Latin-1, spacing
+# modifiers, general punctuation to miscellaneous symbols and arrows, CJK punctuation, and the
+# small, half- and full-width forms. (Scanning 12k code points instead of 64k keeps import fast.)
+_SYMBOL_BLOCKS = ((0x00A0, 0x0100), (0x02C2, 0x0300), (0x2000, 0x2C00), (0x3000, 0x3040), (0xFE10, 0xFE70),
+                  (0xFF00, 0xFF66))
+
+
+def _plain_symbols() -> str:
+    """Non-ASCII punctuation and symbols (Unicode categories P* and S*) that both engines see as
+    non-space, non-letter, non-digit characters: curly quotes, dashes, ellipses, currency
+    signs... In text made of ASCII and these, the ASCII pattern (whose "other" class is
+    everything but ASCII letters, digits and whitespace) splits exactly as the Unicode one
+    does, so they need not leave the fast path. (Any character left out merely takes the
+    Unicode path, which is exact too.)"""
+    chars = []
+    for lo, hi in _SYMBOL_BLOCKS:
+        for code in range(lo, hi):
+            c = chr(code)
+            if unicodedata.category(c)[0] in "PS" and not c.isspace() and re.match(r"\s", c) is None \
+                    and regex.match(r"[^\s\p{L}\p{N}]", c) is not None:
+                chars.append(c)
+    return "".join(chars)
+
+
+_PLAIN_SYMBOLS = frozenset(_plain_symbols())
 _NON_ASCII_RUN = regex.compile(r"[^\x00-\x7f]+")  # `regex` scans for it 9x faster than `re`
 # An ASCII whitespace character after a non-space one: no pre-token spans it (see `pretokens`).
 # Stdlib \S is slightly narrower than `regex`'s, so every match here is a cut for both.
@@ -78,8 +106,9 @@ def split_special(text: str, special_re: "regex.Pattern | None") -> Iterator[tup
 def pretokens(text: str) -> list[str]:
     """The GPT-2 pre-tokens of `text`, equal to `PRETOKEN_RE.findall(text)`.
 
-    Runs of ASCII go through the faster ASCII-only pattern; only the stretches around
-    non-ASCII characters go through the Unicode one. The text is cut just before an ASCII
+    Runs of ASCII (and of the plain non-ASCII symbols of `_plain_symbols`, such as curly
+    quotes) go through the faster ASCII-only pattern; only the stretches around other
+    characters go through the Unicode one. The text is cut just before an ASCII
     whitespace character that follows a non-space one: the pre-token before it is a
     non-space one that ends there (no alternative takes whitespace after a non-space
     character) and the pattern has no lookbehind, so pre-tokens on either side are the
@@ -90,7 +119,7 @@ def pretokens(text: str) -> list[str]:
     out: list[str] = []
     done = 0  # text[:done] is split
     for run in _NON_ASCII_RUN.finditer(text):
-        if run.start() < done:
+        if run.start() < done or _PLAIN_SYMBOLS.issuperset(run.group()):
             continue
         lo = _last_cut(text, done, run.start())
         after = _CUT_AFTER.search(text, run.end())
@@ -148,12 +177,16 @@ def find_cut(buf: bytes, lo: int, hi: int, specials: Sequence[bytes]) -> int:
 
 
 def next_cut(f, pos: int, size: int, specials: Sequence[bytes]) -> int:
-    """Absolute offset of the first exact boundary at or after `pos` in open binary file `f`, or -1."""
+    """Absolute offset of the first exact boundary at or after `pos` in open binary file `f`, or -1.
+
+    The text is taken to end at byte `size` (the file's end, or the end of a range of it):
+    nothing at or after `size` is read.
+    """
     margin = max((len(s) for s in specials), default=1)
     while pos < size:
         base = max(pos - margin, 0)
         f.seek(base)
-        buf = f.read(pos - base + _MIB + margin)
+        buf = f.read(min(pos - base + _MIB + margin, size - base))
         at_end = base + len(buf) >= size
         hi = len(buf) if at_end else len(buf) - margin
         cut = find_cut(buf, pos - base, hi, specials)
@@ -165,6 +198,38 @@ def next_cut(f, pos: int, size: int, specials: Sequence[bytes]) -> int:
     return -1
 
 
+class TextRange(NamedTuple):
+    """Bytes `[start, end)` of the text file at `path`: a whole file, or the part of one in a split."""
+
+    path: str
+    start: int
+    end: int
+
+    @classmethod
+    def whole(cls, path: str | os.PathLike) -> "TextRange":
+        """The whole file."""
+        return cls(str(path), 0, os.path.getsize(path))
+
+    @property
+    def size(self) -> int:
+        """Bytes in the range."""
+        return self.end - self.start
+
+
+def exact_blocks(f, start: int, end: int, target_size: int, specials: Sequence[bytes]) -> Iterator[tuple[int, int]]:
+    """`(a, b)` offsets cutting bytes `[start, end)` of open binary file `f` into exact blocks of about `target_size`.
+
+    A block is longer than `target_size` only when no exact boundary is found sooner.
+    Encoding or counting the blocks one by one gives what the whole range gives.
+    """
+    pos = start
+    while pos < end:
+        cut = next_cut(f, pos + target_size, end, specials) if pos + target_size < end else -1
+        stop = end if cut == -1 else cut
+        yield pos, stop
+        pos = stop
+
+
 def chunk_boundaries(path: str | os.PathLike, target_size: int, special_tokens: Sequence[str] = ()) -> list[int]:
     """Byte offsets `[0, ..., file_size]` cutting the file into exact chunks of about `target_size`.
 
@@ -172,19 +237,8 @@ def chunk_boundaries(path: str | os.PathLike, target_size: int, special_tokens: 
     """
     size = os.path.getsize(path)
     specials = [s.encode("utf-8") for s in special_tokens]
-    bounds = [0]
     with open(path, "rb") as f:
-        pos = target_size
-        while pos < size:
-            cut = next_cut(f, pos, size, specials)
-            if cut == -1:
-                break
-            if cut > bounds[-1]:
-                bounds.append(cut)
-            pos = cut + target_size
-    if bounds[-1] != size:
-        bounds.append(size)
-    return bounds
+        return [0] + [b for _, b in exact_blocks(f, 0, size, target_size, specials)] if size else [0]
 
 
 UTF8_ERRORS = ("strict", "replace")
@@ -219,9 +273,10 @@ def decode_utf8(data: bytes, path: str | os.PathLike, offset: int, utf8_errors: 
         where = offset + e.start
         with open(path, "rb") as f:
             line = f.read(where).count(b"\n") + 1
-        raise TokenizerError(
+        raise NotUTF8Error(
             f"{path} is not UTF-8 text (bad byte {data[e.start]:#04x} at byte offset {where}, line {line}); "
-            "convert it to UTF-8 (e.g. `iconv -t UTF-8`) or pass --utf8-errors replace."
+            "convert it to UTF-8 (e.g. `iconv -t UTF-8`) or pass --utf8-errors replace.",
+            str(path), where, data[e.start], line,
         ) from None
 
 
@@ -232,10 +287,10 @@ def count_text(text: str, special_re: "regex.Pattern | None", counts: Counter) -
         counts.update(pretokens(piece))
 
 
-def _count_chunk(args: tuple) -> Counter:
-    path, start, end, special_tokens, utf8_errors = args
+def _count_chunk(special_re: "regex.Pattern | None", task: tuple) -> Counter:
+    path, start, end, utf8_errors = task
     counts: Counter = Counter()
-    count_text(read_text(path, start, end, utf8_errors), special_token_regex(special_tokens), counts)
+    count_text(read_text(path, start, end, utf8_errors), special_re, counts)
     return Counter({token.encode("utf-8"): n for token, n in counts.items()})
 
 
@@ -248,53 +303,45 @@ def count_pretokens(
 ) -> Counter:
     """Count each distinct pre-token (as UTF-8 bytes) of a text file, in parallel processes.
 
-    The file is cut at exact boundaries (see `chunk_boundaries`) into chunks of at most a
-    few MiB, so memory grows with the number of distinct pre-tokens, not the file size.
-    The result is the same for any `num_processes` (default: one per CPU, at most 8, and
-    none extra for files under 1 MiB). `utf8_errors` is as in `decode_utf8`.
+    See `count_pretokens_in_ranges`, of which this is the one-whole-file case.
+    """
+    return count_pretokens_in_ranges([TextRange.whole(path)], special_tokens, num_processes, progress, utf8_errors)
+
+
+def count_pretokens_in_ranges(
+    ranges: Sequence[TextRange],
+    special_tokens: Sequence[str] = (),
+    num_processes: int | None = None,
+    progress: bool = False,
+    utf8_errors: str = "strict",
+) -> Counter:
+    """Count each distinct pre-token (as UTF-8 bytes) of several byte ranges of text files, in parallel.
+
+    Each range is a text of its own (no pre-token spans two ranges). Ranges are cut at exact
+    boundaries (see `exact_blocks`) into chunks of at most a few MiB, counted by worker
+    processes (`tokenizer.workers`), so memory grows with the number of distinct
+    pre-tokens, not the text size. The result is the same for any `num_processes`
+    (default: one per CPU, at most 8, and none extra under 1 MiB). `utf8_errors` is as in
+    `decode_utf8`.
     """
     check_utf8_errors(utf8_errors)
-    size = os.path.getsize(path)
+    size = sum(r.size for r in ranges)
     if num_processes is None:
-        num_processes = min(os.cpu_count() or 1, 8, max(1, size // _MIB))
-    num_processes = max(1, int(num_processes))
+        num_processes = min(available_cores(), 8, max(1, size // _MIB))
+    num_processes = check_num_processes(num_processes)
     target = min(max(size // (2 * num_processes) + 1, _MIB), 4 * _MIB)
-    bounds = chunk_boundaries(path, target, special_tokens)
-    tasks = [(str(path), a, b, list(special_tokens), utf8_errors) for a, b in zip(bounds, bounds[1:])]
+    specials = [s.encode("utf-8") for s in special_tokens]
+    tasks = []
+    for r in ranges:
+        with open(r.path, "rb") as f:
+            tasks += [(str(r.path), a, b, utf8_errors) for a, b in exact_blocks(f, r.start, r.end, target, specials)]
     total: Counter = Counter()
     with Progress(size, "pre-tokenize", enabled=progress, unit="MB", unit_scale=1e6) as bar:
-        if num_processes == 1 or len(tasks) == 1:
-            results = map(_count_chunk, tasks)
-            for (_, a, b, _, _), counts in zip(tasks, results):
-                total.update(counts)
-                bar.update(b - a)
-        else:
-            # Counts are sums, so the order in which chunks come back does not matter.
-            with get_context(pool_start_method()).Pool(num_processes) as pool:
-                for (_, a, b, _, _), counts in zip(tasks, pool.imap(_count_chunk, tasks)):
-                    total.update(counts)
-                    bar.update(b - a)
+        # Counts are sums, so the order in which chunks are counted does not matter.
+        workers = min(num_processes, max(len(tasks), 1), max(1, size // _MIB))  # processes only pay off from MiBs
+        results = ordered_map(_count_chunk, tasks, workers,
+                              setup=special_token_regex, setup_args=(list(special_tokens),))
+        for (_, a, b, _), counts in zip(tasks, results):
+            total.update(counts)
+            bar.update(b - a)
     return total
-
-
-def pool_start_method() -> str:
-    """How to start the counting processes: "fork" while this process has no other thread, else
-    "forkserver" (or "spawn").
-
-    fork is the fastest (nothing to re-import), but a forked child inherits every lock other
-    threads held at that instant (torch's OpenMP pool, a TensorBoard writer) and can deadlock
-    on one; the others start from a clean process, which needs the usual
-    `if __name__ == "__main__":` guard in the calling script.
-    """
-    methods = get_all_start_methods()
-    if "fork" in methods and _os_thread_count() == 1:
-        return "fork"
-    return "forkserver" if "forkserver" in methods else "spawn"
-
-
-def _os_thread_count() -> int:
-    """Threads of this process as the OS sees them (native ones too); 0 where that is unknown."""
-    try:
-        return len(os.listdir("/proc/self/task"))
-    except OSError:
-        return 0

@@ -1,7 +1,9 @@
-"""A tiny progress bar on stderr (no tqdm dependency).
+"""A tiny progress line on stderr (no tqdm dependency).
 
-It redraws at most ten times a second and only when enabled, so it costs nothing in
-library calls that leave `progress=False`.
+On a terminal it redraws one line at most ten times a second; in a log file (stderr not
+a terminal, e.g. inside a `fit` under SLURM) it writes a new line every `log_interval`
+seconds, and always a last one. It costs nothing in library calls that leave
+`progress=False`.
 """
 
 from __future__ import annotations
@@ -11,11 +13,15 @@ import time
 
 
 class Progress:
-    """Progress of `total` units of work, drawn as one line on stderr: `desc [#####.....] 52% 12.1 MB/s`.
+    """Progress of `total` units of work, drawn on stderr as
+    `desc [#####.....]  52%  520.0/1000.0 MB  12.1 MB/s  40 s left`.
 
     Use as a context manager; call `update(n)` as units complete. `unit_scale` divides
-    the rate for display (e.g. 1e6 with `unit="MB"` for bytes).
+    the amounts for display (e.g. 1e6 with `unit="MB"` for bytes).
     """
+
+    #: Seconds between lines when stderr is not a terminal.
+    log_interval = 10.0
 
     def __init__(self, total: int, desc: str, enabled: bool = True, unit: str = "", unit_scale: float = 1.0):
         self.total = max(int(total), 1)
@@ -25,7 +31,8 @@ class Progress:
         self.unit_scale = unit_scale
         self.done = 0
         self._start = time.perf_counter()
-        self._last_draw = 0.0
+        self._last_draw = self._start
+        self._terminal = enabled and sys.stderr.isatty()
 
     def __enter__(self) -> "Progress":
         return self
@@ -34,26 +41,42 @@ class Progress:
         self.close()
 
     def update(self, n: int = 1) -> None:
-        """Record `n` more units done and redraw if a tenth of a second has passed."""
+        """Record `n` more units done and redraw when it is time to."""
         self.done += n
-        if self.enabled and time.perf_counter() - self._last_draw >= 0.1:
+        if self.enabled and time.perf_counter() - self._last_draw >= (0.1 if self._terminal else self.log_interval):
             self._draw()
 
     def close(self) -> None:
         """Draw the final state and end the line."""
         if self.enabled:
-            self._draw()
-            sys.stderr.write("\n")
+            self._draw(final=True)
+            if self._terminal:
+                sys.stderr.write("\n")
             sys.stderr.flush()
             self.enabled = False
 
-    def _draw(self) -> None:
-        self._last_draw = time.perf_counter()
+    def line(self, final: bool = False) -> str:
+        """The progress line as it would be drawn now."""
+        now = time.perf_counter()
         fraction = min(self.done / self.total, 1.0)
         width = 30
         filled = int(fraction * width)
-        elapsed = max(self._last_draw - self._start, 1e-9)
-        rate = self.done / elapsed / self.unit_scale
+        elapsed = max(now - self._start, 1e-9)
+        rate = self.done / elapsed
+        scale = self.unit_scale
+        amount = f"{self.done / scale:,.1f}/{self.total / scale:,.1f} {self.unit}" if scale != 1 else \
+            f"{self.done:,}/{self.total:,} {self.unit}"
+        if final:
+            when = f"done in {elapsed:.1f} s"
+        else:
+            when = f"{(self.total - self.done) / rate:.0f} s left" if rate > 0 else "? s left"
         bar = "#" * filled + "." * (width - filled)
-        sys.stderr.write(f"\r{self.desc} [{bar}] {fraction:4.0%} {rate:,.1f} {self.unit}/s {elapsed:.1f}s")
+        return f"{self.desc} [{bar}] {fraction:4.0%}  {amount}  {rate / scale:,.1f} {self.unit}/s  {when}"
+
+    def _draw(self, final: bool = False) -> None:
+        self._last_draw = time.perf_counter()
+        if self._terminal:
+            sys.stderr.write(f"\r{self.line(final)}\x1b[K")
+        else:
+            sys.stderr.write(self.line(final) + "\n")
         sys.stderr.flush()

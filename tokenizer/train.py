@@ -27,7 +27,7 @@ from collections import defaultdict
 from typing import Iterable, Sequence
 
 from .errors import TokenizerError
-from .pretokenize import count_pretokens
+from .pretokenize import TextRange, count_pretokens_in_ranges
 from .progress import Progress
 
 
@@ -48,10 +48,29 @@ def train_bpe(
     A file that is not UTF-8 is refused, saying where, unless `utf8_errors="replace"`
     (invalid bytes become U+FFFD).
     """
+    _check_vocab_size(vocab_size, _check_special_tokens(special_tokens))
+    _check_corpus(input_path)
+    return train_bpe_on_ranges([TextRange.whole(input_path)], vocab_size, special_tokens, num_processes, progress,
+                               utf8_errors)
+
+
+def train_bpe_on_ranges(
+    ranges: Sequence[TextRange],
+    vocab_size: int,
+    special_tokens: Sequence[str] | None = None,
+    num_processes: int | None = None,
+    progress: bool = False,
+    utf8_errors: str = "strict",
+) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
+    """`train_bpe` on several byte ranges of text files, each a text of its own (e.g. a corpus
+    of many files, or a sample of one from `tokenizer.sample.sample_ranges`).
+
+    Training on ranges that are separate files gives the merges of training on their
+    concatenation with a special token between them (no pre-token crosses a special token).
+    """
     special_tokens = _check_special_tokens(special_tokens)
     _check_vocab_size(vocab_size, special_tokens)
-    _check_corpus(input_path)
-    word_counts = count_pretokens(input_path, special_tokens, num_processes, progress, utf8_errors)
+    word_counts = count_pretokens_in_ranges(ranges, special_tokens, num_processes, progress, utf8_errors)
     vocab = {i: bytes([i]) for i in range(256)}
     for token in special_tokens:
         vocab[len(vocab)] = token.encode("utf-8")

@@ -1,8 +1,11 @@
 """`TextDataModule`: text files in, token windows out, for every Lightning stage.
 
-* `prepare_data` (once per node) trains the tokenizer unless one is given and encodes the
-  train/val splits into the token cache (see `llm_lit.data.tokens`).
-* `setup` opens the token files as read-only `np.memmap`s: nothing is loaded into RAM.
+* `prepare_data` (once per node) finds the token cache, or builds it: trains the tokenizer on
+  a sample of the corpus unless one is given, and encodes each file into its own shard, in
+  `num_proc` processes (see `llm_lit.data.tokens`). A warm start reads the manifest and
+  `stat`s the files; no corpus byte and no token is read.
+* `setup` (every rank) reuses what `prepare_data` found, or reads the manifest once, and
+  memory-maps the shards read-only: nothing is loaded into RAM.
 * training batches are random windows drawn from `(seed, global sample index)` only; the
   number of micro-batches consumed is the DataModule's checkpointed state, so a resumed
   run continues with exactly the batches the uninterrupted run would have used.
@@ -18,11 +21,13 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import lightning as L
-import numpy as np
 from torch.utils.data import DataLoader
 
 from llm_lit.data.datasets import RandomWindows, SequentialWindows
-from llm_lit.data.tokens import BUNDLED_CORPUS, TokenCache, open_tokens, prepare_token_cache
+from llm_lit.data.token_array import TokenArray
+from llm_lit.data.tokens import (BUNDLED_CORPUS, DEFAULT_TOKENIZER_SAMPLE_BYTES, TokenCache, cache_folder,
+                                 cache_settings, check_num_proc, open_token_cache, prepare_token_cache,
+                                 with_roles)
 from llm_lit.errors import UserError
 from tokenizer import Tokenizer
 from tokenizer.errors import TokenizerError
@@ -49,15 +54,24 @@ class TextDataModule(L.LightningDataModule):
         cache_dir: str = ".llm_lit_cache",
         prompts: Optional[list[str]] = None,
         prompts_file: Optional[str] = None,
-        predictions_path: str = "predictions.jsonl",
+        predictions_path: Optional[str] = None,
         predict_batch_size: int = 8,
         utf8_errors: Literal["strict", "replace"] = "strict",
+        num_proc: Optional[int] = None,
+        tokenizer_sample_bytes: int = DEFAULT_TOKENIZER_SAMPLE_BYTES,
+        verify: Literal["stat", "full"] = "stat",
+        test_files: Optional[list[str]] = None,
+        eval_stride: Optional[int] = None,
+        bos_token: Optional[str] = None,
+        eos_token: Optional[str] = None,
+        pad_token: Optional[str] = None,
+        unk_token: Optional[str] = None,
     ) -> None:
         """Configure the data; nothing is read or written until `prepare_data`.
 
         Args:
-            train_files: Text files forming the training corpus (default: the bundled tinyshakespeare).
-            val_files: Text files of the validation split (default: the last `val_fraction` of the training corpus).
+            train_files: Text files forming the training corpus (default: the bundled tinyshakespeare); token files written by `python -m tokenizer encode` (.bin + sidecar) are used as they are, with --data.tokenizer_path.
+            val_files: Text (or .bin token) files of the validation split (default: the last `val_fraction` of the training corpus).
             val_fraction: Share of the corpus held out for validation when no val_files are given (0.1: nanoGPT's split).
             tokenizer_path: A saved tokenizer (JSON) to use instead of training one on the corpus.
             vocab_size: Vocabulary size of the tokenizer trained on the corpus (ignored with tokenizer_path); linked into model.config.vocab_size.
@@ -67,17 +81,30 @@ class TextDataModule(L.LightningDataModule):
             val_batch_size: Windows per validation batch (default: batch_size).
             seed: Seed of the training windows (each window is a hash of the seed and its sample index).
             num_workers: DataLoader worker processes for training batches (0: load in the main process, usually fastest here).
-            cache_dir: Folder of the token cache (tokenizer and token files, keyed by a fingerprint of corpus and settings).
+            cache_dir: Folder of the token caches (a tokenizer and one token shard per file, found by the settings and the files' paths); on a file system all nodes share, one process in the whole job builds it.
             prompts: Prompts for `predict`, e.g. '["ROMEO:"]'.
             prompts_file: A text file of prompts for `predict`, one per line (or a JSONL file of {"prompt": ...} objects).
-            predictions_path: JSONL file `predict` writes its continuations to.
+            predictions_path: JSONL file `predict` writes its continuations to (default: predictions.jsonl in the checkpoint's run folder, see llm_lit.run_dir).
             predict_batch_size: Prompts generated together in one batch by `predict`.
             utf8_errors: 'strict' refuses a corpus that is not UTF-8 (naming the byte offset); 'replace' replaces invalid bytes with U+FFFD.
+            num_proc: Processes that count pre-tokens (tokenizer training) and encode the corpus (default: every core).
+            tokenizer_sample_bytes: Train the tokenizer on about this many bytes of the training split, evenly spread and cut at exact pre-token boundaries (a smaller split is used whole).
+            verify: 'stat' trusts a cached file whose size and modification time are unchanged; 'full' re-hashes every corpus file (and re-encodes what changed).
+            test_files: Text (or .bin token) files of the test split that `llm_lit test` scores (never seen by fit or validate); without them `test` refuses to run.
+            eval_stride: Sliding-window evaluation for validate/test: windows of context_length tokens start every eval_stride tokens and each scores only its targets not scored before, so every token is scored once, with at least context_length - eval_stride tokens of context after the first window (the Hugging Face perplexity guide's method); default: context_length (non-overlapping windows).
+            bos_token: Special token that begins each document and each prompt (added to the trained tokenizer's special tokens; must be one of a given tokenizer's).
+            eos_token: Special token that ends each document; generating it ends a continuation (default: none, and then <|endoftext|> stops generation when the tokenizer has it).
+            pad_token: Special token that pads short evaluation windows (their padded targets are never scored).
+            unk_token: Special token that stands for unknown text; a byte-level BPE never needs it (it spells every byte), it is recorded for tools that ask (e.g. the Hugging Face export).
         """
         super().__init__()
+        num_proc = check_num_proc(num_proc)
         problems = _check_numbers(val_fraction=val_fraction, vocab_size=vocab_size, context_length=context_length,
                                   batch_size=batch_size, val_batch_size=val_batch_size, seed=seed,
-                                  num_workers=num_workers, predict_batch_size=predict_batch_size)
+                                  num_workers=num_workers, predict_batch_size=predict_batch_size,
+                                  tokenizer_sample_bytes=tokenizer_sample_bytes, eval_stride=eval_stride)
+        if eval_stride is not None and eval_stride > context_length:
+            problems.append(f"eval_stride must be at most context_length {context_length} (got {eval_stride})")
         if problems:
             raise UserError("Invalid data settings: " + "; ".join(problems) + "; fix these --data values.")
         self.train_files = list(train_files) if train_files else [str(BUNDLED_CORPUS)]
@@ -95,13 +122,21 @@ class TextDataModule(L.LightningDataModule):
         self.predictions_path = predictions_path
         self.predict_batch_size = predict_batch_size
         self.utf8_errors = utf8_errors
+        self.num_proc = num_proc
+        self.tokenizer_sample_bytes = tokenizer_sample_bytes
+        self.verify = verify
+        self.test_files = list(test_files) if test_files else None
+        self.eval_stride = eval_stride
+        self.roles = {role: token for role, token in (("bos", bos_token), ("eos", eos_token), ("pad", pad_token),
+                                                       ("unk", unk_token)) if token is not None}
 
         self.given_tokenizer = _load_tokenizer(tokenizer_path) if tokenizer_path else None
         self.tokenizer: Optional[Tokenizer] = self.given_tokenizer
         self._requested_vocab_size = vocab_size
         self.cache: Optional[TokenCache] = None
-        self.train_tokens: Optional[np.ndarray] = None
-        self.val_tokens: Optional[np.ndarray] = None
+        self.train_tokens: Optional[TokenArray] = None
+        self.val_tokens: Optional[TokenArray] = None
+        self.test_tokens: Optional[TokenArray] = None
         self.train_batches_consumed = 0
 
     def use_tokenizer(self, tokenizer: Tokenizer) -> None:
@@ -124,29 +159,80 @@ class TextDataModule(L.LightningDataModule):
         return trainer is None or not trainer.predicting
 
     def prepare_data(self) -> None:
-        """Train the tokenizer (unless given) and encode the splits into the token cache, if not cached yet."""
+        """Find the token cache, or build it: train the tokenizer (unless given) and encode the corpus (with progress)."""
+        if self.trainer is not None and self.trainer.testing:
+            self._require_test_files()
         if self._needs_corpus():
-            self._prepare()
+            self.cache = self._prepare()
+
+    def _require_test_files(self) -> None:
+        if not self.test_files:
+            raise UserError("test scores a separate test split; pass --data.test_files FILE ... (the validation "
+                            "split is scored by llm_lit validate).")
 
     def _prepare(self) -> TokenCache:
         return prepare_token_cache(self.train_files, self.val_files, self.val_fraction, self._requested_vocab_size,
                                    self.special_tokens, self.cache_dir, tokenizer=self.given_tokenizer,
-                                   utf8_errors=self.utf8_errors)
+                                   utf8_errors=self.utf8_errors, num_proc=self.num_proc,
+                                   tokenizer_sample_bytes=self.tokenizer_sample_bytes, verify=self.verify, progress=True,
+                                   roles=self.roles, test_files=self.test_files)
+
+    def _cache_folder(self) -> Path:
+        given, special_tokens, roles = with_roles(self.given_tokenizer, self.special_tokens, self.roles)
+        settings = cache_settings(self._requested_vocab_size, special_tokens,
+                                  None if self.val_files else self.val_fraction, given,
+                                  self.utf8_errors, self.tokenizer_sample_bytes, roles)
+        return cache_folder(self.cache_dir, self.train_files, self.val_files, settings, self.test_files)[0]
 
     def setup(self, stage: str) -> None:
-        """Open the cached tokenizer and token files (memory-mapped, read-only); predict opens nothing."""
+        """Open the cache's tokenizer and memory-map its shards (read-only); predict opens nothing.
+
+        Reuses what `prepare_data` found in this process; other ranks read the manifest once.
+        """
+        if stage == "test":
+            self._require_test_files()
         if stage == "predict" or self.train_tokens is not None:
             return
-        # prepare_data already built the cache on local rank 0; this only recomputes its paths.
-        self.cache = self._prepare()
-        self.tokenizer = self.given_tokenizer or Tokenizer.load(self.cache.tokenizer_path)
-        self.train_tokens = open_tokens(self.cache.train_path, self.tokenizer, check_ids=True)
-        self.val_tokens = open_tokens(self.cache.val_path, self.tokenizer, check_ids=True)
-        for name, tokens in (("training", self.train_tokens), ("validation", self.val_tokens)):
+        if self.cache is None:
+            self.cache = open_token_cache(self._cache_folder()) or self._prepare()
+        self.tokenizer, _, _ = with_roles(self.given_tokenizer or _load_tokenizer(str(self.cache.tokenizer_path)),
+                                          self.special_tokens, self.roles)
+        self._check_trained_vocab_size()
+        self._check_ids()
+        self.train_tokens = self.cache.split("train")
+        self.val_tokens = self.cache.split("val")
+        self.test_tokens = self.cache.split("test") if self.test_files else None
+        splits = (("training", self.train_tokens), ("validation", self.val_tokens), ("test", self.test_tokens))
+        for name, tokens in splits:
+            if tokens is None:
+                continue
             if len(tokens) < self.context_length + 1:
                 raise UserError(
                     f"The {name} split has {len(tokens)} tokens, fewer than one window of {self.context_length + 1}; "
                     "use a longer corpus or a smaller model.config.context_length.")
+
+    def _check_trained_vocab_size(self) -> None:
+        """Refuse a trained tokenizer smaller than data.vocab_size: the corpus ran out of pairs to merge, and the
+        model (sized by the link from data.vocab_size) would carry embedding rows no token uses."""
+        have, asked = self.tokenizer.vocab_size, self._requested_vocab_size
+        if self.given_tokenizer is None and have < asked:
+            raise UserError(f"The tokenizer trained on this corpus has only {have:,} tokens (its text has no more pairs "
+                            f"to merge), fewer than --data.vocab_size {asked}, so {asked - have:,} rows of the model's "
+                            f"embedding would never be used; pass --data.vocab_size {have} or less (or more text).")
+
+    def _check_ids(self) -> None:
+        """Refuse a token file of the user's holding ids the tokenizer does not have, naming it. (The cache's own
+        shards never get here: building or checking the cache re-encodes a shard whose ids are out of range.)"""
+        vocab = self.tokenizer.vocab_size
+        if self.cache.manifest.max_id() < vocab:
+            return
+        given = [s.source.path for shards in self.cache.manifest.splits.values() for s in shards
+                 if s.max_id >= vocab and s.source.kind == "tokens"]
+        if given:
+            raise UserError(f"The token file '{given[0]}' holds ids beyond the tokenizer's {vocab}; encode its text "
+                            "again with this tokenizer (python -m tokenizer encode --tokenizer ...).")
+        raise UserError(f"The token cache '{self.cache.folder}' holds id {self.cache.manifest.max_id()}, outside the "
+                        f"tokenizer's {vocab} ids; delete that folder so that it is rebuilt.")
 
     # ------------------------------------------------------------------ loaders
     def _rank_and_world(self) -> tuple[int, int]:
@@ -166,18 +252,20 @@ class TextDataModule(L.LightningDataModule):
         trainer = self.trainer
         return trainer is not None and trainer.strategy.root_device.type == "cuda"
 
-    def _sequential(self, tokens: np.ndarray) -> DataLoader:
+    def _sequential(self, tokens: TokenArray) -> DataLoader:
         rank, world = self._rank_and_world()
-        windows = SequentialWindows(tokens, self.context_length, self.val_batch_size, rank=rank, world_size=world)
+        pad = self.tokenizer.role_id("pad") if self.tokenizer is not None else None
+        windows = SequentialWindows(tokens, self.context_length, self.val_batch_size, rank=rank, world_size=world,
+                                    pad_id=pad or 0, stride=self.eval_stride)
         return DataLoader(windows, batch_size=None, pin_memory=self._on_cuda())
 
     def val_dataloader(self) -> DataLoader:
-        """The validation split once, in non-overlapping windows shared out across ranks."""
+        """The validation split once, each target scored once (windows eval_stride apart), shared out across ranks."""
         return self._sequential(self.val_tokens)
 
     def test_dataloader(self) -> DataLoader:
-        """Same as validation: the held-out split once."""
-        return self._sequential(self.val_tokens)
+        """The test split (data.test_files) once, as validation scores its split."""
+        return self._sequential(self.test_tokens)
 
     def predict_dataloader(self) -> DataLoader:
         """Batches of prompt strings (the model encodes them with its checkpoint's tokenizer)."""
@@ -222,7 +310,7 @@ def _load_tokenizer(path: str) -> Tokenizer:
 
 
 def _read_prompts_file(path: Path) -> list[str]:
-    if not path.is_file():
+    if not path.exists() or path.is_dir():  # (not is_file(): /dev/stdin, a pipe, is fine)
         raise UserError(f"The prompts file '{path}' does not exist; pass an existing text or JSONL file.")
     lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if path.suffix == ".jsonl":

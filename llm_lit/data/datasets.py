@@ -1,4 +1,7 @@
-"""Windows over a flat token array: random training batches and exact validation batches.
+"""Windows over a split's tokens: random training batches and exact validation batches.
+
+A split is a flat token array or a `TokenArray` (its shards read as one array); windows
+are taken from it as from the concatenated array, across shard boundaries too.
 
 Both datasets yield whole batches `(x, y)` of shape `(batch, seq)` (int64), `y` being `x`
 shifted by one token, and both are `IterableDataset`s that shard themselves across DDP
@@ -25,6 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from llm_lit.data.token_array import TokenArray
 from llm_lit.hashing import splitmix64
 
 IGNORE_INDEX = -100
@@ -43,17 +47,17 @@ def window_starts(seed: int, sample_indices: np.ndarray, num_tokens: int, contex
     return (splitmix64(keyed) % np.uint64(num_starts)).astype(np.int64)
 
 
-def _gather(tokens: np.ndarray, starts: np.ndarray, length: int) -> torch.Tensor:
+def _gather(tokens: TokenArray, starts: np.ndarray, length: int) -> torch.Tensor:
     """Rows `tokens[s : s + length]` for each start, as an int64 tensor `(len(starts), length)`."""
-    rows = tokens[starts[:, None] + np.arange(length)]
-    return torch.from_numpy(rows.astype(np.int64))
+    return torch.from_numpy(tokens.gather(starts, length))
 
 
 class RandomWindows(IterableDataset):
     """An endless stream of random training batches `(x, y)`, each `(batch_size, context_length)`.
 
     Args:
-        tokens: the training split as a flat integer array (usually a read-only `np.memmap`).
+        tokens: the training split: a flat integer array (e.g. a read-only `np.memmap`) or a
+            `TokenArray` of shards read as one (a window may span two shards).
         context_length: tokens per window.
         batch_size: windows per micro-batch on this rank.
         seed: seed of the window hash.
@@ -66,7 +70,7 @@ class RandomWindows(IterableDataset):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside [0, {world_size}).")
         window_starts(seed, np.zeros(1), len(tokens), context_length)  # fails early if too short
-        self.tokens = tokens
+        self.tokens = TokenArray.of(tokens)
         self.context_length = context_length
         self.batch_size = batch_size
         self.seed = seed
@@ -97,39 +101,53 @@ class RandomWindows(IterableDataset):
 
 
 class SequentialWindows(IterableDataset):
-    """Every token of a split exactly once, in non-overlapping windows, as batches `(x, y)`.
+    """Every target of a split exactly once, in windows `stride` tokens apart, as batches `(x, y)`.
 
-    Window `k` holds inputs `tokens[k*T : k*T + T]` and targets shifted by one, so the
-    targets of all windows together are `tokens[1:]`, each once. The last window may be
-    short: it is padded with `pad_id` inputs and `IGNORE_INDEX` targets. Windows are dealt
-    to ranks round-robin (`k = rank, rank + W, ...`); ranks with fewer windows get empty
-    padding windows (all targets ignored), so every rank runs the same number of batches.
+    Window `k` starts at `s = k * stride` and holds inputs `tokens[s : s + T]` and targets
+    `tokens[s + 1 : s + T + 1]`. It scores only the targets that no earlier window scored:
+    all of them in window 0, the last `stride` of them after that (the others become
+    `IGNORE_INDEX`). So the scored targets of all windows together are `tokens[1:]`, each
+    once, and each target after the first window is predicted from at least `T - stride + 1`
+    and at most `T` tokens of context. With `stride == T` (the default) windows do not
+    overlap. This is the Hugging Face perplexity guide's sliding window with
+    `max_length = T + 1` (its windows hold the target after the last input).
+
+    The last window may be short: it is padded with `pad_id` inputs and `IGNORE_INDEX`
+    targets. Windows are dealt to ranks round-robin (`k = rank, rank + W, ...`); ranks with
+    fewer windows get empty padding windows (all targets ignored), so every rank runs the
+    same number of batches.
 
     Args:
-        tokens: the split as a flat integer array (needs at least 2 tokens).
+        tokens: the split as a flat integer array or a `TokenArray` (needs at least 2 tokens).
         context_length: tokens per window (T).
         batch_size: windows per batch.
         rank, world_size: this process's place among the data-parallel processes.
         pad_id: input id used for padding (its targets are ignored, so any valid id works).
+        stride: tokens between window starts, in [1, T] (default T).
     """
 
     def __init__(self, tokens: np.ndarray, context_length: int, batch_size: int, rank: int = 0,
-                 world_size: int = 1, pad_id: int = 0) -> None:
+                 world_size: int = 1, pad_id: int = 0, stride: int | None = None) -> None:
         if len(tokens) < 2:
             raise ValueError(f"A split of {len(tokens)} tokens has nothing to predict; it needs at least 2 tokens.")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside [0, {world_size}).")
-        self.tokens = tokens
+        stride = context_length if stride is None else stride
+        if not 1 <= stride <= context_length:
+            raise ValueError(f"stride must be in [1, {context_length}] (got {stride}).")
+        self.tokens = TokenArray.of(tokens)
         self.context_length = context_length
         self.batch_size = batch_size
         self.rank = rank
         self.world_size = world_size
         self.pad_id = pad_id
+        self.stride = stride
 
     @property
     def num_windows(self) -> int:
-        """Windows needed to cover every target of the split once (all ranks together)."""
-        return math.ceil((len(self.tokens) - 1) / self.context_length)
+        """Windows needed to score every target of the split once (all ranks together)."""
+        beyond_first = len(self.tokens) - 1 - self.context_length  # targets after window 0's
+        return 1 + max(0, math.ceil(beyond_first / self.stride))
 
     @property
     def windows_per_rank(self) -> int:
@@ -145,10 +163,12 @@ class SequentialWindows(IterableDataset):
         x = np.full(self.context_length, self.pad_id, dtype=np.int64)
         y = np.full(self.context_length, IGNORE_INDEX, dtype=np.int64)
         if k < self.num_windows:
-            start = k * self.context_length
+            start = k * self.stride
             chunk = np.asarray(self.tokens[start:start + self.context_length + 1], dtype=np.int64)
             x[:len(chunk) - 1] = chunk[:-1]
             y[:len(chunk) - 1] = chunk[1:]
+            if k > 0:  # targets up to index start - stride + T were scored by window k - 1
+                y[:self.context_length - self.stride] = IGNORE_INDEX
         return x, y
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -1,7 +1,7 @@
 """Export a model to a Hugging Face folder that `transformers` loads with no code of ours.
 
-    llm_lit export --ckpt_path checkpoints/last.ckpt --output hf_model/
-    python -m llm_lit.interop.export --ckpt_path checkpoints/last.ckpt --output hf_model/
+    llm_lit export --ckpt_path runs/shakespeare/version_0/checkpoints/last.ckpt --output hf_model/
+    python -m llm_lit.interop.export --ckpt_path runs/shakespeare/version_0/checkpoints/last.ckpt --output hf_model/
 
 Which layout a config exports to (everything else is refused with the reason):
 
@@ -31,7 +31,7 @@ import torch
 
 from llm_lit.errors import UserError
 from llm_lit.interop import hf_gpt2, hf_llama
-from llm_lit.interop.hf_tokenizer import end_of_text_id, write_hf_tokenizer, write_json
+from llm_lit.interop.hf_tokenizer import end_of_text_id, hf_role_ids, write_hf_tokenizer, write_json
 from llm_lit.interop.safetensors_io import save_file
 from llm_lit.model import ModelConfig, TransformerLM
 from tokenizer import Tokenizer
@@ -84,7 +84,10 @@ def hf_files(model: TransformerLM, tokenizer: Tokenizer | None) -> tuple[dict, d
     layout = hf_layout(model.config)
     module = hf_llama if layout == "llama" else hf_gpt2
     eot = end_of_text_id(tokenizer) if tokenizer is not None else None
-    return module.to_hf_config(model.config, eot), module.to_hf_state_dict(model.state_dict(), model.config)
+    config = module.to_hf_config(model.config, eot)
+    if tokenizer is not None:
+        config.update(hf_role_ids(tokenizer))  # the special-token roles (BOS / EOS / PAD)
+    return config, module.to_hf_state_dict(model.state_dict(), model.config)
 
 
 def export_hf(model: TransformerLM, tokenizer: Tokenizer | None, out_dir: str | os.PathLike,
@@ -120,7 +123,9 @@ def export_hf(model: TransformerLM, tokenizer: Tokenizer | None, out_dir: str | 
 
 
 def _generation_config(config: dict) -> dict:
-    return {"bos_token_id": config["bos_token_id"], "eos_token_id": config["eos_token_id"]}
+    """bos / eos / pad ids: transformers' `generate` stops at the eos and pads uneven batches with the pad."""
+    keys = ("bos_token_id", "eos_token_id", "pad_token_id")
+    return {k: config[k] for k in keys if config.get(k) is not None or k != "pad_token_id"}
 
 
 @contextlib.contextmanager
@@ -136,12 +141,20 @@ def staged_folder(out_dir: str | os.PathLike, overwrite: bool) -> Iterator[Path]
         raise UserError(f"The output folder {out_dir} already exists and is not empty; pass overwrite=True (--overwrite true) or another folder.")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private (0700); the export gets the mode mkdir gives
     try:
         yield staging
         _move_into_place(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it, so it is set back at once)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _move_into_place(staging: Path, out_dir: Path) -> None:

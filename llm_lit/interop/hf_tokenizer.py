@@ -9,7 +9,9 @@ is refused with a sentence naming what differs, never silently encoded different
 
 Writing produces `tokenizer.json` (via `Tokenizer.save_hf`), GPT-2's `vocab.json` +
 `merges.txt`, and a `tokenizer_config.json` that makes `AutoTokenizer.from_pretrained(dir)`
-load them as a plain fast tokenizer that adds no tokens and cleans up no spaces.
+load them as a plain fast tokenizer that adds no tokens and cleans up no spaces, with the
+special-token roles as `bos_token` / `eos_token` / `pad_token` / `unk_token`. Reading takes
+the roles back from those keys.
 """
 
 from __future__ import annotations
@@ -23,9 +25,12 @@ from llm_lit.errors import UserError
 from tokenizer import Tokenizer, TokenizerError
 from tokenizer.atomic import atomic_write
 from tokenizer.formats import read_json, text_to_token
+from tokenizer.roles import ROLES
 
 #: The special token used as end-of-text (and begin-of-text) id in exported configs when present.
 END_OF_TEXT = "<|endoftext|>"
+#: tokenizer_config.json key holding llm_lit's own roles (transformers ignores it).
+ROLES_KEY = "llm_lit_roles"
 
 
 class HFTokenizerError(UserError, ValueError):
@@ -39,11 +44,12 @@ def load_hf_tokenizer(folder: str | os.PathLike) -> Tokenizer:
     """Our `Tokenizer` from a Hugging Face folder: `tokenizer.json`, else `vocab.json` + `merges.txt`."""
     folder = Path(folder)
     if (folder / "tokenizer.json").is_file():
-        return tokenizer_from_hf_json(folder / "tokenizer.json")
+        return with_roles_from_configs(tokenizer_from_hf_json(folder / "tokenizer.json"), folder)
     if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
         vocab_strings = read_json(folder / "vocab.json", "GPT-2 vocab file")
         specials = _special_tokens_from_configs(folder, vocab_strings if isinstance(vocab_strings, dict) else {})
-        return Tokenizer.from_gpt2_files(folder / "vocab.json", folder / "merges.txt", specials)
+        tok = Tokenizer.from_gpt2_files(folder / "vocab.json", folder / "merges.txt", specials)
+        return with_roles_from_configs(tok, folder)
     raise HFTokenizerError(
         f"{folder} has no tokenizer.json and no vocab.json + merges.txt; "
         "copy the tokenizer files of the model into that folder."
@@ -181,15 +187,54 @@ def _special_tokens_from_configs(folder: Path, vocab_strings: dict[str, Any]) ->
     return found
 
 
+def with_roles_from_configs(tok: Tokenizer, folder: Path) -> Tokenizer:
+    """`tok` with the roles the folder's configs give: `llm_lit_roles` in `tokenizer_config.json` (what our
+    export writes) when present, else its `bos_token` / `eos_token` / `pad_token` / `unk_token` (and
+    those of `special_tokens_map.json`) that name one of `tok`'s special tokens."""
+    roles: dict[str, str] = {}
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):
+        config = read_json(folder / name, name) if (folder / name).is_file() else None
+        if not isinstance(config, dict):
+            continue
+        if isinstance(config.get(ROLES_KEY), dict):
+            return tok.with_roles({r: t for r, t in config[ROLES_KEY].items() if tok.token_to_id(str(t)) is not None})
+        for role in ROLES:
+            value = config.get(f"{role}_token")
+            value = value.get("content") if isinstance(value, dict) else value
+            if isinstance(value, str) and tok.token_to_id(value) is not None:
+                roles[role] = value
+    return tok.with_roles(roles)
+
+
 # ---------------------------------------------------------------------------------------- write
 
 
 def end_of_text_id(tokenizer: Tokenizer) -> int | None:
-    """The id exported configs use for bos/eos: `<|endoftext|>` if special, else the first special token."""
+    """The id exported configs use for bos/eos when no role names them: `<|endoftext|>` if special, else the
+    first special token."""
     if tokenizer.token_to_id(END_OF_TEXT) is not None:
         return tokenizer.token_to_id(END_OF_TEXT)
     specials = tokenizer.special_tokens
     return tokenizer.token_to_id(specials[0]) if specials else None
+
+
+def hf_roles(tokenizer: Tokenizer) -> dict[str, str]:
+    """Role -> special token as a Hugging Face folder states them (`bos_token`, ...): the tokenizer's roles,
+    or, for a tokenizer without any, GPT-2's convention of the end-of-text token as both BOS and EOS."""
+    if tokenizer.roles:
+        return tokenizer.roles
+    eot = end_of_text_id(tokenizer)
+    if eot is None:
+        return {}
+    name = tokenizer.vocab[eot].decode("utf-8")
+    return {"bos": name, "eos": name}
+
+
+def hf_role_ids(tokenizer: Tokenizer) -> dict[str, int | None]:
+    """`bos_token_id`, `eos_token_id` and `pad_token_id` of `config.json` / `generation_config.json`."""
+    roles = hf_roles(tokenizer)
+    return {f"{role}_token_id": tokenizer.token_to_id(roles[role]) if role in roles else None
+            for role in ("bos", "eos", "pad")}
 
 
 def write_hf_tokenizer(tokenizer: Tokenizer, folder: str | os.PathLike, model_max_length: int) -> None:
@@ -208,10 +253,8 @@ def write_hf_tokenizer(tokenizer: Tokenizer, folder: str | os.PathLike, model_ma
             for s in tokenizer.special_tokens
         },
     }
-    eot = end_of_text_id(tokenizer)
-    if eot is not None:
-        name = tokenizer.vocab[eot].decode("utf-8")
-        config.update(bos_token=name, eos_token=name)
+    config.update({f"{role}_token": token for role, token in hf_roles(tokenizer).items()})
+    config[ROLES_KEY] = tokenizer.roles  # exactly ours, so that importing the folder gives them back
     write_json(folder / "tokenizer_config.json", config)
 
 

@@ -120,20 +120,25 @@ def adamw_problems(lr: float, betas: tuple[float, float], eps: float, weight_dec
     return problems
 
 
+def dense_params_by_device_and_dtype(params: Iterable[Tensor], optimizer_name: str) -> list[list[Tensor]]:
+    """The parameters that have a gradient, in lists of one (device, dtype) each (what `torch._foreach_*`
+    ops need), in their given order; a sparse gradient is refused in one line naming the optimizer."""
+    buckets: dict[tuple[torch.device, torch.dtype], list[Tensor]] = defaultdict(list)
+    for p in params:
+        if p.grad is None:
+            continue
+        if p.grad.is_sparse:
+            raise OptimizerConfigError(f"{optimizer_name} does not support sparse gradients; use dense embeddings.")
+        buckets[(p.device, p.dtype)].append(p)
+    return list(buckets.values())
+
+
 def adamw_update_group(state: dict[Tensor, dict[str, Any]], group: dict[str, Any], compile: bool = False) -> None:  # noqa: A002
     """AdamW's update of one parameter group (keys lr, betas, eps, weight_decay, params), with its per-parameter
     state (step, exp_avg, exp_avg_sq) in `state`: `AdamW.step` per group, and Muon's update of its AdamW groups."""
     lr = float(group["lr"])
     beta1, beta2 = group["betas"]
-    # foreach ops need every list on one device with one dtype.
-    buckets: dict[tuple[torch.device, torch.dtype], list[Tensor]] = defaultdict(list)
-    for p in group["params"]:
-        if p.grad is None:
-            continue
-        if p.grad.is_sparse:
-            raise OptimizerConfigError("AdamW does not support sparse gradients; use dense embeddings.")
-        buckets[(p.device, p.dtype)].append(p)
-    for params in buckets.values():
+    for params in dense_params_by_device_and_dtype(group["params"], "AdamW"):
         grads = [p.grad for p in params]
         exp_avgs, exp_avg_sqs, steps = [], [], []
         for p in params:

@@ -9,13 +9,12 @@ ours shrinks the weights directly, as AdamW does.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any, Iterable
 
 import torch
 from torch import Tensor
 
-from llm_lit.optim.adamw import OptimizerConfigError
+from llm_lit.optim.adamw import OptimizerConfigError, dense_params_by_device_and_dtype
 
 
 class SGD(torch.optim.Optimizer):
@@ -63,15 +62,7 @@ class SGD(torch.optim.Optimizer):
 
     def _update_group(self, group: dict[str, Any]) -> None:
         lr, momentum, weight_decay = float(group["lr"]), group["momentum"], group["weight_decay"]
-        # foreach ops need every list on one device with one dtype.
-        buckets: dict[tuple[torch.device, torch.dtype], list[Tensor]] = defaultdict(list)
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            if p.grad.is_sparse:
-                raise OptimizerConfigError("SGD does not support sparse gradients; use dense embeddings.")
-            buckets[(p.device, p.dtype)].append(p)
-        for params in buckets.values():
+        for params in dense_params_by_device_and_dtype(group["params"], "SGD"):
             grads = [p.grad for p in params]
             updates = grads
             if momentum != 0.0:

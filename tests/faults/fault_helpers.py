@@ -15,6 +15,23 @@ import torch
 from cli_helpers import cli_env, scalars
 
 
+FAULTS = Path(__file__).resolve().parent
+
+
+def faults_env() -> dict[str, str]:
+    """`cli_env()` with this folder importable too (for `self_kill.SignalAt` in a CLI subprocess)."""
+    env = cli_env()
+    env["PYTHONPATH"] = str(FAULTS) + os.pathsep + env["PYTHONPATH"]
+    return env
+
+
+def signal_at(step: int, hook: str = "train_batch_start", signal_name: str = "SIGKILL", repeat: int = 1) -> list[str]:
+    """CLI arguments adding `self_kill.SignalAt`: the run signals itself at `hook` of global step `step`."""
+    return ["--trainer.callbacks+=self_kill.SignalAt", "--trainer.callbacks.step", str(step),
+            "--trainer.callbacks.hook", hook, "--trainer.callbacks.signal_name", signal_name,
+            "--trainer.callbacks.repeat", str(repeat)]
+
+
 def checkpoint_step(path: Path) -> int:
     """global_step of a checkpoint file, or -1 when it does not exist (yet)."""
     if not path.is_file():

@@ -17,46 +17,14 @@ import pytest
 import torch
 
 from cli_helpers import cli_env
+from disk_full import disk_full_after
 from llm_lit.callbacks import PredictionWriter
-from llm_lit.data.tokens import BUNDLED_CORPUS, open_tokens, prepare_token_cache
+from llm_lit.data.tokens import BUNDLED_CORPUS, prepare_token_cache
 from llm_lit.errors import UserError
 from llm_lit.resume import AtomicCheckpointIO
 from tokenizer import Tokenizer, train_bpe
 from tokenizer.errors import TokenizerError
 from tokenizer.token_file import read_token_file, write_token_file
-
-
-def _disk_full_after(limit: int, monkeypatch) -> None:
-    """Make every binary file write fail with ENOSPC once `limit` bytes have been written in total."""
-    import builtins
-
-    real_open = builtins.open
-    written = [0]
-
-    class Filling:
-        def __init__(self, f):
-            self._f = f
-
-        def write(self, data):
-            written[0] += len(data)
-            if written[0] > limit:
-                raise OSError(errno.ENOSPC, "No space left on device")
-            return self._f.write(data)
-
-        def __getattr__(self, name):
-            return getattr(self._f, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return self._f.__exit__(*exc)
-
-    def filling_open(file, mode="r", *args, **kwargs):
-        f = real_open(file, mode, *args, **kwargs)
-        return Filling(f) if ("w" in mode or "a" in mode) else f
-
-    monkeypatch.setattr(builtins, "open", filling_open)
 
 
 def _leftovers(folder: Path) -> list[Path]:
@@ -111,7 +79,7 @@ def test_tokenizer_save_on_a_full_disk_keeps_the_previous_file(tokenizer, tmp_pa
     tokenizer.save(path)
     good = path.read_bytes()
     other = Tokenizer({i: bytes([i]) for i in range(256)}, [], ["<|endoftext|>"])
-    _disk_full_after(100, monkeypatch)
+    disk_full_after(100, monkeypatch)
     with pytest.raises(TokenizerError, match="No space left on device"):
         other.save(path)
     monkeypatch.undo()
@@ -146,7 +114,7 @@ def test_predictions_on_a_full_disk_keep_the_previous_file(tmp_path, monkeypatch
     class OneRank:
         world_size, global_rank, is_global_zero = 1, 0, True
 
-    _disk_full_after(2000, monkeypatch)
+    disk_full_after(2000, monkeypatch)
     with pytest.raises(OSError):
         writer.on_predict_end(OneRank(), None)
     monkeypatch.undo()
@@ -163,33 +131,71 @@ def _cache(tmp_path: Path, tokenizer: Tokenizer):
 @pytest.mark.parametrize("damage", ["truncate", "drop_sidecar", "corrupt_sidecar", "other_tokenizer", "bad_ids"])
 def test_an_untrustworthy_token_cache_is_detected_and_rebuilt(tokenizer, tmp_path, damage):
     cache = _cache(tmp_path, tokenizer)
-    good = cache.train_path.read_bytes()
-    sidecar = Path(f"{cache.train_path}.json")
+    (shard,) = cache.shard_paths("train")
+    good = shard.read_bytes()
+    sidecar = Path(f"{shard}.json")
     if damage == "truncate":  # e.g. killed while copying the cache, or a full disk
-        cache.train_path.write_bytes(good[: len(good) // 2])
+        shard.write_bytes(good[: len(good) // 2])
         with pytest.raises(TokenizerError, match=r"has \d+ bytes but its sidecar promises"):
-            open_tokens(cache.train_path, tokenizer)
+            read_token_file(shard, tokenizer.fingerprint())
     elif damage == "drop_sidecar":
         sidecar.unlink()
         with pytest.raises(TokenizerError, match="has no sidecar"):
-            open_tokens(cache.train_path, tokenizer)
+            read_token_file(shard, tokenizer.fingerprint())
     elif damage == "corrupt_sidecar":
         sidecar.write_text('{"format": "llm_lit.tok')
         with pytest.raises(TokenizerError, match="not valid JSON"):
-            open_tokens(cache.train_path, tokenizer)
+            read_token_file(shard, tokenizer.fingerprint())
     elif damage == "other_tokenizer":
         meta = json.loads(sidecar.read_text())
         meta["tokenizer_fingerprint"] = "0" * 64
         sidecar.write_text(json.dumps(meta))
         with pytest.raises(TokenizerError, match="made by another tokenizer"):
-            open_tokens(cache.train_path, tokenizer)
-    else:  # ids beyond the vocabulary, with a sidecar that does not say so
+            read_token_file(shard, tokenizer.fingerprint())
+    else:  # ids beyond the vocabulary, same size, with a sidecar that does not say so
         ids = np.frombuffer(good, dtype=np.uint16).copy()
         ids[7] = 60_000
-        cache.train_path.write_bytes(ids.tobytes())
-        with pytest.raises(TokenizerError, match="holds id 60000, outside the tokenizer's 270 ids"):
-            open_tokens(cache.train_path, tokenizer, check_ids=True)
-        cache.train_path.unlink()  # what the message tells the user to do
-    _cache(tmp_path, tokenizer)
-    assert cache.train_path.read_bytes() == good
-    assert len(open_tokens(cache.train_path, tokenizer, check_ids=True)) == len(good) // 2
+        shard.write_bytes(ids.tobytes())
+    rebuilt = _cache(tmp_path, tokenizer)
+    (new,) = rebuilt.shard_paths("train")
+    assert new.read_bytes() == good and not shard.exists()  # a fresh shard; the damaged one is gone
+    assert rebuilt.shard_paths("val") == cache.shard_paths("val")  # the intact shard is kept
+    assert rebuilt.split("train").tolist() == np.frombuffer(good, dtype=np.uint16).tolist()
+
+
+def test_a_cache_recording_ids_beyond_the_vocabulary_is_rebuilt_not_refused(tokenizer, tmp_path):
+    # the README's promise: out-of-range ids inside the cache are rebuilt automatically (the run used to stop
+    # and ask for the folder to be deleted); here only the manifest knows, the shard's stat is unchanged
+    from llm_lit.data import TextDataModule
+
+    cache = _cache(tmp_path, tokenizer)
+    expected = cache.split("train").tolist()
+    (old_shard,) = cache.shard_paths("train")
+    manifest_path = cache.folder / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["splits"]["train"][0]["max_id"] = 60_000
+    manifest_path.write_text(json.dumps(manifest))
+    tokenizer.save(tmp_path / "tok.json")
+    data = TextDataModule(train_files=[str(tmp_path / "c.txt")], val_fraction=0.1, context_length=16,
+                          tokenizer_path=str(tmp_path / "tok.json"), cache_dir=str(tmp_path / "cache"))
+    data.prepare_data()
+    data.setup("fit")
+    assert data.cache.shard_paths("train") != [old_shard] and not old_shard.exists()  # re-encoded
+    assert data.cache.manifest.max_id() < tokenizer.vocab_size
+    assert data.train_tokens.tolist() == expected
+
+
+def test_a_given_token_file_with_ids_beyond_the_vocabulary_is_one_line_naming_it(tokenizer, tmp_path):
+    from llm_lit.data import TextDataModule
+
+    (tmp_path / "c.txt").write_bytes(BUNDLED_CORPUS.read_bytes()[:30_000])
+    write_token_file(tokenizer, tmp_path / "c.txt", tmp_path / "c.bin")
+    sidecar = json.loads((tmp_path / "c.bin.json").read_text())
+    sidecar["max_id"] = 60_000  # what its sidecar says about ids it holds
+    (tmp_path / "c.bin.json").write_text(json.dumps(sidecar))
+    tokenizer.save(tmp_path / "tok.json")
+    data = TextDataModule(train_files=[str(tmp_path / "c.bin")], context_length=16, cache_dir=str(tmp_path / "cache"),
+                          tokenizer_path=str(tmp_path / "tok.json"))
+    data.prepare_data()
+    with pytest.raises(UserError, match=rf"The token file '{tmp_path / 'c.bin'}' holds ids beyond the tokenizer's"):
+        data.setup("fit")

@@ -9,7 +9,7 @@ import lightning
 import pytest
 import torch
 
-from cli_helpers import DEBUG_CONFIG
+from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG
 from llm_lit.cli import main
 from llm_lit.data.tokens import BUNDLED_CORPUS
 from llm_lit.model import ModelConfig, TransformerLM
@@ -56,6 +56,14 @@ def test_missing_corpus(workdir, capsys):
     assert "nope.txt' does not exist" in err
 
 
+def test_a_folder_given_as_the_corpus_is_named_as_a_folder(workdir, capsys):
+    (workdir / "books").mkdir()
+    (workdir / "books" / "a.txt").write_text("To be, or not to be.\n")
+    err = one_line_error(fit_args("--data.train_files", '["books"]'), capsys)
+    assert "The training corpus file 'books' is a folder; list the text files in it instead" in err
+    assert "--data.train_files '[books/a.txt]'" in err
+
+
 def test_empty_corpus(workdir, capsys):
     (workdir / "empty.txt").write_text("")
     err = one_line_error(fit_args("--data.train_files", '["empty.txt"]'), capsys)
@@ -85,6 +93,15 @@ def test_non_utf8_corpus_with_replace_trains(workdir, capsys):
     (workdir / "latin1.txt").write_bytes(data[:100] + b"\xe9\xff" + data[100:])
     assert main(fit_args("--data.train_files", '["latin1.txt"]', "--data.utf8_errors", "replace",
                          "--trainer.limit_val_batches", "1")) == 0
+
+
+def test_vocab_size_beyond_what_the_corpus_yields_is_refused_naming_the_size_it_has(workdir, capsys):
+    # 10 KB of text cannot give 100,000 tokens: the model would carry rows no token uses
+    (workdir / "short.txt").write_bytes(BUNDLED_CORPUS.read_bytes()[:10_000])
+    err = one_line_error(fit_args("--data.train_files", '["short.txt"]', "--data.vocab_size", "100000"), capsys)
+    have = int(err.split("has only ")[1].split(" tokens")[0].replace(",", ""))
+    assert 256 < have < 10_000
+    assert "fewer than --data.vocab_size 100000" in err and f"pass --data.vocab_size {have} or less" in err
 
 
 def test_tokenizer_vocab_larger_than_the_model(tmp_path):
@@ -119,16 +136,52 @@ def test_checkpoint_with_weights_that_do_not_fit_its_config(workdir, capsys):
     assert "'model.ln_final.weight' is (7,) in the checkpoint but (32,) in the model" in err
 
 
+def test_export_of_weights_that_do_not_fit_their_config_names_the_tensor(workdir, capsys):
+    config = ModelConfig(vocab_size=270, context_length=32, d_model=32, n_layers=2, n_heads=2)
+    _fake_checkpoint(workdir / "edited.ckpt", config)
+    ckpt = torch.load(workdir / "edited.ckpt", weights_only=True)
+    ckpt["state_dict"]["model.layers.1.ffn.w2.weight"] = torch.ones(32, 7)
+    ckpt["llm_lit"]["tokenizer"] = Tokenizer({i: bytes([i]) for i in range(256)}, [], ["<|endoftext|>"]).to_dict()
+    torch.save(ckpt, workdir / "edited.ckpt")
+    err = one_line_error(["export", "--ckpt_path", "edited.ckpt", "--output", "hf"], capsys)
+    assert "'layers.1.ffn.w2.weight' is (32, 7) in the checkpoint but" in err
+    assert not (workdir / "hf").exists()
+
+
 @pytest.mark.parametrize("content", [b"", b"PK\x03\x04garbage", None], ids=["empty", "garbage", "truncated"])
 def test_truncated_or_corrupt_last_checkpoint(workdir, capsys, content):
-    last = workdir / "checkpoints" / "debug" / "last.ckpt"
+    last = workdir / DEBUG_CKPTS / "last.ckpt"
     last.parent.mkdir(parents=True)
     if content is None:  # a real checkpoint cut in half
         _fake_checkpoint(last, ModelConfig(vocab_size=270, context_length=32, d_model=32, n_layers=2, n_heads=2))
         content = last.read_bytes()[: last.stat().st_size // 2]
     last.write_bytes(content)
-    err = one_line_error(fit_args("--ckpt_path", "last", checkpoints=True), capsys)
+    err = one_line_error(fit_args("--ckpt_path", "last", "--run_name", "debug", checkpoints=True), capsys)
     assert "last.ckpt' is truncated or corrupt" in err
+
+
+class _TouchesAFile:
+    """Unpickling this calls Path.touch: what a malicious checkpoint would do with os.system."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+@pytest.mark.parametrize("command", ["predict", "resume"])
+def test_a_checkpoint_whose_pickle_runs_code_is_refused_and_runs_nothing(workdir, capsys, command):
+    # the README's 'what is trusted': checkpoints are loaded with weights_only=True, so no code in them runs
+    ckpt = workdir / "evil.ckpt"
+    _fake_checkpoint(ckpt, ModelConfig(vocab_size=270, context_length=32, d_model=32, n_layers=2, n_heads=2))
+    checkpoint = torch.load(ckpt, weights_only=True)
+    torch.save({**checkpoint, "payload": _TouchesAFile(workdir / "ran")}, ckpt)
+    argv = (["predict", "--ckpt_path", str(ckpt), "--data.prompts", '["ROMEO:"]'] if command == "predict"
+            else fit_args("--ckpt_path", str(ckpt)))
+    err = one_line_error(argv, capsys)
+    assert "holds objects other than tensors and plain data, which are not loaded for safety" in err
+    assert not (workdir / "ran").exists()
 
 
 def test_prompt_longer_than_the_context(workdir, capsys):
@@ -146,8 +199,8 @@ def test_unwritable_checkpoint_folder(workdir, capsys):
 
 def test_unwritable_log_folder(workdir, capsys):
     (workdir / "a_file").write_text("not a folder")
-    err = one_line_error(fit_args("--trainer.default_root_dir", "a_file/logs", logger=True), capsys)
-    assert "log folder 'a_file/logs' cannot be written" in err
+    err = one_line_error(fit_args("--out_dir", "a_file/runs", logger=True), capsys)
+    assert "log folder 'a_file/runs' cannot be written" in err and "--out_dir" in err
 
 
 def test_more_gpus_than_exist(workdir, capsys, monkeypatch):
@@ -167,6 +220,37 @@ def test_unknown_config_key_and_invalid_model_config(workdir, capsys):
     assert "did you mean 'model.skip_nonfinite'?" in err
     err = one_line_error(fit_args("--model.config.n_heads", "5"), capsys)
     assert "divisible" in err
+
+
+@pytest.mark.parametrize("flag, nearest", [("--model.config.n_la", "model.config.n_layers"),
+                                           ("--trainer.max_st", "trainer.max_steps")])
+def test_an_abbreviated_key_is_refused_naming_the_full_key(workdir, capsys, flag, nearest):
+    err = one_line_error(fit_args(flag, "5"), capsys)  # argparse would take the prefix for the full key
+    assert f"Unknown config key '{flag[2:]}'; did you mean '{nearest}'?" in err
+
+
+def test_an_abbreviated_key_of_an_extra_command_is_refused(capsys):
+    err = one_line_error(["export", "--ckpt_pa", "x.ckpt", "--output", "out"], capsys)
+    assert "Unknown config key 'ckpt_pa'; did you mean 'ckpt_path'?" in err
+
+
+SHAKESPEARE = DEBUG_CONFIG.parent / "shakespeare.yaml"
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--config", str(SHAKESPEARE), "--trainer.max_steps", "30"],
+     "model.optimizer.warmup_steps (50) is longer than the run (trainer.max_steps 30)"),
+    (["--config", str(SHAKESPEARE), "--trainer.fast_dev_run", "true"],
+     "--trainer.fast_dev_run runs 1 step, fewer than the 50 of --model.optimizer.warmup_steps"),
+    (["--config", str(DEBUG_CONFIG), "--model.optimizer.min_lr", "-1"], "optimizer settings: min_lr must be in [0, lr]"),
+    (["--config", str(DEBUG_CONFIG), "--model.optimizer.betas", "[0.9, 1.5]"],
+     "optimizer settings: betas must be two numbers in [0, 1)"),
+    (["--config", str(DEBUG_CONFIG), "--trainer.gradient_clip_val", "1"], "remove --trainer.gradient_clip_val"),
+], ids=["warmup-vs-max_steps", "warmup-vs-fast_dev_run", "min_lr", "betas", "gradient_clip_val"])
+def test_settings_are_checked_before_any_tokenizer_training_or_encoding(workdir, capsys, argv, words):
+    err = one_line_error(["fit", *argv, "--data.cache_dir", "cache"], capsys)
+    assert words in err
+    assert not (workdir / "cache").exists()  # refused before the data step: no tokenizer trained, nothing encoded
 
 
 def test_traceback_only_with_llm_lit_debug(workdir, capsys, monkeypatch):

@@ -1,8 +1,12 @@
 """Exact resume: `llm_lit fit` on debug.yaml killed (SIGKILL) or stopped (SIGTERM, Ctrl-C) after a
 checkpoint, then resumed with `--ckpt_path last`, ends bitwise equal to an uninterrupted run:
-weights, optimizer state, schedule, step counters, data position and every logged loss.
+weights, optimizer state, schedule, step counters, data position, the best checkpoint, and the whole
+logged series of every metric.
 
-Dropout is on (0.1) so that the randomness of training is part of what must be restored."""
+Dropout is on (0.1) so that the randomness of training is part of what must be restored. Losses are
+logged every 4 steps and checkpoints written every 5, so most stops fall between logging steps,
+where the train loss's running mean holds steps not logged yet. Most runs stop themselves at an
+exact point (`self_kill.SignalAt`); the Ctrl-C / SIGTERM tests also send the signal from outside."""
 
 from __future__ import annotations
 
@@ -11,42 +15,89 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import DEBUG_CONFIG, run_cli
-from fault_helpers import assert_same_logs, assert_same_training_state, run_and_interrupt
+from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG, run_cli
+from fault_helpers import (assert_same_logs, assert_same_training_state, checkpoint_step, faults_env,
+                           run_and_interrupt, signal_at)
 
 ARGS = ["fit", "--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "false",
-        "--trainer.log_every_n_steps", "1", "--model.config.dropout", "0.1"]
+        "--trainer.log_every_n_steps", "4", "--model.config.dropout", "0.1"]
 TAGS = ("train/loss", "lr", "grad_norm", "val/loss")
-LAST = Path("checkpoints") / "debug" / "last.ckpt"
+LAST = DEBUG_CKPTS / "last.ckpt"
+BEST = DEBUG_CKPTS / "best-step30.ckpt"
 
 
-def _interrupt_then_resume(root: Path, cache: Path, signum: int, after_step: int) -> tuple:
-    args = [*ARGS, "--data.cache_dir", str(cache)]
-    stopped = run_and_interrupt(args, root, root / LAST, signum, after_step=after_step)
-    resumed = run_cli([*args, "--ckpt_path", "last"], cwd=root)
+def _resume(root: Path, cache: Path) -> None:
+    resumed = run_cli([*ARGS, "--data.cache_dir", str(cache), "--ckpt_path", "last"], cwd=root)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    return stopped, resumed
+
+
+def _stop_at(root: Path, cache: Path, step: int, hook: str, signal_name: str):
+    """Run ARGS until it signals itself (`self_kill.SignalAt`) at `hook` of global step `step`."""
+    return run_cli([*ARGS, "--data.cache_dir", str(cache), *signal_at(step, hook, signal_name)], cwd=root,
+                   env=faults_env())
+
+
+def _assert_same_run(reference: Path, root: Path) -> None:
+    assert_same_training_state(reference / LAST, root / LAST)
+    assert_same_training_state(reference / BEST, root / BEST)
+    assert_same_logs(reference / "runs", root / "runs", TAGS, expect_steps=7)  # logger steps 3, 7, ..., 27
+    assert not list((root / DEBUG_CKPTS).glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("step, hook", [(5, "train_batch_start"), (20, "train_batch_start"),
+                                        (10, "validation_start")],
+                         ids=["off-a-logging-step", "on-a-logging-step", "before-its-validation"])
+def test_sigkill_after_a_checkpoint_then_resume_is_exact(reference, cache, tmp_path, step, hook):
+    # step 5: the running mean of the train loss holds step 5's loss, not logged yet (logged at 4, 8, ...);
+    # step 20: a logging step, nothing pending; step 10: killed after the step's checkpoint, before its
+    # validation, which the resumed run must run (val/loss at step 10 and best-step10.ckpt).
+    stopped = _stop_at(tmp_path, cache, step, hook, "SIGKILL")
+    assert stopped.returncode == -signal.SIGKILL, stopped.stderr[-3000:]
+    _resume(tmp_path, cache)
+    _assert_same_run(reference, tmp_path)
 
 
 def test_sigkill_after_the_first_checkpoint_then_resume_is_exact(reference, cache, tmp_path):
-    stopped, _ = _interrupt_then_resume(tmp_path, cache, signal.SIGKILL, after_step=5)
+    # killed from outside, at whatever point after the first checkpoint the signal lands
+    stopped = run_and_interrupt([*ARGS, "--data.cache_dir", str(cache)], tmp_path, tmp_path / LAST, signal.SIGKILL,
+                                after_step=5)
     assert stopped.returncode == -signal.SIGKILL
-    assert_same_training_state(reference / LAST, tmp_path / LAST)
-    assert_same_training_state(reference / "checkpoints/debug/best-step30.ckpt",
-                               tmp_path / "checkpoints/debug/best-step30.ckpt")
-    assert_same_logs(reference / "lightning_logs", tmp_path / "lightning_logs", TAGS, expect_steps=30)
-    assert not list((tmp_path / "checkpoints" / "debug").glob(".*.tmp"))
+    _resume(tmp_path, cache)
+    _assert_same_run(reference, tmp_path)
 
 
+@pytest.mark.parametrize("signal_name", ["SIGTERM", pytest.param("SIGINT", marks=pytest.mark.slow)])
+def test_sigterm_or_ctrl_c_between_logging_steps_resumes_exactly(reference, cache, tmp_path, signal_name):
+    # signalled during step 6: the run finishes it and saves at step 7, between the logging steps 4 and 8
+    stopped = _stop_at(tmp_path, cache, 6, "train_batch_start", signal_name)
+    assert stopped.returncode == 128 + signal.Signals[signal_name], stopped.stderr[-3000:]
+    assert "Stopped at step 7; saved" in stopped.stdout
+    _resume(tmp_path, cache)
+    _assert_same_run(reference, tmp_path)
+
+
+def test_a_second_ctrl_c_aborts_at_once_with_exit_code_130(cache, tmp_path):
+    stopped = run_cli([*ARGS, "--data.cache_dir", str(cache), *signal_at(6, "train_batch_start", "SIGINT", repeat=2)],
+                      cwd=tmp_path, env=faults_env())
+    assert stopped.returncode == 130, stopped.stderr[-3000:]
+    assert "Traceback" not in stopped.stderr
+    assert stopped.stderr.strip().splitlines()[-1].startswith("Aborted by a second Ctrl-C; no checkpoint written")
+    assert checkpoint_step(tmp_path / LAST) == 5  # the last regular checkpoint, untouched
+
+
+# the deterministic tests above cover what must be restored; these add the signal sent from outside to the group
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_sigterm_or_ctrl_c_saves_a_checkpoint_that_resumes_exactly(reference, cache, tmp_path, signum):
-    # after step 10: the interrupt lands around the first validation, the hardest place to resume from
-    stopped, _ = _interrupt_then_resume(tmp_path, cache, signum, after_step=10)
+    # sent from outside after step 10: the interrupt lands around the first validation, the hardest place
+    stopped = run_and_interrupt([*ARGS, "--data.cache_dir", str(cache)], tmp_path, tmp_path / LAST, signum,
+                                after_step=10)
     assert stopped.returncode == 128 + signum, stopped.stderr[-3000:]
     assert "continue with --ckpt_path last" in stopped.stdout
     assert "Traceback" not in stopped.stderr
-    assert_same_training_state(reference / LAST, tmp_path / LAST)
-    assert_same_logs(reference / "lightning_logs", tmp_path / "lightning_logs", TAGS, expect_steps=30)
+    _resume(tmp_path, cache)
+    _assert_same_run(reference, tmp_path)
+
 
 def test_each_checkpoint_finds_its_steps_train_logs_already_on_disk(tmp_path):
     """A SIGKILL just after any checkpoint loses no log line: when a checkpoint of step g is written, the

@@ -1,5 +1,7 @@
 """A NaN injected into the loss at step k: the run stops with a message naming the step (or, with
-skip_nonfinite, skips it and counts it), and no checkpoint ever holds non-finite weights."""
+skip_nonfinite, skips it and counts it), and no checkpoint ever holds non-finite weights. An update that
+makes the weights huge but finite (lr 1e30) stops the run in one line too, with or without skip_nonfinite,
+before any sample is drawn from them or any checkpoint of them is written."""
 
 from __future__ import annotations
 
@@ -13,11 +15,11 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from cli_helpers import DEBUG_CONFIG, cli_env
+from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG, cli_env
 from llm_lit.data import TextDataModule
 from llm_lit.data.tokens import BUNDLED_CORPUS
 from llm_lit.guards import NonFiniteError
-from llm_lit.model import ModelConfig
+from llm_lit.model import ModelConfig, TransformerLM
 from llm_lit.module import LanguageModel, OptimizerConfig
 from llm_lit.resume import AtomicCheckpointIO
 
@@ -36,7 +38,7 @@ def _fit(tmp_path: Path, skip: bool, max_steps: int = 8, extra_callbacks: tuple 
 
     def loss_with_a_nan(x, y, **kwargs):
         loss = plain_loss(x, y, **kwargs)
-        if module.trainer.training and module.global_step == NAN_AT:
+        if module.trainer.training and module.global_step == NAN_AT and torch.is_grad_enabled():  # the step's batch
             loss = loss * float("nan")
         return loss
 
@@ -99,15 +101,23 @@ def test_a_skipped_step_leaves_weights_and_optimizer_state_untouched(tmp_path):
     assert not torch.equal(weights_next["model.ln_final.weight"], weights_after["model.ln_final.weight"])
 
 
-def test_non_finite_weights_are_never_saved(tmp_path):
+@pytest.mark.parametrize("previous", [False, True], ids=["no-previous-checkpoint", "a-previous-last-ckpt"])
+def test_non_finite_weights_are_never_saved(tmp_path, previous):
+    # the message says the previous checkpoint is intact only when there is one (it used to say so always)
     config = ModelConfig(vocab_size=270, context_length=16, d_model=32, n_layers=1, n_heads=2)
     module = LanguageModel(config, sample_prompts=[])
-    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False)
+    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False,
+                        callbacks=[ModelCheckpoint(dirpath=tmp_path, save_last=True)])
+    if previous:
+        (tmp_path / "last.ckpt").write_bytes(b"a checkpoint")
     module.trainer = trainer
     trainer.state.fn = "fit"
     with torch.no_grad():
         module.model.ln_final.weight[0] = math.inf
-    with pytest.raises(NonFiniteError, match="weights hold NaN or infinite values"):
+    fix = (rf"\(the previous one, {tmp_path / 'last.ckpt'}, is intact\)" if previous
+           else r"\(none was written before either\); lower model.optimizer.lr and start again")
+    with pytest.raises(NonFiniteError, match=rf"weights hold NaN or infinite values at step 0, so no checkpoint was "
+                                             rf"written {fix}"):
         module.on_save_checkpoint({})
 
 
@@ -138,5 +148,45 @@ def test_cli_nan_message_is_one_line_and_the_last_checkpoint_is_finite(tmp_path)
     err = result.stderr.strip().splitlines()
     assert err[-1].startswith("error: Training stopped at step 7: the loss is nan")
     assert "Traceback" not in result.stderr
-    checkpoint = _finite_checkpoint(tmp_path / "checkpoints" / "debug" / "last.ckpt")
+    checkpoint = _finite_checkpoint(tmp_path / DEBUG_CKPTS / "last.ckpt")
     assert checkpoint["global_step"] == 5  # debug.yaml checkpoints every 5 steps
+
+
+def _fit_with_an_exploding_update(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    """debug.yaml with lr 1e30: the update of step 1 (the first past lr 0) makes the weights huge but finite."""
+    args = ["fit", "--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "false", "--model.optimizer.lr",
+            "1e30", "--model.skip_nonfinite", "true", *extra]
+    return subprocess.run([sys.executable, "-m", "llm_lit", *args], cwd=tmp_path, env=cli_env(), capture_output=True,
+                          text=True, timeout=300)
+
+
+def _one_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    return result.stderr.strip().splitlines()[-1]
+
+
+def test_skip_nonfinite_stops_when_an_update_made_the_weights_unusable(tmp_path):
+    # every later step's loss is NaN (finite weights of ~1e29): skipping them all would train nothing
+    err = _one_line(_fit_with_an_exploding_update(tmp_path))
+    assert err.startswith("error: Training stopped at step 4: the loss was not finite on 3 steps in a row")
+    assert "resume from one of step 1 or earlier" in err
+    assert not list(tmp_path.rglob("*.ckpt"))  # checkpoints every 5 steps: none of these weights was saved
+
+
+def test_a_non_finite_validation_loss_stops_before_sampling_and_saving(tmp_path):
+    # validation right after the exploding update, before any step could notice it
+    err = _one_line(_fit_with_an_exploding_update(tmp_path, "--trainer.val_check_interval", "2"))
+    assert err.startswith("error: Training stopped at step 2: the validation loss is nan")
+    assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_generation_from_unusable_weights_is_one_line():
+    from llm_lit.generation import SamplingConfig, UnusableWeightsError, generate
+
+    model = TransformerLM(ModelConfig(vocab_size=260, context_length=8, d_model=16, n_layers=1, n_heads=2))
+    with torch.no_grad():
+        model.ln_final.weight.fill_(math.nan)
+    for temperature in (0.0, 0.8):  # greedy would return garbage ids, sampling would fail inside torch
+        with pytest.raises(UnusableWeightsError, match="scores are NaN or infinite"):
+            generate(model, [[1, 2, 3]], SamplingConfig(max_new_tokens=4, temperature=temperature))

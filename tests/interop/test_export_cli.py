@@ -14,6 +14,7 @@ from interop_helpers import make_config
 
 from llm_lit.interop.export import main as export_main
 from llm_lit.module import LanguageModel
+from llm_lit.resume import AtomicCheckpointIO
 
 ROOT = Path(__file__).resolve().parents[2]
 transformers = pytest.importorskip("transformers")
@@ -21,12 +22,13 @@ transformers = pytest.importorskip("transformers")
 
 @pytest.fixture(scope="module")
 def checkpoint(tok, tmp_path_factory) -> tuple[Path, LanguageModel]:
-    """A checkpoint written by Lightning's own `Trainer.save_checkpoint` of a `LanguageModel`."""
+    """A checkpoint written by Lightning's own `Trainer.save_checkpoint` of a `LanguageModel`, through the
+    checkpoint IO `llm_lit fit` uses (so it carries checksums, and loading it prints no note)."""
     torch.manual_seed(0)
     module = LanguageModel(make_config("gpt2"))
     module.set_tokenizer(tok)
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, accelerator="cpu", devices=1)
+                        enable_model_summary=False, accelerator="cpu", devices=1, plugins=[AtomicCheckpointIO()])
     trainer.strategy.connect(module)
     path = tmp_path_factory.mktemp("ckpt") / "last.ckpt"
     trainer.save_checkpoint(path)
@@ -92,3 +94,16 @@ def test_load_pretrained_reads_checkpoints_and_hf_folders(checkpoint, tmp_path):
 
     with pytest.raises(UserError, match=r"does not exist; pass a Hugging Face model folder or an llm_lit .ckpt file"):
         load_pretrained(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_the_exported_folder_and_files_follow_the_umask(checkpoint, tmp_path, umask):
+    path, _ = checkpoint
+    previous = os.umask(umask)
+    try:
+        assert export_main(["--ckpt_path", str(path), "--output", str(tmp_path / "hf")]) == 0
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "hf").stat().st_mode & 0o777 == 0o777 & ~umask  # as mkdir would make it
+    for file in (tmp_path / "hf").iterdir():
+        assert file.stat().st_mode & 0o777 == 0o666 & ~umask, file.name  # as open() would make it

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG
 from interop_helpers import VOCAB
 
 from llm_lit.checkpoint import load_checkpoint, read_checkpoint
@@ -15,7 +16,6 @@ from llm_lit.interop import load_hf
 
 transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()
-DEBUG_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "debug.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +49,9 @@ def test_import_writes_a_checkpoint_and_config_that_fit_continues_from(hf_folder
             "--model.optimizer.warmup_steps", "1",
             "--data.cache_dir", str(tmp_path / "cache"), "--model.sample_prompts", "[]"]
     assert main(argv) == 0, capsys.readouterr().err
-    checkpoint = read_checkpoint(tmp_path / "checkpoints" / "debug" / "last.ckpt")
+    checkpoint = read_checkpoint(tmp_path / DEBUG_CKPTS / "last.ckpt")
     assert checkpoint["global_step"] == 3  # counted from 0: a fresh run, not a resumed one
-    tuned, tuned_tok = load_checkpoint(tmp_path / "checkpoints" / "debug" / "last.ckpt")
+    tuned, tuned_tok = load_checkpoint(tmp_path / DEBUG_CKPTS / "last.ckpt")
     assert tuned.config == reference.config and tuned_tok.fingerprint() == tok.fingerprint()
     # Three small AdamW steps moved every weight a little away from the imported ones (std 0.2);
     # a model that started from a fresh init (std 0.02) would be far from them.

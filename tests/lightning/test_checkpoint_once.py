@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cli_helpers import DEBUG_CONFIG, run_cli
+from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG, run_cli
 from llm_lit.checkpoint import LoadedCheckpoint
 from llm_lit.cli import LLMLitCLI, main
 from llm_lit.data.tokens import BUNDLED_CORPUS
@@ -22,7 +22,7 @@ QUIET = ["--trainer.enable_progress_bar", "false"]
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    """A 4-step `llm_lit fit` of debug.yaml (checkpoints in checkpoints/debug/, cache in .llm_lit_cache/)."""
+    """A 4-step `llm_lit fit` of debug.yaml (checkpoints in DEBUG_CKPTS, cache in .llm_lit_cache/)."""
     root = tmp_path_factory.mktemp("once")
     result = run_cli(["fit", "--config", str(DEBUG_CONFIG), "--trainer.max_steps", "4",
                       "--trainer.val_check_interval", "4", "--model.optimizer.warmup_steps", "1",
@@ -47,27 +47,27 @@ def loads(monkeypatch) -> list:
 
 @pytest.mark.parametrize("argv", [
     ["validate", "--data.val_batch_size", "512"],
-    ["test", "--data.val_batch_size", "512"],
+    ["test", "--data.val_batch_size", "512", "--data.test_files", f'["{BUNDLED_CORPUS}"]'],
     ["predict", "--data.prompts", '["ROMEO:"]', "--model.sampling.max_new_tokens", "4",
      "--data.predictions_path", "preds.jsonl"],
 ], ids=["validate", "test", "predict"])
 def test_evaluating_a_checkpoint_reads_it_once_and_writes_no_tokenizer_file(run_dir, loads, monkeypatch, argv):
     monkeypatch.chdir(run_dir)
-    ckpt = "checkpoints/debug/last.ckpt"
+    ckpt = str(DEBUG_CKPTS / "last.ckpt")
     assert main([argv[0], "--ckpt_path", ckpt, *argv[1:], *QUIET]) == 0
     assert loads == [ckpt]
     assert not list(Path(".llm_lit_cache").rglob("checkpoint-tokenizers"))
 
 
-@pytest.mark.parametrize("ckpt", ["checkpoints/debug/last.ckpt", "last"], ids=["file", "last"])
+@pytest.mark.parametrize("ckpt", [str(DEBUG_CKPTS / "last.ckpt"), "last"], ids=["file", "last"])
 def test_resuming_reads_the_checkpoint_once(run_dir, tmp_path, loads, monkeypatch, ckpt):
-    shutil.copytree(run_dir / "checkpoints", tmp_path / "checkpoints")
+    shutil.copytree(run_dir / DEBUG_CKPTS, tmp_path / DEBUG_CKPTS)
     monkeypatch.chdir(tmp_path)
     assert main(["fit", "--config", str(DEBUG_CONFIG), "--ckpt_path", ckpt, "--trainer.max_steps", "5",
                  "--trainer.logger", "false", "--data.cache_dir", str(run_dir / ".llm_lit_cache"),
                  "--model.sample_prompts", "[]", *QUIET]) == 0
-    assert len(loads) == 1 and loads[0].endswith("checkpoints/debug/last.ckpt")
-    assert torch.load("checkpoints/debug/last.ckpt", weights_only=True)["global_step"] == 5
+    assert len(loads) == 1 and loads[0].endswith(str(DEBUG_CKPTS / "last.ckpt"))
+    assert torch.load(DEBUG_CKPTS / "last.ckpt", weights_only=True)["global_step"] == 5
 
 
 class _Parsed(Exception):
@@ -86,7 +86,7 @@ def test_the_checkpoint_config_wins_and_links_are_recomputed(run_dir, monkeypatc
     with pytest.raises(_Parsed) as parsed:
         _ParseOnly(args=["validate", "--config", str(DEBUG_CONFIG), "--model.config.context_length", "16",
                          "--model.config.d_model", "64", "--data.tokenizer_path", "nowhere.json",
-                         "--ckpt_path", "checkpoints/debug/last.ckpt"])
+                         "--ckpt_path", str(DEBUG_CKPTS / "last.ckpt")])
     config = parsed.value.args[0].validate
     assert config.model.config.context_length == 32 and config.data.context_length == 32
     assert config.model.config.d_model == 32
@@ -95,7 +95,7 @@ def test_the_checkpoint_config_wins_and_links_are_recomputed(run_dir, monkeypatc
 
 def test_the_checkpoint_io_reuses_the_read_only_while_the_file_is_unchanged(run_dir, tmp_path, loads):
     path = tmp_path / "a.ckpt"
-    shutil.copy(run_dir / "checkpoints" / "debug" / "last.ckpt", path)
+    shutil.copy(run_dir / DEBUG_CKPTS / "last.ckpt", path)
     io = AtomicCheckpointIO(preloaded=LoadedCheckpoint.read(path))
     assert len(loads) == 1
     first = io.load_checkpoint(path)
@@ -112,7 +112,7 @@ def test_the_checkpoint_io_reuses_the_read_only_while_the_file_is_unchanged(run_
 def test_resuming_with_another_tokenizer_is_refused(run_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "other.txt").write_text(BUNDLED_CORPUS.read_text(encoding="utf-8")[200_000:260_000], encoding="utf-8")
-    assert main(["fit", "--config", str(DEBUG_CONFIG), "--ckpt_path", str(run_dir / "checkpoints/debug/last.ckpt"),
+    assert main(["fit", "--config", str(DEBUG_CONFIG), "--ckpt_path", str(run_dir / DEBUG_CKPTS / "last.ckpt"),
                  "--data.train_files", '["other.txt"]', "--trainer.max_steps", "5", "--trainer.logger", "false",
                  "--model.sample_prompts", "[]", *QUIET]) == 2
     assert "The checkpoint's tokenizer differs from the data's tokenizer" in capsys.readouterr().err

@@ -130,6 +130,15 @@ def test_subcommand_parser_and_option_keys():
     assert {"model.depth", "model.width"} <= set(compat.option_keys(fit)), UPDATE
 
 
+def test_add_listed_subcommand_shows_in_help_and_in_the_invalid_choice_error(capsys):
+    root, _ = _parsers()
+    compat.add_listed_subcommand(root, "plot", "Plot a run's curves.")
+    with pytest.raises(SystemExit):
+        root.parse_args(["--help"])
+    assert "Plot a run's curves." in capsys.readouterr().out, UPDATE
+    assert "'plot'" in _message(root, ["plott"]), UPDATE
+
+
 def _message(parser: ArgumentParser, argv: list[str]) -> str:
     with pytest.raises(argparse.ArgumentError) as info:
         parser.parse_args(argv)

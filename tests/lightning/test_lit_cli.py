@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from cli_helpers import DEBUG_CONFIG, REPO, run_cli, scalars
+from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG, DEBUG_RUN, REPO, run_cli, scalars
 from llm_lit.checkpoint import load_checkpoint, read_checkpoint
 from llm_lit.cli import main
 from tokenizer import Tokenizer
@@ -28,7 +28,7 @@ def debug_run(tmp_path_factory) -> Path:
 
 
 def test_fit_logs_falling_losses_and_all_metrics(debug_run):
-    logs = debug_run / "lightning_logs"
+    logs = debug_run / DEBUG_RUN
     train = scalars(logs, "train/loss")
     val = scalars(logs, "val/loss")
     assert len(val) == 3  # validation every 10 of 30 steps
@@ -43,7 +43,7 @@ def test_fit_logs_falling_losses_and_all_metrics(debug_run):
 
 
 def test_checkpoints_are_self_contained_and_carry_the_data_position(debug_run):
-    ckpts = debug_run / "checkpoints" / "debug"
+    ckpts = debug_run / DEBUG_CKPTS
     assert (ckpts / "last.ckpt").is_file() and (ckpts / "best-step30.ckpt").is_file()
     model, tokenizer = load_checkpoint(ckpts / "last.ckpt")
     assert isinstance(tokenizer, Tokenizer) and tokenizer.vocab_size == 300
@@ -59,9 +59,9 @@ def test_fit_with_the_compiled_optimizer_update_follows_the_eager_run(debug_run,
     result = run_cli(["fit", "--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "false",
                       "--model.optimizer.compile", "true"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    eager = read_checkpoint(debug_run / "checkpoints" / "debug" / "last.ckpt")
-    compiled = read_checkpoint(tmp_path / "checkpoints" / "debug" / "last.ckpt")
-    saved = yaml.safe_load(next((tmp_path / "lightning_logs").rglob("config.yaml")).read_text())
+    eager = read_checkpoint(debug_run / DEBUG_CKPTS / "last.ckpt")
+    compiled = read_checkpoint(tmp_path / DEBUG_CKPTS / "last.ckpt")
+    saved = yaml.safe_load((tmp_path / DEBUG_RUN / "config.yaml").read_text())
     assert saved["model"]["optimizer"]["compile"] is True
     assert compiled["global_step"] == eager["global_step"] == 30
     for name, weight in eager["state_dict"].items():
@@ -69,7 +69,7 @@ def test_fit_with_the_compiled_optimizer_update_follows_the_eager_run(debug_run,
 
 
 def test_validate_reproduces_the_checkpoint_val_loss_exactly(debug_run):
-    best = debug_run / "checkpoints" / "debug" / "best-step30.ckpt"
+    best = debug_run / DEBUG_CKPTS / "best-step30.ckpt"
     saved = read_checkpoint(best)
     callback_states = [s for k, s in saved["callbacks"].items() if "val/loss" in k]
     best_score = float(callback_states[0]["best_model_score"])
@@ -83,7 +83,7 @@ def test_validate_reproduces_the_checkpoint_val_loss_exactly(debug_run):
 
 
 def test_predict_needs_only_the_checkpoint(debug_run):
-    ckpt = debug_run / "checkpoints" / "debug" / "last.ckpt"
+    ckpt = debug_run / DEBUG_CKPTS / "last.ckpt"
     prompts_file = debug_run / "prompts.txt"
     prompts_file.write_text("KING RICHARD:\n")
     result = run_cli(["predict", "--ckpt_path", str(ckpt), "--data.prompts", '["ROMEO:", "JULIET:"]',
@@ -172,13 +172,13 @@ def test_fit_without_max_steps_is_refused(tmp_path, capsys, monkeypatch):
 def test_resume_from_last_continues_the_step_count_and_data_position(debug_run, tmp_path):
     import shutil
 
-    shutil.copytree(debug_run / "checkpoints", tmp_path / "checkpoints")
+    shutil.copytree(debug_run / DEBUG_CKPTS, tmp_path / DEBUG_CKPTS)
     result = run_cli(["fit", "--config", str(DEBUG_CONFIG), "--ckpt_path", "last", "--trainer.max_steps", "35",
                       "--data.cache_dir", str(debug_run / ".llm_lit_cache"), "--trainer.enable_progress_bar", "false"],
                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    raw = read_checkpoint(tmp_path / "checkpoints" / "debug" / "last.ckpt")
+    raw = read_checkpoint(tmp_path / DEBUG_CKPTS / "last.ckpt")
     assert raw["global_step"] == 35
     assert raw["TextDataModule"] == {"train_batches_consumed": 35}
-    steps = [s for s, _ in scalars(tmp_path / "lightning_logs", "train/loss")]
+    steps = [s for s, _ in scalars(tmp_path / DEBUG_RUN, "train/loss")]
     assert steps and min(steps) >= 30  # the resumed run logs from where the first one stopped

@@ -11,7 +11,9 @@ import torch
 
 from llm_lit.data import TextDataModule
 from llm_lit.data.datasets import IGNORE_INDEX
-from llm_lit.data.tokens import BUNDLED_CORPUS, split_tail
+from llm_lit.data.splits import inspect_inputs, plan_splits
+from llm_lit.data.token_array import TokenArray
+from llm_lit.data.tokens import BUNDLED_CORPUS
 from llm_lit.errors import UserError
 
 CORPUS = BUNDLED_CORPUS.read_text(encoding="utf-8")[:60_000]
@@ -34,25 +36,29 @@ def _datamodule(corpus, tmp_path, **overrides) -> TextDataModule:
     return dm
 
 
-def test_split_is_nanogpt_90_10_for_ascii(tmp_path, corpus):
-    head, tail = tmp_path / "head.txt", tmp_path / "tail.txt"
-    split_tail(corpus, head, tail, 0.1)
+def _split_texts(path, fraction=0.1) -> tuple[str, str]:
+    plan = plan_splits(inspect_inputs([path], "corpus"), [], fraction, len("<|endoftext|>"))
+    data = path.read_bytes()
+    (train,), (val,) = plan["train"], plan["val"]
+    return data[train.start:train.end].decode(), data[val.start:val.end].decode()
+
+
+def test_split_is_nanogpt_90_10_for_ascii(corpus):
     n = len(CORPUS)
-    assert head.read_text() == CORPUS[:int(n * 0.9)] and tail.read_text() == CORPUS[int(n * 0.9):]
+    assert _split_texts(corpus) == (CORPUS[:int(n * 0.9)], CORPUS[int(n * 0.9):])
 
 
 def test_split_never_cuts_a_utf8_character(tmp_path):
     src = tmp_path / "u.txt"
     src.write_text("é" * 1001, encoding="utf-8")  # 2 bytes each: the 90% byte offset falls mid-character
-    split_tail(src, tmp_path / "a.txt", tmp_path / "b.txt", 0.1)
-    a = (tmp_path / "a.txt").read_text(encoding="utf-8")
-    b = (tmp_path / "b.txt").read_text(encoding="utf-8")
-    assert a + b == "é" * 1001
+    a, b = _split_texts(src)
+    assert a + b == "é" * 1001 and len(a) == 900
 
 
 def test_windows_are_in_range_and_validation_covers_the_split_once(corpus, tmp_path):
     dm = _datamodule(corpus, tmp_path)
-    assert dm.tokenizer.vocab_size == 300 and isinstance(dm.train_tokens, np.memmap)
+    assert dm.tokenizer.vocab_size == 300 and isinstance(dm.train_tokens, TokenArray)
+    assert all(isinstance(p, np.memmap) for p in dm.train_tokens.parts)
     for _, (x, y) in zip(range(5), dm.train_dataloader()):
         assert x.shape == (4, 16) and x.min() >= 0 and x.max() < 300
         assert torch.equal(x[:, 1:], y[:, :-1])
@@ -74,7 +80,7 @@ def test_training_continues_from_the_restored_position(corpus, tmp_path):
 
 def test_cache_is_reused_and_rebuilt_when_untrustworthy(corpus, tmp_path):
     dm = _datamodule(corpus, tmp_path)
-    train_bin = dm.cache.train_path
+    (train_bin,) = dm.cache.shard_paths("train")
     original = np.array(dm.train_tokens)
     del dm.train_tokens  # drop the memory map before damaging its file
     stamp = os.stat(train_bin).st_mtime_ns
@@ -84,6 +90,7 @@ def test_cache_is_reused_and_rebuilt_when_untrustworthy(corpus, tmp_path):
         f.truncate(os.path.getsize(train_bin) // 2)
     rebuilt = _datamodule(corpus, tmp_path)
     assert np.array_equal(np.asarray(rebuilt.train_tokens), original)
+    assert not train_bin.exists() and rebuilt.cache.shard_paths("val") == dm.cache.shard_paths("val")
 
 
 def test_changed_settings_get_their_own_cache(corpus, tmp_path):

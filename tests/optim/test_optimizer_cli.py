@@ -13,7 +13,7 @@ from llm_lit.cli import main
 from llm_lit.data.tokens import BUNDLED_CORPUS
 from llm_lit.optim import inverse_time_lr_at, wsd_lr_at
 
-from cli_helpers import DEBUG_CONFIG, run_cli, scalars
+from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG, DEBUG_RUN, run_cli, scalars
 
 # One thread: bfloat16 matmuls of Muon's tiny matrices run several times slower on two threads of a busy CPU.
 SHORT = ["fit", "--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "false", "--trainer.max_steps", "16",
@@ -30,11 +30,11 @@ def _fit(root: Path, cache: Path, *extra: str) -> dict:
     """Run a short fit in `root`; return its last checkpoint."""
     result = run_cli([*SHORT, "--data.cache_dir", str(cache), *extra], cwd=root)
     assert result.returncode == 0, result.stderr[-3000:]
-    return torch.load(root / "checkpoints" / "debug" / "last.ckpt", map_location="cpu", weights_only=True)
+    return torch.load(root / DEBUG_CKPTS / "last.ckpt", map_location="cpu", weights_only=True)
 
 
 def _assert_learns_and_logs(root: Path, lr_at) -> None:
-    logs = root / "lightning_logs"
+    logs = root / DEBUG_RUN
     train, val = scalars(logs, "train/loss"), scalars(logs, "val/loss")
     assert len(val) == 2 and train[-1][1] < train[0][1] - 0.3
     lrs = scalars(logs, "lr")
@@ -52,7 +52,7 @@ def test_fit_with_sgd_nesterov_and_inverse_time_decay(tmp_path, cache):
     state = checkpoint["optimizer_states"][0]
     assert {g["momentum"] for g in state["param_groups"]} == {0.8}
     assert all(set(s) == {"momentum_buffer"} for s in state["state"].values())
-    saved = yaml.safe_load(next((tmp_path / "lightning_logs").rglob("config.yaml")).read_text())["model"]["optimizer"]
+    saved = yaml.safe_load((tmp_path / DEBUG_RUN / "config.yaml").read_text())["model"]["optimizer"]
     assert saved["name"] == "sgd" and saved["schedule"] == "inverse_time" and saved["sgd"]["nesterov"] is True
 
 
@@ -144,7 +144,7 @@ def _error(capsys, *extra: str) -> str:
 ])
 def test_bad_optimizer_settings_are_refused_before_training(workdir, capsys, extra: list[str], message: str):
     assert message in _error(capsys, *extra)
-    assert not (workdir / "lightning_logs").exists()
+    assert not (workdir / "runs").exists()
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -32,3 +32,24 @@ def test_data_loading_prints_sampling_and_consumption() -> None:
     out = run("data_loading.py", "--tokens", "200000", "--batches", "5", "--repeats", "1", "--model-steps", "0")
     assert "ours: RandomWindows.batch" in out and "reference: nanoGPT get_batch" in out
     assert "H100 bf16 at 50% MFU" in out
+
+
+def test_data_scale_prints_each_figure_on_a_tiny_corpus(tmp_path) -> None:
+    out = run("data_scale.py", "--size-mb", "3", "--small-mb", "1", "--vocab-size", "600", "--encode-mb", "1",
+              "--encode-vocab", "600", "--repeats", "1", "--old-commit", "none", "--sections", "encode,cold,compression",
+              "--workdir", str(tmp_path))
+    assert "ids identical (ours 1 and 2 processes, tiktoken single and batch): True" in out
+    for label in ("2 processes vs 1 process", "2 processes vs tiktoken's best", "peak RSS, 3 MB vs 1 MB corpus",
+                  "bytes per token"):
+        line = next(line for line in out.splitlines() if line.strip().startswith(label))
+        assert float(line.split("ratio")[1].split()[0]) > 0, line
+    assert "largest temporary file 0.00 MB" in out  # no copy of the corpus, only small sidecars
+
+
+@pytest.mark.slow
+def test_data_scale_against_the_old_code_and_ddp(tmp_path) -> None:
+    out = run("data_scale.py", "--size-mb", "3", "--small-mb", "1", "--vocab-size", "600", "--repeats", "1",
+              "--sections", "cold,warm,ddp", "--workdir", str(tmp_path))
+    assert "wall time, ours vs old code" in out and "corpus vs tinyshakespeare" in out
+    ours = next(line for line in out.splitlines() if line.strip().startswith("ours") and "manifest reads" in line)
+    assert ours.count("1 manifest reads") == 2 and ours.count("0.0 MB of corpus read") == 2

@@ -57,7 +57,9 @@ def test_crlf_files_are_still_chunked(tmp_path):
 _MIXED = st.lists(
     st.one_of(
         st.sampled_from([" ", "  ", "\n", "\t", "\r\n", "\x0b", "\x0c", "\x1c", "\x1f", "\x85", "\xa0", "\u3000", "\u2028",
-                         "a", "Z", "7", "'s", "'ll", "'", ".", "é", "語", "٣", "\u0301", "😀", "x\xa0  y"]),
+                         "a", "Z", "7", "'s", "'ll", "'", ".", "é", "語", "٣", "\u0301", "😀", "x\xa0  y",
+                         # plain non-ASCII symbols, which stay on the fast path
+                         "\u2019", "\u201c", "\u201d", "\u2014", "\u2026", "\u20ac", "\xab", "\xa9", "\xb0", " \u2019s"]),
         st.text(st.characters(blacklist_categories=("Cs",)), max_size=6),
         st.text(st.characters(max_codepoint=127), max_size=12),
     ),
@@ -74,5 +76,6 @@ def test_pretokens_equal_the_unicode_pattern(text):
 def test_pretokens_cut_only_where_the_whole_text_has_a_boundary():
     # "\xa0  " is one whitespace pre-token before " y": a cut before the first ASCII space
     # would split it, so the fast path must not cut there.
-    for text in ["x\xa0  y", "é  \n\nb", "a\u3000 b c", "ascii only 'll do\n\n  ", "\x1c a\x1c\x1cé b", "語 " * 5]:
+    for text in ["x\xa0  y", "é  \n\nb", "a\u3000 b c", "ascii only 'll do\n\n  ", "\x1c a\x1c\x1cé b", "語 " * 5,
+                 "\u201cdon\u2019t\u201d \u2014 \u2019s\u2026  \n\u20ac5 caf\xe9\u2019"]:
         assert pretokens(text) == GPT2_SPLIT.findall(text), text
