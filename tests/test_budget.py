@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from cli_helpers import DEBUG_CONFIG, run_cli, scalars
+from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG, DEBUG_RUN, run_cli, scalars
 from llm_lit.budget import (RESERVE_FACTOR, RESERVE_MARGIN_FRACTION, RESERVE_MARGIN_S, UNMEASURED_RESERVE_FRACTION,
                             TimeBudget, check_time_budget, seconds_since_process_start, time_budget_of)
 from llm_lit.errors import UserError
@@ -191,12 +191,12 @@ def test_fit_with_a_time_budget_stops_in_time_and_ends_its_schedule(tmp_path: Pa
     wall = time.monotonic() - started
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Time budget: stopping after step" in result.stdout
-    lrs = scalars(tmp_path / "lightning_logs", "lr")
+    lrs = scalars(tmp_path / DEBUG_RUN, "lr")
     last_step = int(result.stdout.split("Time budget: stopping after step ")[1].split()[0])
     assert 10 < last_step < 100000
     # validated at the last step, and the checkpoint is of that step
-    assert scalars(tmp_path / "lightning_logs", "val/bpb")[-1][0] == last_step - 1
-    ckpt = torch.load(tmp_path / "checkpoints" / "debug" / "last.ckpt", weights_only=True)
+    assert scalars(tmp_path / DEBUG_RUN, "val/bpb")[-1][0] == last_step - 1
+    ckpt = torch.load(tmp_path / DEBUG_CKPTS / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == last_step
     # the schedule was planned to end at the last step: lr fell from the peak to near min_lr (0.001 of 0.01)
     assert max(v for _, v in lrs) > 0.009
@@ -211,7 +211,7 @@ def test_a_resumed_run_counts_the_seconds_its_first_process_used(tmp_path: Path)
             "--trainer.enable_progress_bar", "false"]
     first = run_cli(args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
-    last = tmp_path / "checkpoints" / "debug" / "last.ckpt"
+    last = tmp_path / DEBUG_CKPTS / "last.ckpt"
     saved = torch.load(last, weights_only=True)
     used = next(v for k, v in saved["callbacks"].items() if k.startswith("TimeBudget"))["seconds_used"]
     assert 15 < used <= 30

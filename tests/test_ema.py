@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cli_helpers import DEBUG_CONFIG, run_cli, scalars
+from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG, DEBUG_RUN, run_cli, scalars
 from llm_lit.ema import EMA_KEY, EmaSettings, WeightAverage, refuse_resume_without_ema
 from llm_lit.errors import UserError
 
@@ -106,7 +106,7 @@ def test_fit_validates_the_average_and_checkpoints_hold_it(tmp_path: Path) -> No
     args = [*EMA_ARGS, "--data.cache_dir", str(tmp_path / "cache")]
     result = run_cli(args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    last = tmp_path / "checkpoints" / "debug" / "last.ckpt"
+    last = tmp_path / DEBUG_CKPTS / "last.ckpt"
     checkpoint = torch.load(last, weights_only=True)
     saved = checkpoint[EMA_KEY]
     assert saved["steps"] == 20 and saved["decay"] == 0.8
@@ -120,7 +120,7 @@ def test_fit_validates_the_average_and_checkpoints_hold_it(tmp_path: Path) -> No
     validated = run_cli(["validate", "--ckpt_path", str(last), "--data.cache_dir", str(tmp_path / "cache"),
                          "--trainer.enable_progress_bar", "false", "--data.val_batch_size", "512"], cwd=tmp_path)
     assert validated.returncode == 0, validated.stderr[-3000:]
-    fit_loss = scalars(tmp_path / "lightning_logs", "val/loss")[-1][1]
+    fit_loss = scalars(tmp_path / DEBUG_RUN, "val/loss")[-1][1]
     assert f"{fit_loss:.5f}"[:6] in validated.stdout
     # resuming without the EMA would train on from the average: refused in one line
     refused = run_cli([*BASE_ARGS, "--data.cache_dir", str(tmp_path / "cache"), "--trainer.max_steps", "25",

@@ -6,11 +6,10 @@ beside it, optimizer, schedule, counters and every logged value."""
 from __future__ import annotations
 
 import signal
-from pathlib import Path
 
 import torch
 
-from cli_helpers import DEBUG_CONFIG, run_cli
+from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG, run_cli
 from fault_helpers import assert_same_logs, assert_same_training_state, run_and_interrupt
 from llm_lit.ema import EMA_KEY
 
@@ -18,7 +17,7 @@ ARGS = ["fit", "--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "
         "--trainer.log_every_n_steps", "1", "--model.config.dropout", "0.1", "--torch_threads", "1",
         "--model.ema.enabled", "true", "--model.ema.decay", "0.8"]
 TAGS = ("train/loss", "lr", "grad_norm", "val/loss")
-LAST = Path("checkpoints") / "debug" / "last.ckpt"
+LAST = DEBUG_CKPTS / "last.ckpt"
 
 
 def test_sigkill_with_ema_then_resume_is_exact(reference, cache, tmp_path):
@@ -34,4 +33,4 @@ def test_sigkill_with_ema_then_resume_is_exact(reference, cache, tmp_path):
     assert a["steps"] == b["steps"] == 20
     for x, y in zip(a["sums"] + a["training_weights"], b["sums"] + b["training_weights"]):
         assert torch.equal(x, y)
-    assert_same_logs(reference / "lightning_logs", root / "lightning_logs", TAGS, expect_steps=20)
+    assert_same_logs(reference / "runs", root / "runs", TAGS, expect_steps=20)
