@@ -265,7 +265,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     config, preset_batch, _ = load_preset(args.config)
     context = args.context or config.context_length
-    overrides = {"context_length": context, "vocab_size": args.vocab_size or config.vocab_size}
+    # the reference model has no dropout: ours runs without it too, so both sides do the same work
+    overrides = {"context_length": context, "vocab_size": args.vocab_size or config.vocab_size, "dropout": 0.0,
+                 "attention_dropout": None}
     config = type(config).from_dict({**config.to_dict(), **overrides})
     batch_sizes = [int(b) for b in args.batch_size.split(",")] if args.batch_size else [preset_batch]
     compile_modes = {"off": [False], "on": [True], "both": [False, True]}[args.compile]

@@ -33,6 +33,7 @@ from llm_lit.errors import UserError, one_line
 from llm_lit.model import ModelConfig, TransformerLM
 from llm_lit.module import muon_matrices
 from llm_lit.optim import OptimizerConfig, optimizer_state_elements
+from llm_lit.optim.muon import newton_schulz_flops
 from llm_lit.peak_flops import peak_flops
 from llm_lit.presets import load_preset, preset_optimizer_defaults
 
@@ -51,6 +52,17 @@ def muon_matrix_parameters(config: ModelConfig) -> int:
     with torch.device("meta"):
         model = TransformerLM(config)
     return sum(p.numel() for p in muon_matrices(model))
+
+
+def optimizer_flops_per_step(config: ModelConfig, optimizer: Optional[OptimizerConfig] = None) -> int:
+    """Matmul FLOPs of one optimizer step: Muon's Newton–Schulz iterations over its matrices
+    (`llm_lit.optim.muon.newton_schulz_flops`); 0 for AdamW and SGD, whose updates are elementwise."""
+    optimizer = optimizer or OptimizerConfig()
+    if optimizer.name != "muon":
+        return 0
+    with torch.device("meta"):
+        model = TransformerLM(config)
+    return sum(newton_schulz_flops(*p.shape, optimizer.muon.ns_steps) for p in muon_matrices(model))
 
 
 def flops_per_token(config: ModelConfig, seq_len: Optional[int] = None) -> int:
@@ -139,23 +151,26 @@ class MemoryEstimate:
     activations: int
     loss_saved: int
     loss_transient: int
+    ema: int = 0
 
     @property
     def total(self) -> int:
-        """Weights + gradients + optimizer state + autocast's weight copies + saved activations + the loss's peak."""
-        return (self.parameters + self.gradients + self.optimizer + self.weight_copies + self.activations
+        """Weights + gradients + optimizer state + the EMA + autocast's weight copies + saved activations + the
+        loss's peak."""
+        return (self.parameters + self.gradients + self.optimizer + self.ema + self.weight_copies + self.activations
                 + self.loss_saved + self.loss_transient)
 
 
 def estimate_memory(config: ModelConfig, batch_size: int, seq_len: Optional[int] = None, precision: str = "32-true",
                     activation_checkpointing: bool = False, chunk_tokens: Optional[int] = None,
-                    optimizer: Optional[OptimizerConfig] = None) -> MemoryEstimate:
+                    optimizer: Optional[OptimizerConfig] = None, ema: bool = False) -> MemoryEstimate:
     """Predicted peak memory of a training step with `optimizer` (default AdamW) at `batch_size x seq_len` tokens.
 
     Weights, gradients and the optimizer's state are float32 (16 bytes per parameter with AdamW;
     weights, gradients and state are 2-byte under '-true' 16-bit precision, since the state is
     allocated like the weights). With activation checkpointing each block keeps only its input,
-    and one block's activations exist again while it is recomputed.
+    and one block's activations exist again while it is recomputed. With `ema` (model.ema) the
+    weight average's running sum adds 4 bytes per parameter (float32).
     """
     seq_len = seq_len or config.context_length
     tokens = batch_size * seq_len
@@ -180,7 +195,7 @@ def estimate_memory(config: ModelConfig, batch_size: int, seq_len: Optional[int]
     return MemoryEstimate(parameters=n * w, gradients=n * w, optimizer=optimizer_state_elements(optimizer, n, matrices) * w,
                           weight_copies=copies,
                           activations=activations,
-                          loss_saved=loss["saved"], loss_transient=loss["transient"])
+                          loss_saved=loss["saved"], loss_transient=loss["transient"], ema=4 * n if ema else 0)
 
 
 def largest_micro_batch(config: ModelConfig, memory_bytes: float, seq_len: Optional[int] = None,
@@ -225,6 +240,7 @@ def accounting(
     tokens_per_s: Optional[float] = None,
     target_mfu: float = 0.5,
     optimizer: OptimizerConfig = OptimizerConfig(),
+    ema: bool = False,
 ) -> dict[str, Any]:
     """Print parameters, FLOPs per token, memory of a training step, the largest micro-batch and MFU.
 
@@ -241,6 +257,7 @@ def accounting(
         tokens_per_s: A measured training throughput of one device (tokens/s) to turn into MFU.
         target_mfu: MFU at which to predict tokens/s and step time on the device.
         optimizer: The optimizer whose state the memory estimate counts (the preset's model.optimizer by default, else AdamW).
+        ema: Count model.ema's weight average (4 bytes per parameter; its update is elementwise: no matmul FLOPs).
 
     Returns:
         The figures, as a dict (also printed).
@@ -264,7 +281,8 @@ def accounting(
         raise UserError("Invalid accounting arguments: " + "; ".join(problems) + "; fix them and try again.")
 
     fpt = flops_per_token(config, seq_len)
-    memory = estimate_memory(config, batch_size, seq_len, precision, activation_checkpointing, chunk_tokens, optimizer)
+    memory = estimate_memory(config, batch_size, seq_len, precision, activation_checkpointing, chunk_tokens, optimizer,
+                             ema)
     if device_name is None and torch.cuda.is_available():
         device_name = torch.cuda.get_device_name()
     peak = peak_flops(device_name, precision) if device_name else None
@@ -272,6 +290,7 @@ def accounting(
         "parameters": count_parameters(config),
         "non_embedding_parameters": count_parameters(config, non_embedding=True),
         "flops_per_token": fpt,
+        "optimizer_flops_per_step": optimizer_flops_per_step(config, optimizer),
         "tokens_per_step": batch_size * seq_len,
         "memory": memory,
         "optimizer": optimizer.name,
@@ -299,10 +318,12 @@ def format_report(config: ModelConfig, r: dict[str, Any], batch_size: int, seq_l
         f"parameters:          {r['parameters']:>16,d}  ({r['parameters'] / 1e6:.1f} M)",
         f"FLOPs per token:     {r['flops_per_token']:>16,d}  (train, forward+backward, seq {seq_len})",
         f"FLOPs per step:      {r['flops_per_token'] * r['tokens_per_step']:>16.3e}  (batch {batch_size} x {seq_len})",
+        _optimizer_flops_line(r),
         f"memory of a step ({precision}, batch {batch_size} x {seq_len}):",
         f"  weights            {_gib(m.parameters)}",
         f"  gradients          {_gib(m.gradients)}",
         f"  {r.get('optimizer', 'adamw') + ' state':<19}{_gib(m.optimizer)}",
+        *([f"  ema average        {_gib(m.ema)}"] if m.ema else []),
         f"  autocast copies    {_gib(m.weight_copies)}",
         f"  activations        {_gib(m.activations)}",
         f"  loss (saved)       {_gib(m.loss_saved)}",
@@ -322,6 +343,16 @@ def format_report(config: ModelConfig, r: dict[str, Any], batch_size: int, seq_l
         if tokens_per_s is not None:
             lines.append(f"measured {tokens_per_s:,.0f} tokens/s -> MFU {r['measured_mfu']:.1%}")
     return "\n".join(lines)
+
+
+def _optimizer_flops_line(r: dict[str, Any]) -> str:
+    """The optimizer's matmul FLOPs per step, and their share of the step's model FLOPs (MFU leaves them out)."""
+    extra = r["optimizer_flops_per_step"]
+    if not extra:
+        return f"optimizer FLOPs:     {0:>16,d}  ({r['optimizer']}: elementwise updates only)"
+    share = extra / (r["flops_per_token"] * r["tokens_per_step"])
+    return (f"optimizer FLOPs:     {extra:>16.3e}  per step (Muon's Newton-Schulz: {share:.1%} of the model's; "
+            "not model FLOPs, so MFU leaves them out and the logger's perf/hfu counts them)")
 
 
 def _options(c: ModelConfig) -> str:

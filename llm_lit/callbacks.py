@@ -27,7 +27,9 @@ class SpeedMonitor(L.Callback):
     """Logs `perf/tokens_per_s` (all devices together) and, on known GPUs, `perf/mfu` at each logging step.
 
     Time is measured over the steps since the previous logging step, validation excluded,
-    with one device synchronisation per logging step (none in between).
+    with one device synchronisation per logging step (none in between). MFU counts the model's
+    FLOPs (`TransformerLM.flops_per_token`); an optimizer that does matmul work of its own (Muon's
+    Newton–Schulz iterations, its `flops_per_step()`) adds `perf/hfu`, which counts those too.
     """
 
     def __init__(self) -> None:
@@ -36,6 +38,7 @@ class SpeedMonitor(L.Callback):
         self._since: Optional[float] = None
         self._peak: Optional[float] = None
         self._flops_per_token: Optional[int] = None
+        self._optimizer_flops_per_token = 0.0
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._peak = device_peak_flops(pl_module.device, str(trainer.precision))
@@ -56,6 +59,9 @@ class SpeedMonitor(L.Callback):
         self._tokens += x.numel()
         if self._flops_per_token is None:
             self._flops_per_token = pl_module.model.flops_per_token(seq_len=x.shape[1])
+            optimizer_flops = getattr(trainer.optimizers[0], "flops_per_step", None) if trainer.optimizers else None
+            per_step = optimizer_flops() if optimizer_flops is not None else 0  # each device runs the whole update
+            self._optimizer_flops_per_token = per_step / (x.numel() * trainer.accumulate_grad_batches)
         if not is_logging_step(trainer, batch_idx) or self._since is None:
             return
         now = self._clock(pl_module)
@@ -64,6 +70,9 @@ class SpeedMonitor(L.Callback):
         metrics = {"perf/tokens_per_s": tokens_per_s}
         if self._peak is not None:
             metrics["perf/mfu"] = self._flops_per_token * tokens_per_s / (self._peak * trainer.world_size)
+            if self._optimizer_flops_per_token:
+                metrics["perf/hfu"] = ((self._flops_per_token + self._optimizer_flops_per_token) * tokens_per_s
+                                       / (self._peak * trainer.world_size))
         pl_module.log_dict(metrics, on_step=True, on_epoch=False)
         self._tokens, self._elapsed, self._since = 0, 0.0, now
 

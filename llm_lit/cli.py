@@ -35,6 +35,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from llm_lit.accounting import main as accounting_main
+from llm_lit.budget import TimeBudget, check_time_budget
 from llm_lit.callbacks import PredictionWriter
 from llm_lit.chat import main as chat_main
 from llm_lit.checkpoint import CHECKPOINT_DEFINES_MODEL, LoadedCheckpoint, apply_to_config, read_given_checkpoint
@@ -136,6 +137,12 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
         parser.add_argument("--torch_threads", type=Optional[int], default=None,
                             help="CPU threads for torch's kernels (default: torch's choice, one per core). "
                                  "1 is often fastest for small models on a shared, busy CPU.")
+        parser.add_argument("--time_budget", type=Optional[float], default=None,
+                            help="fit only: wall-clock seconds for the whole run, counted from the process start "
+                                 "(tokenizer training and encoding included; a resumed run adds what its earlier "
+                                 "processes used). The run stops itself in time to validate and save, and the "
+                                 "learning-rate schedule lasts as many steps as fit (trainer.max_steps becomes a "
+                                 "cap). Not reproducible step for step; default: none, the run lasts max_steps.")
         add_run_arguments(parser)
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
@@ -152,6 +159,7 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
         config = self.config[subcommand]
         if subcommand == "fit":
             _resolve_run_length(config.trainer, config.data)
+            check_time_budget(config.get("time_budget"))
         elif config.trainer.max_steps == UNSET_MAX_STEPS:  # Lightning refuses -2; the run length is moot here
             config.trainer.max_steps = DEFAULT_MAX_STEPS
         if config.get("weights_only") is None and "weights_only" in config:
@@ -212,6 +220,9 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
             first = str(e).strip().splitlines()[0].rstrip(".")
             raise UserError(f"Invalid trainer settings: {first}; fix the --trainer values.") from e
         trainer.callbacks.append(InterruptCheckpoint())
+        budget = self._setting(self.config, "time_budget")
+        if budget is not None and self.subcommand == "fit":
+            trainer.callbacks.append(TimeBudget(budget))
         if self.version is not None:
             place_checkpoints(trainer, self.version)
         return trainer

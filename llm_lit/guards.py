@@ -70,7 +70,7 @@ def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> 
     A field the saved config lacks (it predates the field) counts as that field's default, which is
     what the model it came from computed.
     """
-    runtime_only = {"kernels", "attention", "dropout"}  # kernels (formerly `attention`) and dropout leave the weights alone
+    runtime_only = {"kernels", "attention", "dropout", "attention_dropout"}  # kernels (formerly `attention`) and dropout leave the weights alone
     defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig) if f.default is not dataclasses.MISSING}
     saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
     names = sorted((set(saved) | set(current)) - runtime_only)

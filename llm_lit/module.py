@@ -17,9 +17,11 @@ import lightning as L
 import torch
 from torchmetrics import MeanMetric, SumMetric
 
+from llm_lit.budget import time_budget_of
 from llm_lit.callbacks import SpeedMonitor, TrainMetricsWriter
 from llm_lit.checkpoint import CHECKPOINT_KEY, llm_lit_section, same_tokenizer
 from llm_lit.data.datasets import IGNORE_INDEX
+from llm_lit.ema import EmaCallback, EmaSettings, refuse_resume_without_ema
 from llm_lit.errors import UserError
 from llm_lit.generation import SamplingConfig, generate
 from llm_lit.guards import (NonFiniteError, all_finite, config_differences, nonfinite_message, require_max_steps,
@@ -69,6 +71,7 @@ class LanguageModel(L.LightningModule):
         skip_nonfinite: bool = False,
         truncate_prompts: bool = False,
         init_from: Optional[str] = None,
+        ema: EmaSettings = EmaSettings(),
     ) -> None:
         """Build the model; the tokenizer arrives from the DataModule (fit/validate/test) or the checkpoint.
 
@@ -83,6 +86,7 @@ class LanguageModel(L.LightningModule):
             skip_nonfinite: On a NaN/inf loss or gradient, skip that optimizer step (counted in train/skipped_steps) instead of stopping the run.
             truncate_prompts: Keep the last context_length tokens of a prompt longer than the context (with a warning) instead of refusing it.
             init_from: Start from the weights of an llm_lit checkpoint (.ckpt) or a Hugging Face model folder, with its architecture and tokenizer, but a fresh optimizer, schedule and step 0 (fine-tuning; --ckpt_path resumes instead).
+            ema: An exponential moving average of the weights for validation and the checkpoints' weights (off by default).
         """
         super().__init__()
         if not grad_clip >= 0:
@@ -96,6 +100,7 @@ class LanguageModel(L.LightningModule):
         self.sample_prompts = list(sample_prompts)
         self.skip_nonfinite = skip_nonfinite
         self.truncate_prompts = truncate_prompts
+        self.ema = ema
         self.skipped_steps = 0
         self.init_from = init_from
         #: The `init_from` weights when the CLI already read them (else `setup` reads them).
@@ -255,15 +260,19 @@ class LanguageModel(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         """The configured optimizer (`model.optimizer.name`) and schedule, stepped every optimizer step up to
-        trainer.max_steps, or with trainer.max_epochs the steps of those epochs (see `llm_lit.optim.config`)."""
+        trainer.max_steps, or with trainer.max_epochs the steps of those epochs, or up to the steps that fit in
+        --time_budget (see `llm_lit.optim.config`, `llm_lit.budget`)."""
         if getattr(self.trainer, "max_epochs", None) not in (None, -1):  # epochs: their optimizer steps (capped by max_steps)
             max_steps = int(self.trainer.estimated_stepping_batches)
         else:
             max_steps = require_max_steps(self.trainer.max_steps)
         strategy = getattr(getattr(self.trainer, "strategy", None), "strategy_name", "")
         sharded = strategy in ("fsdp", "model_parallel")  # FSDP 1 (flat shards) or 2 (DTensor)
+        budget = time_budget_of(self.trainer)  # with --time_budget the schedule lasts the steps that fit
+        horizon = (lambda step: budget.horizon(step, max_steps)) if budget is not None else None
         optimizer, schedule = build_optimizer(self.optimizer_config, self.model, max_steps,
-                                              hidden_matrices=muon_matrices(self.model), sharded=sharded)
+                                              hidden_matrices=muon_matrices(self.model), sharded=sharded,
+                                              horizon=horizon)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step", "frequency": 1}}
 
     def check_fit_settings(self, trainer: L.Trainer) -> None:
@@ -273,6 +282,8 @@ class LanguageModel(L.LightningModule):
         optimizer and schedule once here, on a throw-away optimizer."""
         if trainer.gradient_clip_val is not None:
             raise UserError("Gradient clipping is set by --model.grad_clip; remove --trainer.gradient_clip_val.")
+        if getattr(trainer, "max_epochs", None) not in (None, -1):
+            return  # the steps of the epochs are known only from the data: configure_optimizers checks them then
         steps, warmup = require_max_steps(trainer.max_steps), self.optimizer_config.warmup_steps
         if trainer.fast_dev_run and warmup > steps:
             raise UserError(f"--trainer.fast_dev_run runs {steps} step{'s' if steps != 1 else ''}, fewer than the {warmup} "
@@ -285,9 +296,10 @@ class LanguageModel(L.LightningModule):
 
     def configure_callbacks(self) -> list[L.Callback]:
         """Train metrics written before each checkpoint, a checkpoint's pending validation run after a
-        resume, tokens/s and MFU logging, and the hyperparameters and end-of-fit summary (`llm_lit.reporting`),
-        during fit."""
-        return [TrainMetricsWriter(), ValidationAfterResume(), SpeedMonitor(), RunReport()]
+        resume, tokens/s and MFU logging, the hyperparameters and end-of-fit summary (`llm_lit.reporting`),
+        and the weight average when model.ema is on, during fit."""
+        return ([TrainMetricsWriter(), ValidationAfterResume(), SpeedMonitor(), RunReport()]
+                + ([EmaCallback(self.ema.decay)] if self.ema.enabled else []))
 
     # ------------------------------------------------------------------ evaluation
     def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
@@ -434,6 +446,7 @@ class LanguageModel(L.LightningModule):
         if trainer is not None and trainer.state.fn == "fit":
             if RNG_KEY in checkpoint:
                 set_rng_states(checkpoint[RNG_KEY])
+            refuse_resume_without_ema(checkpoint, self.ema.enabled)
             if TRAIN_LOSS_KEY in checkpoint:
                 self._restore_train_loss(checkpoint[TRAIN_LOSS_KEY], trainer.global_rank, trainer.world_size)
         saved = payload.get("tokenizer")

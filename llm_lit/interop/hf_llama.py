@@ -154,7 +154,7 @@ def to_hf_config(config: ModelConfig, bos_eos_id: int | None) -> dict[str, Any]:
         "rope_scaling": None,
         "attention_bias": config.bias,
         "mlp_bias": config.bias,
-        "attention_dropout": config.dropout,
+        "attention_dropout": config.attention_dropout_p,
         "tie_word_embeddings": config.tie_embeddings,
         "initializer_range": config.init_std,
         "bos_token_id": bos_eos_id,

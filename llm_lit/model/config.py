@@ -45,6 +45,7 @@ class ModelConfig:
         tie_embeddings: Share one matrix between the token embedding and the output layer.
         bias: Give every Linear and LayerNorm a bias.
         dropout: Dropout probability on embeddings, attention weights and residual branches (0 disables it).
+        attention_dropout: Dropout probability on the attention weights alone (default: dropout). 0 keeps dropout on the embeddings and residual branches only; on a CPU that is much cheaper, since dropping attention weights makes torch's attention materialise them.
         kernels: 'reference' builds the from-scratch layers; 'torch' builds their torch-kernel versions (attention through torch's scaled_dot_product_attention, torch's norms, activations and cross-entropy, the loss chunked for large logits and a sparse gradient for a tied embedding's lookup), each tested equal to the reference. The weights are the same either way.
         norm_eps: Epsilon added inside the normalization layers.
         init_std: Standard deviation of the normal init of Linear and Embedding weights (residual projections are further scaled by 1/sqrt(2*n_layers)).
@@ -72,6 +73,7 @@ class ModelConfig:
     tie_embeddings: bool = False
     bias: bool = False
     dropout: float = 0.0
+    attention_dropout: Optional[float] = None
     kernels: KernelsKind = "torch"
     norm_eps: float = 1e-5
     init_std: float = 0.02
@@ -100,6 +102,11 @@ class ModelConfig:
             self.n_kv_heads = self.n_heads
         if self.d_ff is None:
             self.d_ff = default_d_ff(self.d_model, self.ffn)
+
+    @property
+    def attention_dropout_p(self) -> float:
+        """The attention weights' dropout probability: attention_dropout, or dropout when it is None."""
+        return self.dropout if self.attention_dropout is None else self.attention_dropout
 
     @property
     def d_head(self) -> int:
@@ -189,6 +196,9 @@ def _find_problems(c: ModelConfig) -> list[str]:
             problems.append(f"{name} must be true or false (got {getattr(c, name)!r})")
     if not _is_number(c.dropout) or not 0.0 <= c.dropout < 1.0:
         problems.append(f"dropout must be in [0, 1) (got {c.dropout!r})")
+    if c.attention_dropout is not None and (not _is_number(c.attention_dropout)
+                                            or not 0.0 <= c.attention_dropout < 1.0):
+        problems.append(f"attention_dropout must be in [0, 1) or None (got {c.attention_dropout!r})")
     for name in ("rope_theta", "norm_eps", "init_std", "embedding_scale", "logit_scale"):
         value = getattr(c, name)
         if not _is_number(value) or not value > 0 or not math.isfinite(value):

@@ -46,7 +46,7 @@ def make_attention(config: ModelConfig) -> CausalSelfAttention:
     """Causal self-attention: the from-scratch softmax or torch's scaled_dot_product_attention."""
     attention = TorchSDPAttention if _torch(config) else CausalSelfAttention
     qk_norms = dict(q_norm=make_qk_norm(config), k_norm=make_qk_norm(config)) if config.qk_norm else {}
-    return attention(config.d_model, config.n_heads, config.n_kv_heads, bias=config.bias, dropout=config.dropout,
+    return attention(config.d_model, config.n_heads, config.n_kv_heads, bias=config.bias, dropout=config.attention_dropout_p,
                      init_std=config.init_std, output_init_std=residual_init_std(config), **qk_norms)
 
 

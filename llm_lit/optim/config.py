@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -204,7 +204,8 @@ def _plain(value: Any) -> Any:
 
 # ---------------------------------------------------------------------- building
 def build_optimizer(config: OptimizerConfig, model: nn.Module, max_steps: int, hidden_matrices: Sequence[Tensor] = (),
-                    sharded: bool = False) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+                    sharded: bool = False, horizon: Optional[Callable[[int], int]] = None,
+                    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """The optimizer over `model`'s trainable parameters and its scheduler (step it once per optimizer step).
 
     Parameters are split by `param_groups` into decayed matrices and the rest. With muon,
@@ -218,6 +219,8 @@ def build_optimizer(config: OptimizerConfig, model: nn.Module, max_steps: int, h
         max_steps: optimizer steps of the run: the schedule's length.
         hidden_matrices: Muon's parameters (with muon), each 2-D.
         sharded: the parameters are sharded (FSDP), which Muon refuses.
+        horizon: `step -> planned number of steps` when the run's length is not known in advance (a time
+            budget): the schedule is then re-planned at every step (see `schedule_function`).
     """
     if sharded and config.name == "muon":
         raise OptimizerConfigError(SHARDED_REFUSAL)
@@ -230,7 +233,7 @@ def build_optimizer(config: OptimizerConfig, model: nn.Module, max_steps: int, h
                         weight_decay=config.weight_decay)
     else:
         optimizer = _muon(config, groups, hidden_matrices)
-    return optimizer, peak_relative_scheduler(optimizer, schedule_function(config, max_steps), config.lr)
+    return optimizer, peak_relative_scheduler(optimizer, schedule_function(config, max_steps, horizon), config.lr)
 
 
 def _muon(config: OptimizerConfig, groups: list[dict[str, Any]], hidden_matrices: Sequence[Tensor]) -> Muon:
@@ -244,8 +247,33 @@ def _muon(config: OptimizerConfig, groups: list[dict[str, Any]], hidden_matrices
                 adamw_lr=config.lr, betas=config.betas, eps=config.eps, compile=config.compile)
 
 
-def schedule_function(config: OptimizerConfig, max_steps: int) -> Callable[[int], float]:
-    """`step -> lr` of the configured schedule over `max_steps` optimizer steps (peak `config.lr`)."""
+def schedule_function(config: OptimizerConfig, max_steps: int,
+                      horizon: Optional[Callable[[int], int]] = None) -> Callable[[int], float]:
+    """`step -> lr` of the configured schedule over `max_steps` optimizer steps (peak `config.lr`).
+
+    With `horizon`, the run's length is re-planned at every step: the lr at step `it` is that of the
+    schedule over `H = horizon(it)` steps, with `H` kept between the shortest run the schedule accepts
+    (the warmup, and with wsd the decay after it) and `max_steps`. A constant `horizon` gives exactly the
+    schedule over that many steps.
+    """
+    fixed = _fixed_schedule(config, max_steps)  # checks the settings against the longest possible run
+    if horizon is None:
+        return fixed
+    shortest = _shortest_run(config, max_steps)
+    return lambda it: _fixed_schedule(config, min(max_steps, max(shortest, horizon(it))))(it)
+
+
+def _shortest_run(config: OptimizerConfig, max_steps: int) -> int:
+    """The fewest steps (at most `max_steps`) whose schedule `_fixed_schedule` accepts."""
+    c = config
+    if c.schedule != "wsd":
+        return min(c.warmup_steps, max_steps)
+    return next((n for n in range(c.warmup_steps, max_steps)
+                 if n - round(c.wsd.decay_fraction * n) >= c.warmup_steps), max_steps)
+
+
+def _fixed_schedule(config: OptimizerConfig, max_steps: int) -> Callable[[int], float]:
+    """`step -> lr` of the configured schedule over exactly `max_steps` steps; refuses settings that do not fit."""
     c = config
     if c.warmup_steps > max_steps:
         raise OptimizerConfigError(f"model.optimizer.warmup_steps ({c.warmup_steps}) is longer than the run "

@@ -74,6 +74,15 @@ def orthogonalise(update: Tensor, steps: int = 5, dtype: torch.dtype = torch.bfl
     return x.T if tall else x
 
 
+def newton_schulz_flops(rows: int, cols: int, steps: int = 5) -> int:
+    """Matmul FLOPs of `orthogonalise` on a `(rows, cols)` matrix: with `m = min(rows, cols)` and
+    `n = max(rows, cols)` (the wide orientation), each step computes `A = X X^T` (`2 m^2 n`), `A A`
+    (`2 m^3`) and `(b A + c A^2) X` (`2 m^2 n`), so `steps (4 m^2 n + 2 m^3)` in all (the scalings and
+    additions are elementwise and not counted, as for the model's FLOPs)."""
+    m, n = min(rows, cols), max(rows, cols)
+    return steps * (4 * m * m * n + 2 * m ** 3)
+
+
 def shape_scale(rows: int, cols: int) -> float:
     """`sqrt(max(1, rows / cols))`: an orthogonal `(rows, cols)` matrix has an RMS entry of
     `1/sqrt(max(rows, cols))`; times this factor, the update's RMS entry is `1/sqrt(cols)` (one over the
@@ -140,6 +149,12 @@ class Muon(torch.optim.Optimizer):
         for group in self.param_groups:
             if group["muon"]:
                 _check_matrices(group["params"])
+
+    def flops_per_step(self) -> int:
+        """Matmul FLOPs of one step: the Newton–Schulz iterations of every Muon matrix (the AdamW part and the
+        momentum are elementwise)."""
+        return sum(newton_schulz_flops(*p.shape, group["ns_steps"]) for group in self.param_groups if group["muon"]
+                   for p in group["params"])
 
     @torch.no_grad()
     def step(self, closure=None):  # noqa: ANN001 - signature of torch.optim.Optimizer.step
