@@ -25,11 +25,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 from .atomic import atomic_write
 from .errors import TokenizerError
 from .formats import FORMAT, VERSION, read_json
+from .roles import check_roles, roles_from_dict
 from .pretokenize import TextRange, crosses_special, decode_utf8, exact_blocks, special_token_regex, split_special
 
 KIND = "char"
@@ -45,13 +46,14 @@ class CharTokenizer:
         special_tokens: tokens never split, with ids after the characters, in the order given.
         unk_token: a special token (added to `special_tokens` when missing) that every character
             outside the alphabet becomes; None refuses such characters.
+        roles: the special tokens that act as BOS / EOS / PAD / UNK (see `roles.py`).
     """
 
     #: Characters `encode_iterable` gathers before it encodes what is safe to encode.
     stream_buffer = 1 << 16
 
     def __init__(self, characters: Iterable[str], special_tokens: Sequence[str] | None = None,
-                 unk_token: str | None = None) -> None:
+                 unk_token: str | None = None, roles: Mapping[str, str] | None = None) -> None:
         import numpy as np  # imported here, as in bpe.py: importing tokenizer stays light
 
         chars = sorted(set(characters))
@@ -66,6 +68,7 @@ class CharTokenizer:
         self._chars = chars
         self._special_ids = {s: len(chars) + k for k, s in enumerate(specials)}
         self._unk_token = unk_token
+        self._roles = check_roles(roles, specials)
         self._strings = chars + specials  # id -> text
         self._code_points = np.array([ord(c) for c in chars], dtype=np.int64)
         self._special_re = special_token_regex(specials)
@@ -123,6 +126,23 @@ class CharTokenizer:
     def token_to_id(self, s: str) -> int | None:
         """The id of special token `s`, or None if `s` is not a special token."""
         return self._special_ids.get(s)
+
+    @property
+    def roles(self) -> dict[str, str]:
+        """A copy of role -> special token, for the roles that are set ('bos', 'eos', 'pad', 'unk')."""
+        return dict(self._roles)
+
+    def role_id(self, role: str) -> int | None:
+        """The id of the special token playing `role`, or None when no token does."""
+        token = self._roles.get(role)
+        return None if token is None else self._special_ids[token]
+
+    def with_roles(self, roles: Mapping[str, str | None]) -> "CharTokenizer":
+        """This tokenizer with `roles` set (a None value leaves that role as it is); the same ids."""
+        merged = {**self._roles, **{k: v for k, v in roles.items() if v is not None}}
+        if merged == self._roles:
+            return self
+        return CharTokenizer(self._chars, list(self._special_ids), self._unk_token, merged)
 
     # ------------------------------------------------------------ encode / decode
 
@@ -205,8 +225,11 @@ class CharTokenizer:
 
     def to_dict(self) -> dict:
         """The JSON-able form (format, version, kind, characters in id order, special tokens, unk token)."""
-        return {"format": FORMAT, "version": VERSION, "kind": KIND, "special_tokens": list(self._special_ids),
-                "unk_token": self._unk_token, "characters": list(self._chars)}
+        d = {"format": FORMAT, "version": VERSION, "kind": KIND, "special_tokens": list(self._special_ids),
+             "unk_token": self._unk_token, "characters": list(self._chars)}
+        if self._roles:  # left out when empty, as in the BPE tokenizer's file
+            d["roles"] = dict(self._roles)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "tokenizer dict") -> "CharTokenizer":
@@ -224,12 +247,14 @@ class CharTokenizer:
                 or not (unk is None or isinstance(unk, str))):
             raise TokenizerError(f"{where} is damaged (its characters must be a sorted list of distinct characters, "
                                  "its special_tokens a list); re-create it with CharTokenizer.save.")
-        return cls(chars, specials, unk)
+        return cls(chars, specials, unk, roles_from_dict(d, specials, where))
 
     def fingerprint(self) -> str:
-        """sha256 hex digest of the canonical JSON of `to_dict()`: equal tokenizers, equal fingerprints."""
+        """sha256 hex digest of the canonical JSON of `to_dict()` less the roles: equal ids, equal fingerprints."""
         if self._fingerprint is None:
-            canonical = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+            d = self.to_dict()
+            d.pop("roles", None)
+            canonical = json.dumps(d, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
             self._fingerprint = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
         return self._fingerprint
 

@@ -16,6 +16,7 @@ from . import formats
 from .bpe import Tokenizer
 from .char import KIND as CHAR, CharTokenizer
 from .errors import TokenizerError
+from .roles import roles_from_dict
 
 #: The kinds of tokenizer, as `data.tokenizer_kind` names them.
 TOKENIZER_KINDS = ("bpe", CHAR)
@@ -36,7 +37,7 @@ def tokenizer_from_dict(d: Any, where: str = "tokenizer dict") -> AnyTokenizer:
     if tokenizer_kind(d) == CHAR:
         return CharTokenizer.from_dict(d, where)
     vocab, merges, special_tokens = formats.from_dict(d, where)
-    return Tokenizer(vocab, merges, special_tokens)
+    return Tokenizer(vocab, merges, special_tokens, roles_from_dict(d, special_tokens, where))
 
 
 def load_tokenizer(path: str | os.PathLike) -> AnyTokenizer:

@@ -94,8 +94,6 @@ def test_validate_and_resume_take_the_char_tokenizer_from_the_checkpoint(char_ru
 # ---------------------------------------------------------------------- bad values, in-process
 @pytest.mark.parametrize("extra, message", [
     (["--data.tokenizer_kind", "word"], "error: Invalid value for data.tokenizer_kind"),
-    (["--data.unk_token", "<|unk|>"], "error: Invalid data settings: unk_token ('<|unk|>') applies only with "
-                                      "tokenizer_kind char (byte-level BPE encodes any text); fix these --data values."),
     (["--data.tokenizer_kind", "char", "--data.unk_token", ""],
      "error: Invalid data settings: unk_token must be a non-empty string such as '<|unk|>'; fix these --data values."),
     (["--data.tokenizer_kind", "char", "--data.train_files", "[x.bin]"],

@@ -5,6 +5,7 @@ through the CLI on configs/debug.yaml; every bad value in one line."""
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,7 @@ def test_init_from_takes_the_weights_and_tokenizer_but_starts_a_fresh_run(source
     # a different depth on the command line: the source's architecture wins, dropout stays the run's own
     result = run_cli([*ARGS, "--trainer.max_steps", "4", "--data.cache_dir", str(cache), "--model.init_from", str(source),
                       "--data.train_files", f"[{new_text}]", "--model.config.n_layers", "3",
-                      "--model.config.dropout", "0.1"], cwd=tmp_path)
+                      "--model.config.dropout", "0.1", "--run_name", "debug"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     tuned, original = _load(tmp_path / LAST), _load(source)
     assert tuned["global_step"] == 4
@@ -65,7 +66,9 @@ def test_init_from_takes_the_weights_and_tokenizer_but_starts_a_fresh_run(source
 
 
 def test_resume_continues_the_source_run_where_init_from_starts_over(source, cache, tmp_path):
-    result = run_cli([*ARGS, "--trainer.max_steps", "14", "--data.cache_dir", str(cache), "--ckpt_path", str(source)],
+    copy = tmp_path / "source.ckpt"  # outside any run folder, so the resumed run writes a new version here
+    shutil.copyfile(source, copy)
+    result = run_cli([*ARGS, "--trainer.max_steps", "14", "--data.cache_dir", str(cache), "--ckpt_path", str(copy)],
                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     resumed = _load(tmp_path / LAST)
