@@ -171,7 +171,7 @@ class TimeBudget(L.Callback):
         paths = {cb.format_checkpoint_name(dict(trainer.callback_metrics), cb.CHECKPOINT_NAME_LAST)
                  for cb in trainer.checkpoint_callbacks if getattr(cb, "save_last", False) and cb.dirpath}
         for path in sorted(paths):
-            trainer.save_checkpoint(path)
+            trainer.save_checkpoint(path, weights_only=False)  # a full checkpoint; saying so keeps Lightning quiet
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:

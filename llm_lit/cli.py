@@ -48,8 +48,8 @@ from llm_lit.interop.export import main as export_main
 from llm_lit.init_from import InitialWeights, init_settings, read_initial_weights
 from llm_lit.init_from import main as tokenizer_main
 from llm_lit.interop.import_hf import main as import_main
-from llm_lit.lightning_compat import (NoHyperparametersInCheckpoints, add_listed_subcommand, option_keys, reworded,
-                                      subcommand_parser, unknown_key)
+from llm_lit.lightning_compat import (NoHyperparametersInCheckpoints, add_listed_subcommand, class_path_named,
+                                      option_keys, reworded, subcommand_parser, unknown_key)
 from llm_lit.module import LanguageModel
 from llm_lit.plot import main as plot_main
 from llm_lit.precision import default_precision
@@ -297,8 +297,8 @@ def missing_package_message(error: BaseException) -> Optional[str]:
     found = re.search(r"No module named '([\w.]+)'|Requirement '([A-Za-z0-9_.-]+)", str(missing))
     package = (found.group(1) or found.group(2)) if found else getattr(missing, "name", None) or "?"
     package = re.split(r"[<>=!~ ]", package.split(".")[0])[0]
-    owner = re.search(r"class_path '([\w.]+)'", one_line(error))
-    who = f"{owner.group(1).rsplit('.', 1)[-1]} needs" if owner else "This configuration needs"
+    owner = class_path_named(one_line(error))
+    who = f"{owner.rsplit('.', 1)[-1]} needs" if owner else "This configuration needs"
     if package in EXTRAS:
         install = f"pip install 'llm_lit[{EXTRAS[package]}]' (or pip install {package})"
     else:

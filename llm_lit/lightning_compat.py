@@ -215,6 +215,12 @@ def unknown_key(message: str) -> Optional[str]:
     return None
 
 
+def class_path_named(message: str) -> Optional[str]:
+    """The class a jsonargparse instantiation error names (`... class_path 'a.b.C' ...`), or None."""
+    match = re.search(r"class_path '([\w.]+)'", message)
+    return match.group(1) if match else None
+
+
 def reworded(message: str) -> str:
     """A jsonargparse value error in our words: `Parser key "a.b": ...` -> `Invalid value for a.b: ...`."""
     return message.replace('Parser key "', "Invalid value for ").replace('":', ":")
