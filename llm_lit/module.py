@@ -282,8 +282,8 @@ class LanguageModel(L.LightningModule):
         optimizer and schedule once here, on a throw-away optimizer."""
         if trainer.gradient_clip_val is not None:
             raise UserError("Gradient clipping is set by --model.grad_clip; remove --trainer.gradient_clip_val.")
-        if getattr(trainer, "max_epochs", None) not in (None, -1):
-            return  # the steps of the epochs are known only from the data: configure_optimizers checks them then
+        if trainer.max_steps == -1 and not trainer.fast_dev_run:
+            return  # epochs without a step cap: their steps are known only from the data (configure_optimizers)
         steps, warmup = require_max_steps(trainer.max_steps), self.optimizer_config.warmup_steps
         if trainer.fast_dev_run and warmup > steps:
             raise UserError(f"--trainer.fast_dev_run runs {steps} step{'s' if steps != 1 else ''}, fewer than the {warmup} "

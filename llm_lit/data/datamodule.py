@@ -305,7 +305,7 @@ class TextDataModule(L.LightningDataModule):
     def _epochs(self) -> bool:
         """Whether training runs in epochs (trainer.max_epochs given) rather than on endless random windows."""
         trainer = self.trainer
-        return trainer is not None and trainer.max_epochs not in (None, -1)
+        return trainer is not None and getattr(trainer, "max_epochs", None) not in (None, -1)
 
     def _epoch_windows(self, rank: int, world: int) -> EpochWindows:
         stride = self.stride or self.context_length

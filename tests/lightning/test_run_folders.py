@@ -54,7 +54,9 @@ def test_evaluating_writes_no_version_and_resuming_continues_the_same_one(traine
     monkeypatch.chdir(root)
     cache = ["--data.cache_dir", str(trained / "cache")]
     assert main(["validate", "--config", str(DEBUG_CONFIG), "--ckpt_path", "last", *cache, *QUIET]) == 0
-    assert main(["test", "--ckpt_path", str(DEBUG_CKPTS / "best-step10.ckpt"), *cache, *QUIET]) == 0
+    (root / "test.txt").write_text(BUNDLED_CORPUS.read_text()[:5000])
+    assert main(["test", "--ckpt_path", str(DEBUG_CKPTS / "best-step10.ckpt"), "--data.test_files", '["test.txt"]',
+                 *cache, *QUIET]) == 0
     assert re.search(r"test/loss\W+[0-9.]+", capsys.readouterr().out)  # evaluation prints its metrics
     # predict with a TQDM progress bar (what a fresh install without rich shows)
     assert main(["predict", "--config", str(DEBUG_CONFIG), "--ckpt_path", "last", "--data.prompts", '["ROMEO:"]',
@@ -68,7 +70,7 @@ def test_evaluating_writes_no_version_and_resuming_continues_the_same_one(traine
     result = run_cli(["fit", "--config", str(DEBUG_CONFIG), "--ckpt_path", "last", "--trainer.max_steps", "15",
                       *cache, *QUIET], cwd=root)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert sorted(p.name for p in root.iterdir()) == ["runs"]
+    assert sorted(p.name for p in root.iterdir()) == ["runs", "test.txt"]  # test.txt: the test split given above
     assert [p.name for p in (root / "runs" / "debug").iterdir() if not p.name.startswith(".")] == ["version_0"]
     assert read_checkpoint(root / DEBUG_CKPTS / "last.ckpt")["global_step"] == 15
     steps = [s for s, _ in scalars(root / DEBUG_RUN, "train/loss")]
@@ -121,9 +123,9 @@ def test_help_and_an_unknown_command_list_every_command(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for name in ("fit", "validate", "test", "predict", "export", "import", "accounting", "plot"):
+    for name in ("fit", "validate", "test", "predict", "export", "import", "accounting", "plot", "chat", "tokenizer"):
         assert re.search(rf"^\s+{name}\s+\S", out, re.M), name
     assert main(["expor"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == ("error: Unknown command 'expor'; did you mean 'export'? The commands are fit, validate, test, "
-                   "predict, export, import, accounting, plot (llm_lit --help says more).")
+                   "predict, export, import, accounting, plot, chat, tokenizer (llm_lit --help says more).")
