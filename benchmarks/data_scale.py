@@ -137,6 +137,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--sections", default=",".join(SECTIONS[:-1]), help=f"comma-separated subset of {','.join(SECTIONS)}")
     p.add_argument("--sample-sweep", default="8,16,32,64", help="sample sizes (MB) of the sample section")
     p.add_argument("--workdir", default=None, help="keep corpora and caches here (default: a temporary folder)")
+    p.add_argument("--data-dir", type=Path, default=DATA,
+                   help="the folder of gutenberg_train/valid.txt and enwiki_train/valid.txt (default ../shared/data)")
     return p.parse_args()
 
 
@@ -504,7 +506,9 @@ def section_sample(args, work: Path) -> None:
 
 
 def main() -> None:
+    global DATA  # the sections read their source texts from it
     args = parse_args()
+    DATA = args.data_dir
     sections = set(args.sections.split(","))
     unknown = sections - set(SECTIONS)
     if unknown:
