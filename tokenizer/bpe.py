@@ -26,7 +26,7 @@ from . import formats
 from .atomic import atomic_write
 from .errors import TokenizerError
 from .pretokenize import crosses_special, pretokens, special_token_regex, split_special
-from .roles import check_roles, roles_from_dict
+from .roles import SpecialTokenRoles, check_roles, roles_from_dict
 
 _SPACE = regex.compile(r"\s")
 
@@ -70,7 +70,7 @@ class _PieceCache(dict):
         self.settle()
 
 
-class Tokenizer:
+class Tokenizer(SpecialTokenRoles):
     """A byte-level BPE tokenizer: `encode(str) -> list[int]`, `decode(list[int]) -> str`.
 
     `vocab` maps ids to token bytes and must contain all 256 single bytes; `merges` are
@@ -177,26 +177,8 @@ class Tokenizer:
         """A copy of the merges, in rank order."""
         return list(self._merges)
 
-    def token_to_id(self, s: str) -> int | None:
-        """The id of special token `s`, or None if `s` is not a special token."""
-        return self._special_ids.get(s)
-
-    @property
-    def roles(self) -> dict[str, str]:
-        """A copy of role -> special token, for the roles that are set ('bos', 'eos', 'pad', 'unk')."""
-        return dict(self._roles)
-
-    def role_id(self, role: str) -> int | None:
-        """The id of the special token playing `role` ('bos', 'eos', 'pad' or 'unk'), or None when no token does."""
-        token = self._roles.get(role)
-        return None if token is None else self._special_ids[token]
-
-    def with_roles(self, roles: Mapping[str, str | None]) -> "Tokenizer":
-        """This tokenizer with `roles` set (a None value leaves that role as it is); the same ids."""
-        merged = {**self._roles, **{k: v for k, v in roles.items() if v is not None}}
-        if merged == self._roles:
-            return self
-        return Tokenizer(self._vocab, self._merges, list(self._special_ids), merged)
+    def _with_role_map(self, roles: dict[str, str]) -> "Tokenizer":
+        return Tokenizer(self._vocab, self._merges, list(self._special_ids), roles)
 
     # ------------------------------------------------------------ encode / decode
 

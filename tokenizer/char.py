@@ -30,14 +30,14 @@ from typing import Iterable, Iterator, Mapping, Sequence
 from .atomic import atomic_write
 from .errors import TokenizerError
 from .formats import FORMAT, VERSION, read_json
-from .roles import check_roles, roles_from_dict
+from .roles import SpecialTokenRoles, check_roles, roles_from_dict
 from .pretokenize import TextRange, crosses_special, decode_utf8, exact_blocks, special_token_regex, split_special
 
 KIND = "char"
 _BLOCK = 4 << 20  # bytes of a corpus read at a time when collecting its alphabet
 
 
-class CharTokenizer:
+class CharTokenizer(SpecialTokenRoles):
     """A character-level tokenizer: `encode(str) -> list[int]`, `decode(list[int]) -> str`.
 
     Args:
@@ -123,26 +123,8 @@ class CharTokenizer:
         """id -> the UTF-8 bytes of its text: a character's 1 to 4 bytes, a special token's whole spelling."""
         return {i: s.encode("utf-8") for i, s in enumerate(self._strings)}
 
-    def token_to_id(self, s: str) -> int | None:
-        """The id of special token `s`, or None if `s` is not a special token."""
-        return self._special_ids.get(s)
-
-    @property
-    def roles(self) -> dict[str, str]:
-        """A copy of role -> special token, for the roles that are set ('bos', 'eos', 'pad', 'unk')."""
-        return dict(self._roles)
-
-    def role_id(self, role: str) -> int | None:
-        """The id of the special token playing `role`, or None when no token does."""
-        token = self._roles.get(role)
-        return None if token is None else self._special_ids[token]
-
-    def with_roles(self, roles: Mapping[str, str | None]) -> "CharTokenizer":
-        """This tokenizer with `roles` set (a None value leaves that role as it is); the same ids."""
-        merged = {**self._roles, **{k: v for k, v in roles.items() if v is not None}}
-        if merged == self._roles:
-            return self
-        return CharTokenizer(self._chars, list(self._special_ids), self._unk_token, merged)
+    def _with_role_map(self, roles: dict[str, str]) -> "CharTokenizer":
+        return CharTokenizer(self._chars, list(self._special_ids), self._unk_token, roles)
 
     # ------------------------------------------------------------ encode / decode
 

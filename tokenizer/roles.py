@@ -56,3 +56,33 @@ def roles_from_dict(d: Mapping[str, Any], special_tokens: Sequence[str], where: 
         return check_roles(d.get("roles"), special_tokens)
     except TokenizerError as e:
         raise TokenizerError(f"{where}: {e}") from None
+
+
+class SpecialTokenRoles:
+    """The special-token and role lookups both tokenizer kinds share; a subclass sets `_special_ids`
+    (special token -> id) and `_roles`, and builds its copy with other roles in `_with_role_map`."""
+
+    _special_ids: dict
+    _roles: dict
+
+    def token_to_id(self, s: str) -> "int | None":
+        """The id of special token `s`, or None if `s` is not a special token."""
+        return self._special_ids.get(s)
+
+    @property
+    def roles(self) -> dict:
+        """A copy of role -> special token, for the roles that are set ('bos', 'eos', 'pad', 'unk')."""
+        return dict(self._roles)
+
+    def role_id(self, role: str) -> "int | None":
+        """The id of the special token playing `role` ('bos', 'eos', 'pad' or 'unk'), or None when no token does."""
+        token = self._roles.get(role)
+        return None if token is None else self._special_ids[token]
+
+    def with_roles(self, roles: Mapping[str, Any]):
+        """This tokenizer with `roles` set (a None value leaves that role as it is); the same ids."""
+        merged = {**self._roles, **{k: v for k, v in roles.items() if v is not None}}
+        return self if merged == self._roles else self._with_role_map(merged)
+
+    def _with_role_map(self, roles: dict):
+        raise NotImplementedError
