@@ -2,7 +2,7 @@
 
 import sys
 
-from llm_lit.cli import main
+from llm_lit.commands.cli import main
 
 # The guard matters: processes started by "forkserver"/"spawn" (the tokenizer's counting pool)
 # import this module again and must not run the CLI a second time.

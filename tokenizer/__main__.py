@@ -14,7 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from .bpe import Tokenizer
+from .base import END_OF_TEXT
+from .bpe import BPETokenizer
 from .errors import TokenizerError
 from .kinds import load_tokenizer
 from .token_file import write_token_file
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a tokenizer on a UTF-8 text file and save it as JSON")
     train.add_argument("--input", required=True, help="UTF-8 text file to train on")
     train.add_argument("--vocab-size", type=int, required=True, help="total ids: 256 bytes + special tokens + merges")
-    train.add_argument("--special-tokens", nargs="*", default=["<|endoftext|>"], help="tokens never split or merged (default: <|endoftext|>)")
+    train.add_argument("--special-tokens", nargs="*", default=[END_OF_TEXT], help=f"tokens never split or merged (default: {END_OF_TEXT})")
     train.add_argument("--output", required=True, help="tokenizer JSON file to write")
     train.add_argument("--processes", type=int, default=None, help="pre-tokenization processes (default: one per CPU)")
     train.add_argument("--utf8-errors", choices=["strict", "replace"], default="strict", help=UTF8_HELP)
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             vocab, merges = train_bpe(
                 args.input, args.vocab_size, args.special_tokens, args.processes, progress=not args.quiet, utf8_errors=args.utf8_errors
             )
-            tok = Tokenizer(vocab, merges, args.special_tokens)
+            tok = BPETokenizer(vocab, merges, args.special_tokens)
             tok.save(args.output)
             print(f"wrote {args.output}: {tok.vocab_size} ids, {len(merges)} merges in {time.perf_counter() - start:.1f} s")
         else:

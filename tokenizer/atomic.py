@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
+from .errors import TokenizerError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -55,6 +57,15 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
         else:
             with open(tmp, "w", encoding=encoding, newline="\n") as f:
                 yield f
+
+
+def write_text(path: str | os.PathLike, text: str, what: str) -> None:
+    """Write `text` to `path` atomically; `TokenizerError` naming `what` (e.g. "tokenizer file") if it cannot."""
+    try:
+        with atomic_write(path) as f:
+            f.write(text)
+    except OSError as e:
+        raise TokenizerError(f"cannot write {what} {path} ({e.strerror or e}); choose a path in a writable folder.") from None
 
 
 def _chmod_like_open(path: Path) -> None:

@@ -1,4 +1,6 @@
-"""`Tokenizer`: byte-level BPE encode/decode with special tokens, streaming and file I/O.
+"""`BPETokenizer`: byte-level BPE encode/decode with special tokens, streaming and file I/O.
+
+(`Tokenizer` is its older name, kept as an alias.)
 
 Encoding a text: cut it at special tokens (longest first), split each piece between
 them with the GPT-2 regex, and turn each pre-token into ids by applying merges in rank
@@ -12,7 +14,6 @@ of its lookup pass, in one numpy batch when there are many (`batch_bpe.py`).
 from __future__ import annotations
 
 import gc
-import hashlib
 import json
 import os
 import threading
@@ -23,10 +24,12 @@ from typing import Iterable, Iterator, Mapping, Sequence
 import regex
 
 from . import formats
-from .atomic import atomic_write
+from .atomic import write_text
+from .base import BaseTokenizer
 from .errors import TokenizerError
-from .pretokenize import crosses_special, pretokens, special_token_regex, split_special
-from .roles import SpecialTokenRoles, check_roles, roles_from_dict
+from .pretokenize import TextRange, crosses_special, pretokens, special_token_regex, split_special
+from .roles import check_roles, roles_from_dict
+from .train import train_bpe_on_ranges
 
 _SPACE = regex.compile(r"\s")
 
@@ -70,7 +73,7 @@ class _PieceCache(dict):
         self.settle()
 
 
-class Tokenizer(SpecialTokenRoles):
+class BPETokenizer(BaseTokenizer):
     """A byte-level BPE tokenizer: `encode(str) -> list[int]`, `decode(list[int]) -> str`.
 
     `vocab` maps ids to token bytes and must contain all 256 single bytes; `merges` are
@@ -79,6 +82,7 @@ class Tokenizer(SpecialTokenRoles):
     tokens that act as BOS / EOS / PAD / UNK (see `roles.py`).
     """
 
+    kind = "bpe"
     #: Most distinct pre-tokens kept in the encode cache before it is emptied.
     cache_limit = 1 << 20
     #: Fewest new pre-tokens worth BPE in one numpy batch; fewer go one by one.
@@ -177,8 +181,16 @@ class Tokenizer(SpecialTokenRoles):
         """A copy of the merges, in rank order."""
         return list(self._merges)
 
-    def _with_role_map(self, roles: dict[str, str]) -> "Tokenizer":
-        return Tokenizer(self._vocab, self._merges, list(self._special_ids), roles)
+    def _with_role_map(self, roles: dict[str, str]) -> "BPETokenizer":
+        return BPETokenizer(self._vocab, self._merges, list(self._special_ids), roles)
+
+    @classmethod
+    def train(cls, ranges: Sequence[TextRange], special_tokens: Sequence[str] | None = None, *, vocab_size: int,
+              roles: Mapping[str, str] | None = None, num_processes: int | None = None, progress: bool = False,
+              utf8_errors: str = "strict") -> "BPETokenizer":
+        """A tokenizer of `vocab_size` ids trained on byte ranges of text files (`train.train_bpe_on_ranges`)."""
+        vocab, merges = train_bpe_on_ranges(ranges, vocab_size, special_tokens, num_processes, progress, utf8_errors)
+        return cls(vocab, merges, special_tokens, roles)
 
     # ------------------------------------------------------------ encode / decode
 
@@ -351,39 +363,13 @@ class Tokenizer(SpecialTokenRoles):
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Tokenizer":
+    def from_dict(cls, d: dict, where: str = "tokenizer dict") -> "BPETokenizer":
         """Inverse of `to_dict`; TokenizerError for another format or version."""
-        vocab, merges, special_tokens = formats.from_dict(d)
-        return cls(vocab, merges, special_tokens, roles_from_dict(d, special_tokens))
-
-    def fingerprint(self) -> str:
-        """sha256 hex digest of the canonical JSON of `to_dict()` less the roles: equal ids, equal fingerprints.
-
-        Roles are left out because they change no id (what a token file holds depends on the
-        ids alone). Computed once (a tokenizer never changes after it is built): it costs a
-        JSON dump of the whole vocabulary, and every token file's sidecar records it.
-        """
-        if self._fingerprint is None:
-            d = self.to_dict()
-            d.pop("roles", None)
-            canonical = json.dumps(d, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-            self._fingerprint = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-        return self._fingerprint
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the tokenizer as one human-readable, versioned JSON file (atomically)."""
-        text = json.dumps(self.to_dict(), ensure_ascii=False, indent=1)
-        _write_text(path, text, "tokenizer file")
+        vocab, merges, special_tokens = formats.from_dict(d, where)
+        return cls(vocab, merges, special_tokens, roles_from_dict(d, special_tokens, where))
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Tokenizer":
-        """Read a file written by `save`; TokenizerError for a missing file or another format/version."""
-        d = formats.read_json(path, "tokenizer file")
-        vocab, merges, special_tokens = formats.from_dict(d, where=f"tokenizer file {path}")
-        return cls(vocab, merges, special_tokens, roles_from_dict(d, special_tokens, f"tokenizer file {path}"))
-
-    @classmethod
-    def from_gpt2_files(cls, vocab_json: str | os.PathLike, merges_txt: str | os.PathLike, special_tokens: Sequence[str] | None = None) -> "Tokenizer":
+    def from_gpt2_files(cls, vocab_json: str | os.PathLike, merges_txt: str | os.PathLike, special_tokens: Sequence[str] | None = None) -> "BPETokenizer":
         """A tokenizer from GPT-2's `vocab.json` and `merges.txt` (e.g. special_tokens=["<|endoftext|>"])."""
         vocab, merges = formats.read_gpt2_files(vocab_json, merges_txt)
         return cls(vocab, merges, special_tokens)
@@ -391,17 +377,17 @@ class Tokenizer(SpecialTokenRoles):
     def save_gpt2_files(self, vocab_json: str | os.PathLike, merges_txt: str | os.PathLike) -> None:
         """Write `vocab.json` and `merges.txt` in GPT-2's format (atomically)."""
         vocab_text, merges_text = formats.gpt2_files_text(self._vocab, self._merges)
-        _write_text(vocab_json, vocab_text, "GPT-2 vocab file")
-        _write_text(merges_txt, merges_text, "GPT-2 merges file")
+        write_text(vocab_json, vocab_text, "GPT-2 vocab file")
+        write_text(merges_txt, merges_text, "GPT-2 merges file")
 
     def save_hf(self, path: str | os.PathLike) -> None:
         """Write a Hugging Face `tokenizers` tokenizer.json that gives the same ids as this tokenizer."""
         d = formats.hf_tokenizer_json(self._vocab, self._merges, self._special_ids)
-        _write_text(path, json.dumps(d, ensure_ascii=False, indent=1), "tokenizer.json")
+        write_text(path, json.dumps(d, ensure_ascii=False, indent=1), "tokenizer.json")
 
     def __repr__(self) -> str:
         roles = f", roles={self._roles}" if self._roles else ""
-        return f"Tokenizer(vocab_size={self.vocab_size}, merges={len(self._merges)}, special_tokens={self.special_tokens}{roles})"
+        return f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self._merges)}, special_tokens={self.special_tokens}{roles})"
 
 
 @contextmanager
@@ -429,9 +415,5 @@ def _checked_vocab(vocab: dict[int, bytes]) -> dict[int, bytes]:
     return out
 
 
-def _write_text(path: str | os.PathLike, text: str, what: str) -> None:
-    try:
-        with atomic_write(path) as f:
-            f.write(text)
-    except OSError as e:
-        raise TokenizerError(f"cannot write {what} {path} ({e.strerror or e}); choose a path in a writable folder.") from None
+#: The older name of `BPETokenizer`, kept so that code written against it keeps working.
+Tokenizer = BPETokenizer

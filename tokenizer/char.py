@@ -9,35 +9,30 @@ tinyshakespeare that is nanoGPT's 65 characters with nanoGPT's ids, then `<|endo
     tok.decode(tok.encode("ROMEO:")) == "ROMEO:"
 
 Special tokens are found in the text first (longest first) and never split, as in the BPE
-`Tokenizer`; the rest is one id per character. A character outside the alphabet is refused
+tokenizer; the rest is one id per character. A character outside the alphabet is refused
 in one sentence, unless the tokenizer has an `unk_token`, a special token that then stands
 for every unknown character (the hook special-token roles feed).
 
-It has the public interface of `tokenizer.bpe.Tokenizer` (`encode`, `encode_array`,
-`encode_iterable`, `decode`, `vocab_size`, `vocab` (id -> UTF-8 bytes, what bits per byte
-counts), `special_tokens`, `token_to_id`, `to_dict`/`from_dict`, `fingerprint`, `save`/`load`),
-so the token cache, checkpoints, sampling and export take either. Its file is our tokenizer
-JSON with `"kind": "char"` and the characters in id order (`tokenizer.kinds` reads both kinds).
+It implements `tokenizer.base.BaseTokenizer`, as the BPE tokenizer does, so the token cache,
+checkpoints, sampling and export take either. Its file is our tokenizer JSON with
+`"kind": "char"` and the characters in id order (`tokenizer.kinds` reads both kinds).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from typing import Iterable, Iterator, Mapping, Sequence
 
-from .atomic import atomic_write
+from .base import BaseTokenizer
 from .errors import TokenizerError
-from .formats import FORMAT, VERSION, read_json
-from .roles import SpecialTokenRoles, check_roles, roles_from_dict
+from .formats import FORMAT, VERSION
 from .pretokenize import TextRange, crosses_special, decode_utf8, exact_blocks, special_token_regex, split_special
+from .roles import check_roles, roles_from_dict
 
 KIND = "char"
 _BLOCK = 4 << 20  # bytes of a corpus read at a time when collecting its alphabet
 
 
-class CharTokenizer(SpecialTokenRoles):
+class CharTokenizer(BaseTokenizer):
     """A character-level tokenizer: `encode(str) -> list[int]`, `decode(list[int]) -> str`.
 
     Args:
@@ -49,6 +44,7 @@ class CharTokenizer(SpecialTokenRoles):
         roles: the special tokens that act as BOS / EOS / PAD / UNK (see `roles.py`).
     """
 
+    kind = KIND
     #: Characters `encode_iterable` gathers before it encodes what is safe to encode.
     stream_buffer = 1 << 16
 
@@ -90,11 +86,17 @@ class CharTokenizer(SpecialTokenRoles):
         return cls(alphabet, specials, unk_token)
 
     @classmethod
-    def from_ranges(cls, ranges: Sequence[TextRange], special_tokens: Sequence[str] | None = None,
-                    unk_token: str | None = None, utf8_errors: str = "strict") -> "CharTokenizer":
+    def train(cls, ranges: Sequence[TextRange], special_tokens: Sequence[str] | None = None, *,
+              unk_token: str | None = None, utf8_errors: str = "strict") -> "CharTokenizer":
         """The tokenizer of every character in byte ranges of text files, each read once in blocks."""
         specials = _checked_specials(special_tokens, unk_token)
         return cls.from_text(_read_ranges(ranges, specials, utf8_errors), specials, unk_token)
+
+    @classmethod
+    def from_ranges(cls, ranges: Sequence[TextRange], special_tokens: Sequence[str] | None = None,
+                    unk_token: str | None = None, utf8_errors: str = "strict") -> "CharTokenizer":
+        """`train`, with its options given by position."""
+        return cls.train(ranges, special_tokens, unk_token=unk_token, utf8_errors=utf8_errors)
 
     # ------------------------------------------------------------ properties
 
@@ -230,29 +232,6 @@ class CharTokenizer(SpecialTokenRoles):
             raise TokenizerError(f"{where} is damaged (its characters must be a sorted list of distinct characters, "
                                  "its special_tokens a list); re-create it with CharTokenizer.save.")
         return cls(chars, specials, unk, roles_from_dict(d, specials, where))
-
-    def fingerprint(self) -> str:
-        """sha256 hex digest of the canonical JSON of `to_dict()` less the roles: equal ids, equal fingerprints."""
-        if self._fingerprint is None:
-            d = self.to_dict()
-            d.pop("roles", None)
-            canonical = json.dumps(d, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-            self._fingerprint = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-        return self._fingerprint
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the tokenizer as one human-readable JSON file (atomically)."""
-        try:
-            with atomic_write(path) as f:
-                f.write(json.dumps(self.to_dict(), ensure_ascii=False, indent=1))
-        except OSError as e:
-            raise TokenizerError(f"cannot write tokenizer file {path} ({e.strerror or e}); choose a path in a "
-                                 "writable folder.") from None
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "CharTokenizer":
-        """Read a file written by `save`; TokenizerError for a missing file or another format."""
-        return cls.from_dict(read_json(path, "tokenizer file"), where=f"tokenizer file {path}")
 
     def __repr__(self) -> str:
         return (f"CharTokenizer(characters={len(self._chars)}, special_tokens={self.special_tokens}, "

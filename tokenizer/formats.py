@@ -99,7 +99,22 @@ def from_dict(d: Any, where: str = "tokenizer dict") -> tuple[dict[int, bytes], 
         if isinstance(e, TokenizerError):
             raise
         raise TokenizerError(f"{where} is damaged ({type(e).__name__}: {e}); re-create it with Tokenizer.save.") from None
+    check_no_id_gap(vocab, where)
     return vocab, merges, special_tokens
+
+
+def check_no_id_gap(vocab: dict[int, bytes], where: str) -> None:
+    """TokenizerError unless the ids are exactly 0 .. len(vocab) - 1: a gap would size a model (one row per id up to
+    the largest) with rows no token uses, and a negative id names no row at all."""
+    if not vocab or (min(vocab) == 0 and max(vocab) == len(vocab) - 1):
+        return
+    if min(vocab) < 0:
+        raise TokenizerError(f"{where} has the negative token id {min(vocab)}, but ids run from 0, so re-create it "
+                             "with Tokenizer.save.")
+    missing = next(i for i in range(len(vocab) + 1) if i not in vocab)
+    raise TokenizerError(f"{where} has no token with id {missing} though its ids run up to {max(vocab)}; every id "
+                         "from 0 to the largest must be a token (a gap would give the model embedding rows no token "
+                         "uses), so re-create it with Tokenizer.save.")
 
 
 def read_json(path: str | os.PathLike, what: str) -> Any:

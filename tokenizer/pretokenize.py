@@ -271,10 +271,13 @@ def decode_utf8(data: bytes, path: str | os.PathLike, offset: int, utf8_errors: 
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         where = offset + e.start
-        with open(path, "rb") as f:
-            line = f.read(where).count(b"\n") + 1
+        line = 0  # unknown for a file that cannot be read again (a URL)
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                line = f.read(where).count(b"\n") + 1
+        at_line = f", line {line}" if line else ""
         raise NotUTF8Error(
-            f"{path} is not UTF-8 text (bad byte {data[e.start]:#04x} at byte offset {where}, line {line}); "
+            f"{path} is not UTF-8 text (bad byte {data[e.start]:#04x} at byte offset {where}{at_line}); "
             "convert it to UTF-8 (e.g. `iconv -t UTF-8`) or pass --utf8-errors replace.",
             str(path), where, data[e.start], line,
         ) from None
@@ -288,9 +291,13 @@ def count_text(text: str, special_re: "regex.Pattern | None", counts: Counter) -
 
 
 def _count_chunk(special_re: "regex.Pattern | None", task: tuple) -> Counter:
-    path, start, end, utf8_errors = task
     counts: Counter = Counter()
-    count_text(read_text(path, start, end, utf8_errors), special_re, counts)
+    if isinstance(task[0], list):  # texts of their own (e.g. records), each counted alone
+        for text in task[0]:
+            count_text(text, special_re, counts)
+    else:
+        path, start, end, utf8_errors = task
+        count_text(read_text(path, start, end, utf8_errors), special_re, counts)
     return Counter({token.encode("utf-8"): n for token, n in counts.items()})
 
 
@@ -314,6 +321,7 @@ def count_pretokens_in_ranges(
     num_processes: int | None = None,
     progress: bool = False,
     utf8_errors: str = "strict",
+    texts: Sequence[Sequence[str]] = (),
 ) -> Counter:
     """Count each distinct pre-token (as UTF-8 bytes) of several byte ranges of text files, in parallel.
 
@@ -322,10 +330,12 @@ def count_pretokens_in_ranges(
     processes (`tokenizer.workers`), so memory grows with the number of distinct
     pre-tokens, not the text size. The result is the same for any `num_processes`
     (default: one per CPU, at most 8, and none extra under 1 MiB). `utf8_errors` is as in
-    `decode_utf8`.
+    `decode_utf8`. `texts` are more texts to count, in groups (one task each), every text
+    one of its own (e.g. the records of a JSONL or Parquet file).
     """
     check_utf8_errors(utf8_errors)
-    size = sum(r.size for r in ranges)
+    text_sizes = [sum(len(t) for t in group) for group in texts]
+    size = sum(r.size for r in ranges) + sum(text_sizes)
     if num_processes is None:
         num_processes = min(available_cores(), 8, max(1, size // _MIB))
     num_processes = check_num_processes(num_processes)
@@ -335,6 +345,7 @@ def count_pretokens_in_ranges(
     for r in ranges:
         with open(r.path, "rb") as f:
             tasks += [(str(r.path), a, b, utf8_errors) for a, b in exact_blocks(f, r.start, r.end, target, specials)]
+    tasks += [(list(group), 0, n, utf8_errors) for group, n in zip(texts, text_sizes)]
     total: Counter = Counter()
     with Progress(size, "pre-tokenize", enabled=progress, unit="MB", unit_scale=1e6) as bar:
         # Counts are sums, so the order in which chunks are counted does not matter.

@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, NamedTuple, Protocol, Sequence
 
 import numpy as np
 
@@ -25,7 +25,9 @@ from .workers import check_num_processes, ordered_map
 
 FORMAT = "llm_lit.tokens"
 VERSION = 1
-_BLOCK = 4 << 20  # bytes of text encoded at a time
+_BLOCK = 4 << 20  # bytes of text encoded at a time (at most)
+_MIN_BLOCK = 1 << 20  # (at least, unless _BLOCK is smaller) see `block_size`
+_TASKS_PER_WORKER = 12
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -90,33 +92,126 @@ def encode_ranges(
     `source_sha256`) and hands exact-cut blocks to the workers. A source file that changes
     while it is read is refused.
     """
+    return encode_inputs(tok, [RangeInput(r) for r in ranges], outputs, processes, progress, utf8_errors, atomic,
+                         desc, replace)
+
+
+class Piece(NamedTuple):
+    """A part of one output's text, read by the parent process and encoded by a worker.
+
+    `payload` is either bytes of a text cut at an exact pre-token boundary (decoded by the
+    worker; `offset` is where they were read, for error messages) or a list of whole
+    documents (str), which are encoded with the document separator between them. With
+    `separated`, a separator also goes before the piece (it starts a new document after the
+    previous piece's). `consumed` is what the piece accounts for in the input's `size` (progress).
+    """
+
+    payload: bytes | list[str]
+    offset: int
+    consumed: int
+    separated: bool = False
+
+
+class TextInput(Protocol):
+    """What `encode_inputs` encodes into one token file: any source of text read in the parent process.
+
+    `path` names it (a file's absolute path, or a URL), `start` and `size` are the units it covers
+    (bytes of a range; a record file's bytes on disk). `pieces` yields its text in order, in pieces
+    of about `block_bytes` of text, reading each byte once; once it is exhausted, `seen` says what
+    the sidecar records about the source
+    (`file_bytes`, `mtime_ns`, `sha256` and any more keys, written as `source_<key>`).
+    """
+
+    path: str
+    start: int
+    size: int
+
+    def pieces(self, specials: list[bytes], block_bytes: int) -> Iterator[Piece]: ...
+
+    def seen(self) -> dict[str, Any]: ...
+
+
+class RangeInput:
+    """Bytes `[start, end)` of a local text file, read in exact blocks and hashed on the way (a `TextInput`)."""
+
+    def __init__(self, source: TextRange) -> None:
+        self.source = source
+        self.path, self.start, self.size = os.path.abspath(source.path), source.start, source.size
+        self._seen: dict[str, Any] | None = None
+
+    def pieces(self, specials: list[bytes], block_bytes: int) -> Iterator[Piece]:
+        """Exact blocks of about `block_bytes`; the file must not change meanwhile (TokenizerError)."""
+        source = self.source
+        with open(source.path, "rb") as f:
+            before = os.fstat(f.fileno())
+            if source.end > before.st_size or source.start >= source.end:
+                raise TokenizerError(f"{source.path} has {before.st_size} bytes, so bytes {source.start}..{source.end} "
+                                     "cannot be encoded; it changed after it was planned, so run again.")
+            sha = hashlib.sha256()
+            for a, b in exact_blocks(f, source.start, source.end, block_bytes, specials):
+                f.seek(a)
+                data = f.read(b - a)
+                sha.update(data)
+                if b == source.end:
+                    self._seen = _unchanged_source(source.path, before, sha.hexdigest())
+                yield Piece(data, a, len(data))
+
+    def seen(self) -> dict[str, Any]:
+        """The file's size and mtime when read, and the range's sha256."""
+        assert self._seen is not None, "seen() before the range was read"
+        return self._seen
+
+
+def encode_inputs(
+    tok: Tokenizer,
+    inputs: Sequence[TextInput],
+    outputs: Sequence[str | os.PathLike],
+    processes: int = 1,
+    progress: bool = False,
+    utf8_errors: str = "strict",
+    atomic: bool = True,
+    desc: str = "encode",
+    replace: Mapping[int, Sequence[int]] | None = None,
+    on_written: Callable[[int, dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Encode each `TextInput` into its own token file (+ sidecar); returns the sidecars.
+
+    As `encode_ranges` (same arguments), for any inputs: byte ranges of local files
+    (`RangeInput`) or readers of records and streams that yield their text in pieces. Input `i`
+    becomes `outputs[i]`; the pieces of all inputs are encoded by `processes` workers in order.
+    `on_written(i, sidecar)` is called as each token file is complete.
+    """
     check_utf8_errors(utf8_errors)
     check_num_processes(processes)
-    if len(ranges) != len(outputs):
-        raise ValueError(f"{len(ranges)} ranges but {len(outputs)} outputs.")
+    if len(inputs) != len(outputs):
+        raise ValueError(f"{len(inputs)} inputs but {len(outputs)} outputs.")
     dtype = token_dtype(tok.vocab_size)
-    finished: dict[int, dict[str, Any]] = {}  # range index -> what its reader saw (size, mtime, sha256)
-    tasks = _blocks(ranges, [s.encode("utf-8") for s in tok.special_tokens], utf8_errors, finished)
-    workers = min(processes, max(1, sum(r.size for r in ranges) // _BLOCK))
-    results = ordered_map(_encode_block, tasks, workers, setup=_Encoder, setup_args=(tok, dtype.name, utf8_errors))
+    total = sum(i.size for i in inputs)
+    workers = min(processes, max(1, total // min(_BLOCK, _MIN_BLOCK)))
+    tasks = _tasks(inputs, [s.encode("utf-8") for s in tok.special_tokens], block_size(total, workers))
+    # this process encodes too (here=True): one worker fewer to start and to warm up
+    results = ordered_map(_encode_block, tasks, workers, setup=_Encoder, setup_args=(tok, dtype.name, utf8_errors),
+                          here=True)
     sidecars = []
-    with Progress(sum(r.size for r in ranges), desc, enabled=progress, unit="MB", unit_scale=1e6) as bar:
+    with Progress(total, desc, enabled=progress, unit="MB", unit_scale=1e6) as bar:
         writer = None
         try:
-            for index, ids, max_id, num_bytes, last in results:
+            for index, ids, max_id, consumed, last in results:
                 if writer is None:
                     writer = _TokenWriter(outputs[index], atomic)
                 if replace:
                     ids = replace_ids(ids, replace)
                     max_id = int(ids.max()) if len(ids) else -1
                 writer.write(ids, max_id)
-                bar.update(num_bytes)
+                bar.update(consumed)
                 if last:
                     done, writer = writer, None
-                    sidecar = _sidecar(tok, dtype, ranges[index], finished.pop(index), done, utf8_errors)
+                    sidecar = _sidecar(tok, dtype, inputs[index], inputs[index].seen(), done, utf8_errors)
                     if replace:
                         sidecar["replaced"] = {str(k): list(v) for k, v in replace.items()}
                     sidecars.append(done.finish(sidecar))
+                    if on_written is not None:
+                        on_written(index, sidecar)
         except BaseException:
             if writer is not None:
                 writer.abandon()
@@ -140,7 +235,7 @@ def replace_ids(ids: np.ndarray, replace: Mapping[int, Sequence[int]]) -> np.nda
     return ids
 
 
-def _sidecar(tok: Tokenizer, dtype: np.dtype, source: TextRange, seen: dict[str, Any], writer: "_TokenWriter",
+def _sidecar(tok: Tokenizer, dtype: np.dtype, source: TextInput, seen: dict[str, Any], writer: "_TokenWriter",
              utf8_errors: str) -> dict[str, Any]:
     return {
         "format": FORMAT,
@@ -149,39 +244,43 @@ def _sidecar(tok: Tokenizer, dtype: np.dtype, source: TextRange, seen: dict[str,
         "num_tokens": writer.num_tokens,
         "vocab_size": tok.vocab_size,
         "max_id": writer.max_id,
-        "source_path": os.path.abspath(source.path),
+        "source_path": source.path,
         "source_start": source.start,
         "source_bytes": source.size,
-        "source_file_bytes": seen["size"],
-        "source_mtime_ns": seen["mtime_ns"],
-        "source_sha256": seen["sha256"],
+        **{f"source_{key}": value for key, value in seen.items()},
+        "sha256": writer.sha256(),
         "utf8_errors": utf8_errors,
         "tokenizer_fingerprint": tok.fingerprint(),
     }
 
 
-def _blocks(ranges: Sequence[TextRange], specials: list[bytes], utf8_errors: str,
-            finished: dict[int, dict[str, Any]]) -> Iterator[tuple]:
-    """Encoding tasks `(range index, path, offset, bytes, is_last)`: each range's exact blocks, read and hashed in order.
+def block_size(total: int, workers: int) -> int:
+    """Bytes of text per task: `_BLOCK`, or for an input that would give each of `workers` processes fewer than
+    `_TASKS_PER_WORKER` tasks, smaller blocks (down to `_MIN_BLOCK`), so that the last tasks of a small input
+    leave no process idle for long."""
+    if workers == 1:
+        return _BLOCK
+    return min(_BLOCK, max(_MIN_BLOCK, total // (workers * _TASKS_PER_WORKER)))
 
-    Before the last block of range `i` is handed out, `finished[i]` gets the file's size,
-    mtime and the range's sha256, after checking that the file did not change meanwhile.
+
+def _tasks(inputs: Sequence[TextInput], specials: list[bytes], block_bytes: int) -> Iterator[tuple]:
+    """Encoding tasks `(input index, path, offset, payload, is_last, separated, consumed)`, input after input.
+
+    Each input's next piece is read before its current one is handed out, so when the last piece
+    of an input is handed out the input has been read to its end (and its `seen` is known). An
+    input without any text gives one empty task (an empty token file).
     """
-    for index, source in enumerate(ranges):
-        with open(source.path, "rb") as f:
-            before = os.fstat(f.fileno())
-            if source.end > before.st_size or source.start >= source.end:
-                raise TokenizerError(f"{source.path} has {before.st_size} bytes, so bytes {source.start}..{source.end} "
-                                     "cannot be encoded; it changed after it was planned, so run again.")
-            sha = hashlib.sha256()
-            for a, b in exact_blocks(f, source.start, source.end, _BLOCK, specials):
-                f.seek(a)
-                data = f.read(b - a)
-                sha.update(data)
-                last = b == source.end
-                if last:
-                    finished[index] = _unchanged_source(source.path, before, sha.hexdigest())
-                yield index, source.path, a, data, last
+    for index, source in enumerate(inputs):
+        pieces = iter(source.pieces(specials, block_bytes))
+        current = next(pieces, None)
+        if current is None:
+            yield index, source.path, 0, [], True, False, 0
+            continue
+        while current is not None:
+            following = next(pieces, None)
+            yield (index, source.path, current.offset, current.payload, following is None, current.separated,
+                   current.consumed)
+            current = following
 
 
 def _unchanged_source(path: str, before: os.stat_result, sha256: str) -> dict[str, Any]:
@@ -191,24 +290,78 @@ def _unchanged_source(path: str, before: os.stat_result, sha256: str) -> dict[st
         after = None
     if after is None or (after.st_size, after.st_mtime_ns, after.st_ino) != (before.st_size, before.st_mtime_ns, before.st_ino):
         raise TokenizerError(f"{path} changed while it was being encoded; run again once nothing is writing to it.")
-    return {"size": before.st_size, "mtime_ns": before.st_mtime_ns, "sha256": sha256}
+    return {"file_bytes": before.st_size, "mtime_ns": before.st_mtime_ns, "sha256": sha256}
+
+
+def document_separator(tok: Tokenizer) -> list[int]:
+    """The ids between two documents of one token file: the first special token (the end-of-text that
+    separates documents in a text file too), else the ids of a blank line."""
+    specials = tok.special_tokens
+    return [tok.token_to_id(specials[0])] if specials else list(tok.encode("\n\n"))
+
+
+def joining_text(special_tokens: Sequence[str]) -> str | None:
+    """The first special token when documents joined by its text encode exactly as the documents encoded
+    one by one with its id between them, else None.
+
+    That holds when no occurrence of a special token can span the joint: the token has no
+    proper prefix that is also its suffix (so no occurrence of it starts inside a document and
+    ends in the joint) and no other special token overlaps it or contains it.
+    """
+    if not special_tokens:
+        return None
+    s = special_tokens[0]
+    if any(s[:k] == s[-k:] for k in range(1, len(s))):
+        return None
+    for t in special_tokens[1:]:
+        if t == s:
+            continue
+        if s in t or any(t[-k:] == s[:k] or t[:k] == s[-k:] for k in range(1, min(len(s), len(t)))):
+            return None
+    return s
 
 
 class _Encoder:
-    """A worker's state: the tokenizer (its pre-token cache warms up block after block) and the id dtype."""
+    """A worker's state: the tokenizer (its pre-token cache warms up block after block), the id dtype and
+    how the documents of a list join."""
 
     def __init__(self, tok: Tokenizer, dtype: str, utf8_errors: str) -> None:
         self.tok = tok
         self.dtype = np.dtype(dtype)
         self.utf8_errors = utf8_errors
+        self.joiner = joining_text(tok.special_tokens)
+        self._separator: np.ndarray | None = None
+
+    @property
+    def separator(self) -> np.ndarray:
+        """`document_separator` as an array of the dtype (worked out on first use)."""
+        if self._separator is None:
+            self._separator = np.asarray(document_separator(self.tok), dtype=self.dtype)
+        return self._separator
+
+    def documents(self, texts: list[str]) -> np.ndarray:
+        """Ids of the documents with the separator between them: one encode of the texts joined by the
+        end-of-text token where that is exact (`joining_text`), else one encode each."""
+        if self.joiner is not None:
+            return self.tok.encode_array(self.joiner.join(texts), self.dtype)
+        parts: list[np.ndarray] = []
+        for i, text in enumerate(texts):
+            if i:
+                parts.append(self.separator)
+            parts.append(self.tok.encode_array(text, self.dtype))
+        return np.concatenate(parts) if parts else np.empty(0, self.dtype)
 
 
 def _encode_block(encoder: _Encoder, task: tuple) -> tuple[int, np.ndarray, int, int, bool]:
-    """`(range index, ids, largest id (-1 if none), bytes encoded, is_last)` of one block."""
-    index, path, offset, data, last = task
-    text = decode_utf8(data, path, offset, encoder.utf8_errors)
-    ids = encoder.tok.encode_array(text, encoder.dtype)
-    return index, ids, int(ids.max()) if len(ids) else -1, len(data), last
+    """`(input index, ids, largest id (-1 if none), bytes it accounts for, is_last)` of one task."""
+    index, path, offset, payload, last, separated, consumed = task
+    if isinstance(payload, bytes):
+        ids = encoder.tok.encode_array(decode_utf8(payload, path, offset, encoder.utf8_errors), encoder.dtype)
+    else:
+        ids = encoder.documents(payload)
+    if separated:
+        ids = np.concatenate([encoder.separator, ids])
+    return index, ids, int(ids.max()) if len(ids) else -1, consumed, last
 
 
 class _TokenWriter:
@@ -219,6 +372,7 @@ class _TokenWriter:
         self.atomic = atomic
         self.num_tokens = 0
         self.max_id = -1
+        self._digest = hashlib.sha256()  # of the file's bytes, as written: what later checks compare against
         self._context = atomic_path(self.path) if atomic else None
         try:
             target = self._context.__enter__() if atomic else self.path
@@ -228,12 +382,18 @@ class _TokenWriter:
 
     def write(self, ids: np.ndarray, max_id: int) -> None:
         """Append ids (a 1-D array of the file's dtype)."""
+        data = ids.tobytes()
         try:
-            self._file.write(ids.tobytes())
+            self._file.write(data)
         except OSError as e:
             self._fail(e)
+        self._digest.update(data)
         self.num_tokens += len(ids)
         self.max_id = max(self.max_id, max_id)
+
+    def sha256(self) -> str:
+        """sha256 hex digest of the bytes written so far."""
+        return self._digest.hexdigest()
 
     def finish(self, sidecar: dict[str, Any]) -> dict[str, Any]:
         """Make the file durable, put it in place, then write its sidecar; returns the sidecar."""

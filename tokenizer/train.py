@@ -61,16 +61,18 @@ def train_bpe_on_ranges(
     num_processes: int | None = None,
     progress: bool = False,
     utf8_errors: str = "strict",
+    texts: Sequence[Sequence[str]] = (),
 ) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
     """`train_bpe` on several byte ranges of text files, each a text of its own (e.g. a corpus
-    of many files, or a sample of one from `tokenizer.sample.sample_ranges`).
+    of many files, or a sample of one from `tokenizer.sample.sample_ranges`), and on `texts`
+    (groups of texts held in memory, such as records, each a text of its own).
 
     Training on ranges that are separate files gives the merges of training on their
     concatenation with a special token between them (no pre-token crosses a special token).
     """
     special_tokens = _check_special_tokens(special_tokens)
     _check_vocab_size(vocab_size, special_tokens)
-    word_counts = count_pretokens_in_ranges(ranges, special_tokens, num_processes, progress, utf8_errors)
+    word_counts = count_pretokens_in_ranges(ranges, special_tokens, num_processes, progress, utf8_errors, texts)
     vocab = {i: bytes([i]) for i in range(256)}
     for token in special_tokens:
         vocab[len(vocab)] = token.encode("utf-8")

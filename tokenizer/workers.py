@@ -21,13 +21,16 @@ this process (`num_workers == 1`) gives the same results, without any process.
 
 from __future__ import annotations
 
+import collections
 import os
 import pickle
+import queue
 import selectors
 import signal
 import struct
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
@@ -56,7 +59,7 @@ def check_num_processes(num_processes: int) -> int:
 
 def ordered_map(work: Callable[[Any, Any], Any], tasks: Iterable[Any], num_workers: int,
                 setup: Callable[..., Any] | None = None, setup_args: tuple = (),
-                in_flight: int | None = None) -> Iterator[Any]:
+                in_flight: int | None = None, here: bool = False) -> Iterator[Any]:
     """`work(state, task)` for each task, in task order, with `state = setup(*setup_args)`.
 
     With `num_workers == 1` everything runs in this process. Otherwise `num_workers` worker
@@ -64,6 +67,11 @@ def ordered_map(work: Callable[[Any, Any], Any], tasks: Iterable[Any], num_worke
     sent or waiting to be yielded at any time, so memory stays bounded however many
     tasks there are. `work`, `setup`, tasks and results must pickle (module-level
     functions, plain data). An exception raised by `work` is raised here.
+
+    With `here`, this process is one of the `num_workers`: it starts `num_workers - 1` worker
+    processes and works on tasks itself, from the first one (while the others start) to the
+    last, whenever every worker has its next task queued. One process fewer to start and to
+    warm up is what makes two processes pay off on inputs of a few tens of MB.
     """
     check_num_processes(num_workers)
     setup = setup or _no_state
@@ -72,21 +80,34 @@ def ordered_map(work: Callable[[Any, Any], Any], tasks: Iterable[Any], num_worke
         for task in tasks:
             yield work(state, task)
         return
-    with _Workers(num_workers, (setup, setup_args, work)) as workers:
-        yield from workers.ordered(iter(tasks), in_flight or 2 * num_workers)
+    count = num_workers - 1 if here else num_workers
+    with _Workers(count, (setup, setup_args, work)) as workers:
+        local = (work, setup(*setup_args)) if here else None
+        yield from workers.ordered(iter(tasks), in_flight or 2 * num_workers, local)
 
 
 class _Workers:
-    """Worker processes that each hold one task at a time (see the module docstring)."""
+    """Worker processes, each fed by a thread of this process so that it always has its next task queued
+    (see the module docstring)."""
+
+    #: Tasks sent to a worker and not answered yet: the one it works on, and the next.
+    depth = 2
 
     def __init__(self, num_workers: int, setup_message: tuple) -> None:
         self.procs: list[subprocess.Popen] = []
+        self._inboxes: list[queue.Queue] = []
+        self._feeders: list[threading.Thread] = []
         message = pickle.dumps(setup_message, protocol=pickle.HIGHEST_PROTOCOL)
         try:
             for _ in range(num_workers):
                 proc = subprocess.Popen([sys.executable, "-c", _SERVE], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
                 self.procs.append(proc)
-                _send(proc, message)
+                inbox: queue.Queue = queue.Queue()
+                feeder = threading.Thread(target=_feed, args=(proc, inbox), name="tokenizer-worker-feeder", daemon=True)
+                feeder.start()
+                self._inboxes.append(inbox)
+                self._feeders.append(feeder)
+                inbox.put(message)
         except BaseException:
             self.close()
             raise
@@ -97,48 +118,85 @@ class _Workers:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def ordered(self, tasks: Iterator[Any], in_flight: int) -> Iterator[Any]:
-        idle = list(self.procs)
-        busy: dict[int, tuple[subprocess.Popen, int]] = {}  # stdout fd -> (worker, index of its task)
+    def ordered(self, tasks: Iterator[Any], in_flight: int, local: tuple | None = None) -> Iterator[Any]:
+        """Results of `tasks` in order; with `local = (work, state)` this process works on tasks too, whenever
+        every worker has `depth` tasks in hand."""
+        waiting: dict[int, collections.deque] = {i: collections.deque() for i in range(len(self.procs))}
+        by_fd = {proc.stdout.fileno(): i for i, proc in enumerate(self.procs)}
         done: dict[int, Any] = {}  # index -> result, until it can be yielded in order
         sent = yielded = 0
         exhausted = False
         with selectors.DefaultSelector() as selector:
+            for proc in self.procs:
+                selector.register(proc.stdout, selectors.EVENT_READ)
             while True:
-                while idle and not exhausted and sent - yielded < in_flight:
+                self._collect(selector, by_fd, waiting, done, timeout=0)
+                while not exhausted and sent - yielded < in_flight:
+                    worker = min(waiting, key=lambda i: len(waiting[i]))
+                    if len(waiting[worker]) >= self.depth:
+                        break
                     task = next(tasks, _END)
                     if task is _END:
                         exhausted = True
                         break
-                    proc = idle.pop()
-                    _send(proc, pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL))
-                    busy[proc.stdout.fileno()] = (proc, sent)
-                    selector.register(proc.stdout, selectors.EVENT_READ)
+                    self._inboxes[worker].put(pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL))
+                    waiting[worker].append(sent)
                     sent += 1
                 if yielded in done:
                     yield done.pop(yielded)
                     yielded += 1
                     continue
-                if not busy:
+                if local is not None and not exhausted and sent - yielded < in_flight:
+                    task = next(tasks, _END)
+                    if task is _END:
+                        exhausted = True
+                    else:
+                        done[sent] = local[0](local[1], task)
+                        sent += 1
+                    continue
+                if not any(waiting.values()):
                     return
-                for key, _ in selector.select():
-                    proc, index = busy.pop(key.fd)
-                    selector.unregister(key.fileobj)
-                    done[index] = _receive(proc)
-                    idle.append(proc)
+                self._collect(selector, by_fd, waiting, done, timeout=None)
+
+    def _collect(self, selector: selectors.BaseSelector, by_fd: dict[int, int], waiting: dict[int, Any],
+                 done: dict[int, Any], timeout: float | None) -> None:
+        """Read the results that are ready (waiting for one when `timeout` is None); a worker answers its tasks
+        in the order it got them."""
+        for key, _ in selector.select(timeout):
+            worker = by_fd[key.fd]
+            if not waiting[worker]:
+                raise TokenizerError(_died(self.procs[worker]))  # end of file from an idle worker: it died
+            done[waiting[worker].popleft()] = _receive(self.procs[worker])
 
     def close(self) -> None:
         """Stop every worker (closing its stdin ends it; a worker still busy is killed)."""
+        for inbox in self._inboxes:
+            inbox.put(None)
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+        for feeder in self._feeders:
+            feeder.join()
         for proc in self.procs:
             for stream in (proc.stdin, proc.stdout):
                 try:
                     stream.close()
                 except OSError:
                     pass
-            if proc.poll() is None:
-                proc.kill()
             proc.wait()
-        self.procs = []
+        self.procs, self._inboxes, self._feeders = [], [], []
+
+
+def _feed(proc: subprocess.Popen, inbox: queue.Queue) -> None:
+    """A feeder thread: write each message of `inbox` to the worker until None (or the worker is gone, which
+    the reader sees as the end of its output)."""
+    while (payload := inbox.get()) is not None:
+        try:
+            proc.stdin.write(_HEADER.pack(len(payload)))
+            proc.stdin.write(payload)
+            proc.stdin.flush()
+        except (OSError, ValueError):
+            return
 
 
 _END = object()
@@ -148,17 +206,9 @@ def _no_state() -> None:
     return None
 
 
-def _send(proc: subprocess.Popen, payload: bytes) -> None:
-    try:
-        proc.stdin.write(_HEADER.pack(len(payload)))
-        proc.stdin.write(payload)
-        proc.stdin.flush()
-    except (BrokenPipeError, OSError):
-        raise TokenizerError(_died(proc)) from None
-
-
 def _receive(proc: subprocess.Popen) -> Any:
-    payload = _read_message(proc.stdout)
+    # unbuffered: a buffered read could take in the next message too, which `select` would then not report
+    payload = _read_message(proc.stdout.raw)
     if payload is None:
         raise TokenizerError(_died(proc))
     status, value = pickle.loads(payload)
@@ -197,7 +247,10 @@ def _read_exactly(stream: BinaryIO, n: int) -> bytes | None:
 
 def serve() -> None:
     """The worker's main loop (run by `python -c`): set up, then answer tasks until stdin closes."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops us
+    # Ctrl-C and SIGTERM (sent to the whole process group) are the parent's to handle: it stops us by closing
+    # our stdin, or kills us; a parent that dies closes it too.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     inbox = os.fdopen(os.dup(0), "rb")
     outbox = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything printed by mistake goes to stderr, never into the protocol
@@ -215,6 +268,9 @@ def serve() -> None:
             payload = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:
             payload = pickle.dumps(("error", TokenizerError(f"a worker failed: {reply[1]!r}")))
-        outbox.write(_HEADER.pack(len(payload)))
-        outbox.write(payload)
-        outbox.flush()
+        try:
+            outbox.write(_HEADER.pack(len(payload)))
+            outbox.write(payload)
+            outbox.flush()
+        except (BrokenPipeError, OSError):  # the parent is gone (stopped or killed): nobody waits for the reply
+            os._exit(0)

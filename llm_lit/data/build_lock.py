@@ -1,13 +1,18 @@
 """`BuildLock`: one builder per token-cache folder, across every process and machine that shares it.
 
-The lock is a file, `.build.lock`, created with `O_CREAT | O_EXCL` (atomic on local file
-systems and on NFS v3+), holding the builder's host, pid and start time. While it builds,
+The lock is a file, `.build.lock`, holding the builder's host, pid and start time: written
+under a private name, then hard-linked to `.build.lock` (atomic, and failing if it exists, on
+local file systems and on NFS v3+), so no process ever sees it empty. While it builds,
 a background thread touches the file every `heartbeat_s` seconds. Another process that
 finds the lock waits, polling, and takes it over when it is stale:
 
 * its owner ran on this host and that pid is gone (killed: take over at once), or
+* it is empty for `EMPTY_LOCK_GRACE_S` (an older version's builder killed between creating
+  the file and writing it), or
 * its modification time has not changed for `stale_after_s` seconds of the waiter's own
   clock (a builder on another machine that died; no clocks are compared).
+
+A folder where the lock cannot be written (a read-only disk) is one `UserError`.
 
 A stale lock is first renamed to a private name, so of several waiters exactly one takes
 it; the taker checks that what it renamed is the stale lock it saw (not a fresh one).
@@ -15,6 +20,8 @@ it; the taker checks that what it renamed is the stale lock it saw (not a fresh 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import secrets
@@ -25,7 +32,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from llm_lit.errors import UserError
+
 LOCK_NAME = ".build.lock"
+#: Seconds an empty lock file (its owner killed between creating and writing it) is given before it is taken over.
+EMPTY_LOCK_GRACE_S = 2.0
 
 
 class BuildLock:
@@ -71,12 +82,16 @@ class BuildLock:
             if seen != (content, mtime_ns):
                 seen, seen_since = (content, mtime_ns), time.monotonic()
             owner = _parse(content)
-            if self._owner_is_gone(owner) or time.monotonic() - seen_since > self.stale_after_s:
+            unchanged_for = time.monotonic() - seen_since
+            # An empty lock was left by a process killed between creating and writing it (older llm_lit versions
+            # created it empty first; this one never shows it empty): stale once it stays empty for a moment.
+            empty_and_left = not content.strip() and unchanged_for > EMPTY_LOCK_GRACE_S
+            if empty_and_left or self._owner_is_gone(owner) or unchanged_for > self.stale_after_s:
                 if self._break(content):
                     self.log(f"token cache: the build lock {self.path} was left by {_who(owner)}, which is no longer "
                              "running; taking over.")
                 continue
-            if not announced:
+            if not announced and content.strip():  # (an empty lock is taken over in a moment, unannounced)
                 self.log(f"token cache: waiting for {_who(owner)}, which is building {self.path.parent}.")
                 announced = True
             time.sleep(self.poll_s)
@@ -98,6 +113,29 @@ class BuildLock:
                 pass
 
     def _try_create(self) -> bool:
+        """Put the lock file in place, already holding its owner (written to a private name, then hard-linked
+        to the lock's name, which fails if it exists), so no process ever sees it empty; False if it exists."""
+        private = self.path.with_name(f"{LOCK_NAME}.new-{self.owner['token']}")
+        try:
+            with open(private, "w") as f:
+                json.dump(self.owner, f)
+            try:
+                os.link(private, self.path)
+            except FileExistsError:
+                return False
+            except OSError as e:  # a file system without hard links: exclusive create, then write
+                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+                    raise
+                return self._create_and_write()
+            return True
+        except OSError as e:
+            raise UserError(f"Cannot take the build lock {self.path} of the token cache ({e.strerror or e}); pass a "
+                            "writable --data.cache_dir (a cache on a read-only disk is read, not built).") from None
+        finally:
+            with contextlib.suppress(OSError):
+                private.unlink()
+
+    def _create_and_write(self) -> bool:
         try:
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
@@ -158,4 +196,6 @@ def _parse(content: bytes) -> dict[str, Any]:
 
 
 def _who(owner: dict[str, Any]) -> str:
+    if not owner:
+        return "a process killed before it wrote its name into the lock"
     return f"process {owner.get('pid', '?')} on {owner.get('host', '?')}"

@@ -9,8 +9,8 @@
 * training batches are random windows drawn from `(seed, global sample index)` only; the
   number of micro-batches consumed is the DataModule's checkpointed state, so a resumed
   run continues with exactly the batches the uninterrupted run would have used.
-* with `trainer.max_epochs`, training batches are epochs over fixed windows `stride` tokens
-  apart, each epoch in a shuffled order that is a function of `(seed, epoch)`; the same count
+* in an epoch run (`train_in_epochs`, which the run plan calls for `trainer.max_epochs`), training
+  batches are epochs over fixed windows `stride` tokens apart, each epoch in a shuffled order that is a function of `(seed, epoch)`; the same count
   of consumed micro-batches says where in which epoch a resumed run continues.
 * validation and test cover their split once, in non-overlapping windows.
 * predict needs no corpus: it serves the prompts as strings; the model encodes them with
@@ -26,17 +26,27 @@ from typing import Any, Literal, Optional
 import lightning as L
 from torch.utils.data import DataLoader
 
-from llm_lit.data.datasets import DataPosition, EpochWindows, RandomWindows, SequentialWindows
+from llm_lit.data.datasets import DataPosition, EpochWindows, MixtureWindows, RandomWindows, SequentialWindows
+from llm_lit.data.formats.names import format_of
+from llm_lit.data.sources import DataSource, check_sources
 from llm_lit.data.token_array import TokenArray
-from llm_lit.data.tokens import (BUNDLED_CORPUS, DEFAULT_TOKENIZER_SAMPLE_BYTES, TokenCache, cache_folder,
-                                 cache_settings, check_num_proc, open_token_cache, prepare_token_cache,
-                                 with_roles)
+from llm_lit.data.tokens import (
+    BUNDLED_CORPUS,
+    DEFAULT_TOKENIZER_SAMPLE_BYTES,
+    TokenCache,
+    cache_folder,
+    cache_settings,
+    check_num_proc,
+    open_token_cache,
+    prepare_token_cache,
+    with_roles,
+)
 from llm_lit.errors import UserError
-from tokenizer import AnyTokenizer, CharTokenizer, load_tokenizer
+from tokenizer import END_OF_TEXT, AnyTokenizer, CharTokenizer, load_tokenizer
 from tokenizer.errors import TokenizerError
 from tokenizer.pretokenize import TextRange
 
-DEFAULT_SPECIAL_TOKENS = ["<|endoftext|>"]
+DEFAULT_SPECIAL_TOKENS = [END_OF_TEXT]
 STRIDE_NEEDS_EPOCHS = ("data.stride ({stride}) applies only to epochs of windows; pass --trainer.max_epochs N "
                        "(training windows are random otherwise) or drop data.stride.")
 
@@ -74,12 +84,15 @@ class TextDataModule(L.LightningDataModule):
         unk_token: Optional[str] = None,
         tokenizer_kind: Literal["bpe", "char"] = "bpe",
         stride: Optional[int] = None,
+        sources: Optional[list[DataSource]] = None,
+        text_field: str = "text",
+        token_dtype: Optional[Literal["uint16", "uint32"]] = None,
     ) -> None:
         """Configure the data; nothing is read or written until `prepare_data`.
 
         Args:
-            train_files: Text files forming the training corpus (default: the bundled tinyshakespeare); token files written by `python -m tokenizer encode` (.bin + sidecar) are used as they are, with --data.tokenizer_path.
-            val_files: Text (or .bin token) files of the validation split (default: the last `val_fraction` of the training corpus).
+            train_files: Files forming the training corpus (default: the bundled tinyshakespeare): text, .jsonl/.jsonl.gz/.jsonl.zst and .parquet/.arrow files (a document per record), datasets.save_to_disk folders, globs ('data/*.parquet', sorted), s3://, gs://, https:// and hf:// URLs (pip install 'llm_lit[remote]'), and token files (.bin: ours with its sidecar, llm.c's, or headerless with token_dtype) used as they are, with --data.tokenizer_path. See docs/data.md.
+            val_files: Files of the validation split, as train_files (default: the last `val_fraction` of the training corpus).
             val_fraction: Share of the corpus held out for validation when no val_files are given (0.1: nanoGPT's split).
             tokenizer_path: A saved tokenizer (JSON) to use instead of training one on the corpus.
             vocab_size: Vocabulary size of the tokenizer trained on the corpus (ignored with tokenizer_path); linked into model.config.vocab_size.
@@ -92,7 +105,7 @@ class TextDataModule(L.LightningDataModule):
             cache_dir: Folder of the token caches (a tokenizer and one token shard per file, found by the settings and the files' paths); on a file system all nodes share, one process in the whole job builds it.
             prompts: Prompts for `predict`, e.g. '["ROMEO:"]'.
             prompts_file: A text file of prompts for `predict`, one per line (or a JSONL file of {"prompt": ...} objects).
-            predictions_path: JSONL file `predict` writes its continuations to (default: predictions.jsonl in the checkpoint's run folder, see llm_lit.run_dir).
+            predictions_path: JSONL file `predict` writes its continuations to (default: predictions.jsonl in the checkpoint's run folder, see llm_lit.run.folders).
             predict_batch_size: Prompts generated together in one batch by `predict`.
             utf8_errors: 'strict' refuses a corpus that is not UTF-8 (naming the byte offset); 'replace' replaces invalid bytes with U+FFFD.
             num_proc: Processes that count pre-tokens (tokenizer training) and encode the corpus (default: every core).
@@ -105,6 +118,9 @@ class TextDataModule(L.LightningDataModule):
             bos_token: Special token that begins each document and each prompt (added to the trained tokenizer's special tokens; must be one of a given tokenizer's).
             eos_token: Special token that ends each document; generating it ends a continuation (default: none, and then <|endoftext|> stops generation when the tokenizer has it).
             pad_token: Special token that pads short evaluation windows (their padded targets are never scored).
+            sources: Weighted sources instead of train_files/val_files: a list of {name, files, weight, val_files, val_fraction, text_field}; training windows come from each in proportion to its weight, and validation logs val/<name>/loss and val/<name>/bpb for each (see docs/data.md).
+            text_field: Column (Parquet, Arrow) or key (JSONL) that holds each record's text.
+            token_dtype: 'uint16' or 'uint32': the ids of headerless token files (nanoGPT's prepare.py writes uint16); llm.c's files say it in their header, ours in their sidecar.
             unk_token: Special token that stands for unknown text. With tokenizer_kind 'char', every character outside the alphabet becomes it (None refuses such characters); a byte-level BPE never needs it (it spells every byte), it is recorded for tools that ask (e.g. the Hugging Face export).
         """
         super().__init__()
@@ -116,11 +132,19 @@ class TextDataModule(L.LightningDataModule):
                                   stride=stride)
         if eval_stride is not None and eval_stride > context_length:
             problems.append(f"eval_stride must be at most context_length {context_length} (got {eval_stride})")
-        problems += _check_kind(tokenizer_kind, unk_token, tokenizer_path, train_files, val_files)
+        problems += _check_kind(tokenizer_kind, unk_token, tokenizer_path, train_files, val_files, sources)
+        problems += _empty_lists(train_files=train_files, val_files=val_files, test_files=test_files)
+        if sources is not None and (train_files or val_files):
+            problems.append("give data.sources or data.train_files / data.val_files, not both")
+        if not isinstance(text_field, str) or not text_field:
+            problems.append(f"text_field must name a column or key (got {text_field!r})")
         if problems:
             raise UserError("Invalid data settings: " + "; ".join(problems) + "; fix these --data values.")
-        self.train_files = list(train_files) if train_files else [str(BUNDLED_CORPUS)]
+        self.sources = check_sources(sources) if sources is not None else None
+        self.train_files = list(train_files) if train_files is not None else ([] if self.sources else [str(BUNDLED_CORPUS)])
         self.val_files = list(val_files) if val_files else None
+        self.text_field = text_field
+        self.token_dtype = token_dtype
         self.val_fraction = val_fraction
         self.special_tokens = list(DEFAULT_SPECIAL_TOKENS if special_tokens is None else special_tokens)
         self.context_length = context_length
@@ -155,7 +179,12 @@ class TextDataModule(L.LightningDataModule):
         self.train_tokens: Optional[TokenArray] = None
         self.val_tokens: Optional[TokenArray] = None
         self.test_tokens: Optional[TokenArray] = None
+        #: With data.sources: each source's name, and its training and validation splits, in order.
+        self.source_names: list[str] = []
+        self.train_splits: list[TokenArray] = []
+        self.val_splits: list[TokenArray] = []
         self.position = DataPosition()
+        self.in_epochs = False
 
     @property
     def train_batches_consumed(self) -> int:
@@ -165,6 +194,14 @@ class TextDataModule(L.LightningDataModule):
     @train_batches_consumed.setter
     def train_batches_consumed(self, value: int) -> None:
         self.position.consumed = value
+
+    def train_in_epochs(self, in_epochs: bool = True) -> None:
+        """Serve training batches epoch by epoch over fixed windows `stride` apart (else: endless random windows).
+
+        The run plan decides it (`llm_lit.run.plan`: `trainer.max_epochs` given); a Trainer given max_epochs
+        without it finds endless random windows, so give such a Trainer trainer.max_steps too.
+        """
+        self.in_epochs = in_epochs
 
     def use_tokenizer(self, tokenizer: AnyTokenizer) -> None:
         """Use `tokenizer` (e.g. a checkpoint's, passed in memory) instead of tokenizer_path or training one.
@@ -191,6 +228,13 @@ class TextDataModule(L.LightningDataModule):
         if self.tokenizer_kind != "char" or self.given_tokenizer is not None:
             return
         files = self.train_files + (self.val_files or [])
+        if self.sources:
+            files = [f for s in self.sources for f in list(s.files) + list(s.val_files or [])]
+        unread = next((f for f in files if "://" in str(f) or any(c in str(f) for c in "*?[")
+                       or format_of(str(f)) != "txt"), None)
+        if unread is not None:
+            raise UserError(f"tokenizer_kind char builds its alphabet from plain text files, but '{unread}' is not one; "
+                            "pass a char tokenizer with data.tokenizer_path, or use tokenizer_kind bpe.")
         missing = next((f for f in files if not Path(f).expanduser().is_file()), None)
         if missing is not None:
             raise UserError(f"The corpus file '{missing}' does not exist; fix --data.train_files or --data.val_files.")
@@ -216,18 +260,26 @@ class TextDataModule(L.LightningDataModule):
                             "split is scored by llm_lit validate).")
 
     def _prepare(self) -> TokenCache:
-        return prepare_token_cache(self.train_files, self.val_files, self.val_fraction, self._requested_vocab_size,
-                                   self.special_tokens, self.cache_dir, tokenizer=self.given_tokenizer,
-                                   utf8_errors=self.utf8_errors, num_proc=self.num_proc,
+        return prepare_token_cache(self.train_files or None, self.val_files, self.val_fraction,
+                                   self._requested_vocab_size, self.special_tokens, self.cache_dir,
+                                   tokenizer=self.given_tokenizer, utf8_errors=self.utf8_errors, num_proc=self.num_proc,
                                    tokenizer_sample_bytes=self.tokenizer_sample_bytes, verify=self.verify, progress=True,
-                                   roles=self.roles, test_files=self.test_files)
+                                   roles=self.roles, test_files=self.test_files, sources=self.sources,
+                                   text_field=self.text_field, token_dtype=self.token_dtype)
 
     def _cache_folder(self) -> Path:
         given, special_tokens, roles = with_roles(self.given_tokenizer, self.special_tokens, self.roles)
-        settings = cache_settings(self._requested_vocab_size, special_tokens,
-                                  None if self.val_files else self.val_fraction, given,
-                                  self.utf8_errors, self.tokenizer_sample_bytes, roles)
-        return cache_folder(self.cache_dir, self.train_files, self.val_files, settings, self.test_files)[0]
+        plain_val = None if self.sources or self.val_files else self.val_fraction
+        settings = cache_settings(self._requested_vocab_size, special_tokens, plain_val, given,
+                                  self.utf8_errors, self.tokenizer_sample_bytes, roles, self.text_field,
+                                  self.token_dtype)
+        sources = [s.resolved(self.val_fraction, self.text_field) for s in self.sources] if self.sources else None
+        return cache_folder(self.cache_dir, self.train_files, self.val_files, settings, self.test_files, sources)[0]
+
+    @property
+    def mixture(self) -> bool:
+        """Whether training draws from several weighted sources (data.sources with two or more)."""
+        return len(self.source_names) > 1
 
     def setup(self, stage: str) -> None:
         """Open the cache's tokenizer and memory-map its shards (read-only); predict opens nothing.
@@ -245,16 +297,24 @@ class TextDataModule(L.LightningDataModule):
                                           self.special_tokens, self.roles)
         self._check_trained_vocab_size()
         self._check_ids()
-        self.train_tokens = self.cache.split("train")
-        self.val_tokens = self.cache.split("val")
+        names = self.cache.source_names
+        self.source_names = [name for name in names if name]
+        self.train_splits = [self.cache.source_split("train", name) for name in names]
+        self.val_splits = [self.cache.source_split("val", name) for name in names]
+        self.train_tokens = self.train_splits[0] if len(names) == 1 else TokenArray(
+            [p for split in self.train_splits for p in split.parts])
+        self.val_tokens = self.val_splits[0] if len(names) == 1 else TokenArray(
+            [p for split in self.val_splits for p in split.parts])
         self.test_tokens = self.cache.split("test") if self.test_files else None
-        splits = (("training", self.train_tokens), ("validation", self.val_tokens), ("test", self.test_tokens))
-        for name, tokens in splits:
+        splits = [(f"training split{_of(name)}", t) for name, t in zip(names, self.train_splits)]
+        splits += [(f"validation split{_of(name)}", t) for name, t in zip(names, self.val_splits)]
+        splits.append(("test split", self.test_tokens))
+        for what, tokens in splits:
             if tokens is None:
                 continue
             if len(tokens) < self.context_length + 1:
                 raise UserError(
-                    f"The {name} split has {len(tokens)} tokens, fewer than one window of {self.context_length + 1}; "
+                    f"The {what} has {len(tokens)} tokens, fewer than one window of {self.context_length + 1}; "
                     "use a longer corpus or a smaller model.config.context_length.")
 
     def _check_trained_vocab_size(self) -> None:
@@ -287,25 +347,30 @@ class TextDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Training batches continuing after those already consumed (resume): endless random windows, or with
-        trainer.max_epochs one epoch of shuffled `stride`-apart windows per iteration."""
+        `train_in_epochs` one epoch of shuffled `stride`-apart windows per iteration."""
         rank, world = self._rank_and_world()
-        if self._epochs():
+        if self.in_epochs:
+            if self.mixture:
+                raise UserError("trainer.max_epochs runs epochs over one corpus, but data.sources mixes "
+                                f"{len(self.source_names)} by weight; drop trainer.max_epochs (and train for "
+                                "trainer.max_steps) or give one source.")
             windows = self._epoch_windows(rank, world)
         else:
             if self.stride is not None:
                 raise UserError(STRIDE_NEEDS_EPOCHS.format(stride=self.stride))
-            windows = RandomWindows(self.train_tokens, self.context_length, self.batch_size, seed=self.seed,
-                                    rank=rank, world_size=world, start_batch=self.train_batches_consumed)
+            if self.mixture:
+                weights = {s.name: s.weight for s in self.sources}
+                windows = MixtureWindows(self.train_splits, [weights[n] for n in self.source_names], self.context_length,
+                                         self.batch_size, seed=self.seed, rank=rank, world_size=world,
+                                         start_batch=self.train_batches_consumed)
+            else:
+                windows = RandomWindows(self.train_tokens, self.context_length, self.batch_size, seed=self.seed,
+                                        rank=rank, world_size=world, start_batch=self.train_batches_consumed)
         # pinned host memory lets Lightning's non_blocking copy to the GPU overlap the step; epoch windows read
         # where each epoch starts when it starts, so their workers are made afresh each epoch
-        persistent = self.num_workers > 0 and isinstance(windows, RandomWindows)
+        persistent = self.num_workers > 0 and isinstance(windows, RandomWindows)  # (MixtureWindows too)
         return DataLoader(windows, batch_size=None, num_workers=self.num_workers, persistent_workers=persistent,
                           pin_memory=self._on_cuda())
-
-    def _epochs(self) -> bool:
-        """Whether training runs in epochs (trainer.max_epochs given) rather than on endless random windows."""
-        trainer = self.trainer
-        return trainer is not None and getattr(trainer, "max_epochs", None) not in (None, -1)
 
     def _epoch_windows(self, rank: int, world: int) -> EpochWindows:
         stride = self.stride or self.context_length
@@ -327,8 +392,11 @@ class TextDataModule(L.LightningDataModule):
                                     pad_id=pad or 0, stride=self.eval_stride)
         return DataLoader(windows, batch_size=None, pin_memory=self._on_cuda())
 
-    def val_dataloader(self) -> DataLoader:
-        """The validation split once, each target scored once (windows eval_stride apart), shared out across ranks."""
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        """The validation split once, each target scored once (windows eval_stride apart), shared out across ranks;
+        with several sources, one loader per source (in `source_names` order)."""
+        if self.mixture:
+            return [self._sequential(tokens) for tokens in self.val_splits]
         return self._sequential(self.val_tokens)
 
     def test_dataloader(self) -> DataLoader:
@@ -380,7 +448,14 @@ def _load_tokenizer(path: str) -> AnyTokenizer:
 def _read_prompts_file(path: Path) -> list[str]:
     if not path.exists() or path.is_dir():  # (not is_file(): /dev/stdin, a pipe, is fine)
         raise UserError(f"The prompts file '{path}' does not exist; pass an existing text or JSONL file.")
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise UserError(f"The prompts file '{path}' is not UTF-8 text (bad byte {data[e.start]:#04x} at byte offset "
+                        f"{e.start}, line {line}); convert it to UTF-8 (e.g. iconv -t UTF-8).") from None
+    lines = [line for line in text.splitlines() if line.strip()]
     if path.suffix == ".jsonl":
         try:
             return [json.loads(line)["prompt"] for line in lines]
@@ -391,16 +466,26 @@ def _read_prompts_file(path: Path) -> list[str]:
 
 
 def _check_kind(kind: str, unk_token: Optional[str], tokenizer_path: Optional[str], train_files: Optional[list[str]],
-                val_files: Optional[list[str]]) -> list[str]:
+                val_files: Optional[list[str]], sources: Optional[list[Any]] = None) -> list[str]:
     """Problems of the tokenizer kind settings (a char alphabet is read from text, not from token files)."""
     problems = []
     if unk_token == "":
         problems.append("unk_token must be a non-empty string such as '<|unk|>'")
-    token_files = [f for f in (train_files or []) + (val_files or []) if str(f).endswith(".bin")]
+    listed = (train_files or []) + (val_files or [])
+    for source in sources or []:
+        entry = source if isinstance(source, dict) else getattr(source, "__dict__", {})
+        listed += list(entry.get("files") or []) + list(entry.get("val_files") or [])
+    token_files = [f for f in listed if str(f).endswith(".bin")]
     if kind == "char" and token_files and not tokenizer_path:
         problems.append(f"tokenizer_kind char builds its alphabet from text, but '{token_files[0]}' is a token file "
                         "(pass the tokenizer that wrote it with tokenizer_path)")
     return problems
+
+
+def _empty_lists(**lists: Optional[list[str]]) -> list[str]:
+    """A list of files given but empty (e.g. a shell glob that matched nothing) is refused, never taken for unset."""
+    return [f"{name} is an empty list (did a file pattern match nothing?); list at least one file, or leave {name} "
+            "unset" for name, files in lists.items() if files is not None and len(files) == 0]
 
 
 def _check_numbers(**values: Any) -> list[str]:
@@ -415,3 +500,7 @@ def _check_numbers(**values: Any) -> list[str]:
         elif value is not None and value < 1:
             problems.append(f"{name} must be a positive integer (got {value})")
     return problems
+
+
+def _of(name: str) -> str:
+    return f" of source '{name}'" if name else ""

@@ -22,14 +22,15 @@ window start is a hash of `(seed, global index)`. So
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from llm_lit.data.hashing import splitmix64
+from llm_lit.data.mixture import sample_sources, source_thresholds
 from llm_lit.data.token_array import TokenArray
-from llm_lit.hashing import splitmix64
 
 IGNORE_INDEX = -100
 
@@ -98,6 +99,49 @@ class RandomWindows(IterableDataset):
         while True:
             yield self.batch(index)
             index += step
+
+
+class MixtureWindows(RandomWindows):
+    """Random training batches drawn from several sources in proportion to their weights, each
+    `(batch_size, context_length)`.
+
+    Sample `g` comes from source `mixture.sample_sources(seed, g, weights)` and starts at
+    `window_starts(seed, g, ...)` inside that source's tokens: a pure function of `(seed, g)`, so
+    resume, DDP ranks and gradient accumulation see exactly the samples of one uninterrupted process,
+    as with one source (`RandomWindows`, whose arguments these are, `tokens` aside).
+
+    Args:
+        sources: each source's training split (flat arrays or `TokenArray`s), each long enough for a window.
+        weights: the sources' weights (positive; only their ratios matter).
+    """
+
+    def __init__(self, sources: Sequence[np.ndarray], weights: Sequence[float], context_length: int,
+                 batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1, start_batch: int = 0) -> None:
+        if len(sources) != len(weights) or not sources:
+            raise ValueError(f"{len(sources)} sources but {len(weights)} weights.")
+        super().__init__(sources[0], context_length, batch_size, seed, rank, world_size, start_batch)
+        for tokens in sources[1:]:
+            window_starts(seed, np.zeros(1), len(tokens), context_length)  # fails early if too short
+        self.sources = [TokenArray.of(t) for t in sources]
+        self.weights = [float(w) for w in weights]
+        source_thresholds(self.weights)  # fails early on a bad weight
+
+    def batch_sources(self, batch_index: int) -> np.ndarray:
+        """The source of each window of micro-batch `batch_index`, `(batch_size,)` int64."""
+        return sample_sources(self.seed, self.sample_indices(batch_index), self.weights)
+
+    def batch(self, batch_index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Micro-batch `batch_index` as `(x, y)`, each `(batch_size, context_length)` int64."""
+        indices = self.sample_indices(batch_index)
+        picks = sample_sources(self.seed, indices, self.weights)
+        rows = np.empty((len(indices), self.context_length + 1), dtype=np.int64)
+        for s in np.unique(picks):
+            mine = picks == s
+            tokens = self.sources[s]
+            starts = window_starts(self.seed, indices[mine], len(tokens), self.context_length)
+            rows[mine] = tokens.gather(starts, self.context_length + 1)
+        rows = torch.from_numpy(rows)
+        return rows[:, :-1], rows[:, 1:]
 
 
 class SequentialWindows(IterableDataset):

@@ -9,14 +9,14 @@ split, and its tokens are one shard:
      "tokenizer": {"file": "tokenizer.json", "fingerprint": ..., "vocab_size": ..., "size": ..., "mtime_ns": ...},
      "separator": {"between": [256], "before_each": [], "after_each": []},
      "splits": {"train": [{"file": "train-00000-....bin", "num_tokens": ..., "max_id": ..., "dtype": "uint16",
-                           "source": {"path": "/abs/a.txt", "kind": "text", "start": 0, "end": ...,
+                           "sha256": ..., "source": {"path": "/abs/a.txt", "kind": "text", "start": 0, "end": ...,
                                       "size": ..., "mtime_ns": ..., "sha256": ...}}, ...],
                 "val": [...]}}
 
 A shard's `file` is a name inside the cache folder, or the absolute path of a token file
 the user gave (`kind: "tokens"`, `start`/`end` counting tokens instead of bytes). The
-sha256 of each source range is computed once, while it is encoded; later starts trust
-size and modification time (see `llm_lit.data.tokens`).
+sha256 of each source range, and of each shard's bytes, is computed once, while it is encoded;
+later starts trust size and modification time (see `llm_lit.data.tokens`).
 """
 
 from __future__ import annotations
@@ -76,8 +76,12 @@ class SeparatorPolicy:
 class Source:
     """Where a shard's tokens came from: units `[start, end)` of a file, and the file as it was then.
 
-    `kind` is "text" (units are bytes; `sha256` is that of the range) or "tokens" (a token
-    file the user gave; units are tokens; no hash).
+    `kind` is "text" (units are bytes; `sha256` is that of the range), "tokens" (a token
+    file the user gave; units are tokens; no hash), "records" (a JSONL / Parquet / Arrow file,
+    encoded whole: bytes of the file, `records` documents holding `text_bytes` of text) or
+    "stream" (a remote text file, encoded whole). `format` is the file's format, `version` a
+    remote object's ETag or content hash (its `sha256` is then that of what was read, if it
+    was read in order).
     """
 
     path: str
@@ -87,10 +91,16 @@ class Source:
     size: int
     mtime_ns: int
     sha256: Optional[str] = None
+    format: Optional[str] = None
+    version: Optional[str] = None
+    records: Optional[int] = None
+    text_bytes: Optional[int] = None
 
     @property
     def key(self) -> tuple[str, str, int, int]:
-        """What identifies the document: file, kind and range."""
+        """What identifies the document: file, kind and range (a file encoded whole: the file)."""
+        if self.kind in ("records", "stream"):
+            return self.path, self.kind, 0, 0
         return self.path, self.kind, self.start, self.end
 
 
@@ -100,6 +110,10 @@ class Shard:
 
     `mtime_ns` is the token file's modification time when written (a later change means
     it cannot be trusted); None for the user's token files, whose `source` records it.
+    `offset` is where the ids start in the file (a header's bytes). `span` is the part of the
+    document's tokens a split reads, when a split cut falls inside it after encoding.
+    `sha256` is that of the token file's bytes as written (`verify="full"` compares it); None
+    for the user's token files and for shards written before it was recorded.
     """
 
     file: str
@@ -108,19 +122,30 @@ class Shard:
     dtype: str
     source: Source
     mtime_ns: Optional[int] = None
+    offset: int = 0
+    span: Optional[tuple[int, int]] = None
+    sha256: Optional[str] = None
 
     def path(self, folder: Path) -> Path:
         """The token file's path (names are relative to the cache folder)."""
         return folder / self.file
 
     def open(self, folder: Path) -> np.ndarray:
-        """The document's ids `(end - start,)` for token files, else all of them: a read-only memmap."""
-        tokens = np.memmap(self.path(folder), dtype=np.dtype(self.dtype), mode="r", shape=(self.num_tokens,))
-        return tokens[self.source.start:self.source.end] if self.source.kind == "tokens" else tokens
+        """The document's ids `(length,)` as a read-only memmap: the source's token range of a token file,
+        else all of the file, then the `span`."""
+        if self.num_tokens == 0:
+            return np.empty(0, dtype=np.dtype(self.dtype))
+        tokens = np.memmap(self.path(folder), dtype=np.dtype(self.dtype), mode="r", offset=self.offset,
+                           shape=(self.num_tokens,))
+        if self.source.kind == "tokens":
+            tokens = tokens[self.source.start:self.source.end]
+        return tokens[self.span[0]:self.span[1]] if self.span is not None else tokens
 
     @property
     def length(self) -> int:
-        """Tokens of the document."""
+        """Tokens of the document (its span's, when it has one)."""
+        if self.span is not None:
+            return self.span[1] - self.span[0]
         return self.source.end - self.source.start if self.source.kind == "tokens" else self.num_tokens
 
 
@@ -160,10 +185,14 @@ class Manifest:
         """Inverse of `to_dict`; ValueError/KeyError/TypeError for anything else."""
         if d.get("format") != FORMAT or d.get("version") != VERSION:
             raise ValueError(f"not a {FORMAT} version {VERSION} manifest")
-        splits = {name: tuple(Shard(**{**s, "source": Source(**s["source"])}) for s in shards)
-                  for name, shards in d["splits"].items()}
+        splits = {name: tuple(_shard(s) for s in shards) for name, shards in d["splits"].items()}
         return cls(d["key"], dict(d["settings"]), dict(d["tokenizer"]), SeparatorPolicy.from_dict(d["separator"]),
                    splits, d.get("built_by", ""), dict(d.get("notes", {})))
+
+
+def _shard(d: dict[str, Any]) -> Shard:
+    span = d.get("span")
+    return Shard(**{**d, "source": Source(**d["source"]), "span": tuple(span) if span is not None else None})
 
 
 def read_manifest(folder: Path) -> Optional[Manifest]:

@@ -9,9 +9,11 @@ the concatenated array.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
+
+from llm_lit.errors import UserError
 
 
 class TokenArray:
@@ -19,9 +21,14 @@ class TokenArray:
 
     `len(a)`, `a[i]`, `a[i:j]` (a new array of the parts' dtype, never a view of a shard) and
     `a.gather(starts, length)` behave as on `np.concatenate(parts)`, which is never built.
+
+    With `id_limit`, every slice and window read is checked to hold ids below it (one max per read):
+    a shard whose bytes changed on disk after it was checked (bit rot) is then refused in one line
+    naming it, instead of reaching the model as ids it has no embedding for.
     """
 
-    def __init__(self, parts: Sequence[np.ndarray]) -> None:
+    def __init__(self, parts: Sequence[np.ndarray], id_limit: Optional[int] = None) -> None:
+        self.id_limit = id_limit
         self.parts = [p for p in parts if len(p)]
         lengths = np.array([len(p) for p in self.parts], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)  # (num_parts + 1,)
@@ -51,6 +58,12 @@ class TokenArray:
         return self.parts[part][index - self.offsets[part]]
 
     def _slice(self, start: int, stop: int) -> np.ndarray:
+        values = self._read(start, stop)
+        if self.id_limit is not None and len(values) and int(values.max()) >= self.id_limit:
+            self._refuse(start + int(np.argmax(values >= self.id_limit)))
+        return values
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
         if stop <= start:
             return np.empty(0, self.dtype)
         first = int(np.searchsorted(self.offsets, start, side="right")) - 1
@@ -79,15 +92,33 @@ class TokenArray:
         steps = np.arange(length)
         if len(self.parts) == 1:  # one shard: a single fancy index, as on a plain array
             out[:] = self.parts[0][starts[:, None] + steps]
-            return out
+        else:
+            self._gather_parts(out, starts, length, steps)
+        if self.id_limit is not None and int(out.max()) >= self.id_limit:
+            row, column = np.argwhere(out >= self.id_limit)[0]
+            self._refuse(int(starts[row]) + int(column))
+        return out
+
+    def _gather_parts(self, out: np.ndarray, starts: np.ndarray, length: int, steps: np.ndarray) -> None:
+        """Fill `out` with the windows of `starts` when there are several parts."""
         first = np.searchsorted(self.offsets, starts, side="right") - 1
         last = np.searchsorted(self.offsets, starts + length - 1, side="right") - 1
         for p in np.unique(first[first == last]):
             rows = np.flatnonzero((first == p) & (last == p))
             out[rows] = self.parts[p][(starts[rows] - self.offsets[p])[:, None] + steps]
         for row in np.flatnonzero(first != last):
-            out[row] = self._slice(int(starts[row]), int(starts[row]) + length)
-        return out
+            out[row] = self._read(int(starts[row]), int(starts[row]) + length)
+
+    def _refuse(self, position: int) -> None:
+        """`UserError` naming the part (its file, for a memory-mapped shard) that holds an id beyond `id_limit`
+        at `position`."""
+        part = int(np.searchsorted(self.offsets, position, side="right")) - 1
+        value = int(self.parts[part][position - self.offsets[part]])
+        name = getattr(self.parts[part], "filename", None)
+        where = f"The token shard '{name}'" if name else "A separator of the token cache"
+        raise UserError(f"{where} holds id {value} (at token {position - self.offsets[part]:,}), beyond the "
+                        f"tokenizer's {self.id_limit} ids: its bytes changed after it was written; rebuild it "
+                        "with --data.verify full (or delete its token cache folder).")
 
     def tolist(self) -> list[int]:
         """Every id, as Python ints (materialises the whole array: for small splits and tests)."""

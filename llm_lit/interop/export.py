@@ -25,7 +25,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator, Literal, Optional
+from typing import Iterator, Literal
 
 import torch
 
@@ -34,7 +34,7 @@ from llm_lit.interop import hf_gpt2, hf_llama
 from llm_lit.interop.hf_tokenizer import end_of_text_id, hf_role_ids, write_hf_tokenizer, write_json
 from llm_lit.interop.safetensors_io import save_file
 from llm_lit.model import BigramLM, ModelConfig, TransformerLM
-from tokenizer import Tokenizer
+from tokenizer import BPETokenizer
 
 Layout = Literal["llama", "gpt2"]
 
@@ -79,7 +79,7 @@ def hf_layout(config: ModelConfig) -> Layout:
     return "gpt2"
 
 
-def hf_files(model: TransformerLM, tokenizer: Tokenizer | None) -> tuple[dict, dict[str, torch.Tensor]]:
+def hf_files(model: TransformerLM, tokenizer: BPETokenizer | None) -> tuple[dict, dict[str, torch.Tensor]]:
     """`(config.json dict, safetensors tensors)` of `model` in its Hugging Face layout."""
     layout = hf_layout(model.config)
     module = hf_llama if layout == "llama" else hf_gpt2
@@ -90,7 +90,7 @@ def hf_files(model: TransformerLM, tokenizer: Tokenizer | None) -> tuple[dict, d
     return config, module.to_hf_state_dict(model.state_dict(), model.config)
 
 
-def export_hf(model: TransformerLM, tokenizer: Tokenizer | None, out_dir: str | os.PathLike,
+def export_hf(model: TransformerLM, tokenizer: BPETokenizer | None, out_dir: str | os.PathLike,
               overwrite: bool = False, dtype: str = "float32") -> Path:
     """Write `model` (and `tokenizer`) as a Hugging Face model folder at `out_dir`; returns its path.
 
@@ -108,7 +108,7 @@ def export_hf(model: TransformerLM, tokenizer: Tokenizer | None, out_dir: str | 
         raise UserError(f"export_hf needs a TransformerLM, got {type(model).__name__}; pass the model itself (e.g. module.model).")
     if dtype not in _DTYPES:
         raise UserError(f"dtype must be one of {', '.join(_DTYPES)} (got {dtype!r}); pick one of them.")
-    if tokenizer is not None and not isinstance(tokenizer, Tokenizer):
+    if tokenizer is not None and not isinstance(tokenizer, BPETokenizer):
         raise UserError(f"The model's tokenizer is {type(tokenizer).__name__} (character-level), which has no counterpart in "
                         "Hugging Face's GPT-2 or Llama tokenizers (they are byte-level BPE), so AutoTokenizer could not load "
                         "it; export a model trained with data.tokenizer_kind bpe, or call export_hf with tokenizer=None for "
@@ -175,48 +175,3 @@ def _move_into_place(staging: Path, out_dir: Path) -> None:
     else:
         os.replace(staging, out_dir)
 
-
-def export_checkpoint(ckpt_path: str | os.PathLike, output: str | os.PathLike, overwrite: bool = False,
-                      dtype: str = "float32") -> Path:
-    """Export an llm_lit checkpoint (model config and tokenizer come from the checkpoint itself)."""
-    from llm_lit.checkpoint import load_checkpoint
-
-    model, tokenizer = load_checkpoint(ckpt_path)
-    return export_hf(model, tokenizer, output, overwrite=overwrite, dtype=dtype)
-
-
-def export(ckpt_path: str, output: str, format: Literal["hf"] = "hf", overwrite: bool = False,
-           dtype: Literal["float32", "bfloat16", "float16"] = "float32") -> None:
-    """Export an llm_lit checkpoint to a Hugging Face model folder (transformers loads it with from_pretrained).
-
-    Args:
-        ckpt_path: A .ckpt file written by llm_lit fit.
-        output: The folder to write (config.json, model.safetensors, tokenizer.json, ...).
-        format: The target layout family; 'hf' picks LlamaForCausalLM for RoPE models and GPT2LMHeadModel for learned positions.
-        overwrite: Replace the output folder if it already exists.
-        dtype: Precision of the stored weights.
-    """
-    from llm_lit.checkpoint import load_checkpoint
-
-    model, tokenizer = load_checkpoint(ckpt_path)
-    path = export_hf(model, tokenizer, output, overwrite=overwrite, dtype=dtype)
-    architecture = "LlamaForCausalLM" if hf_layout(model.config) == "llama" else "GPT2LMHeadModel"
-    print(f"Exported {ckpt_path} to {path} as {architecture}.")
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    """`llm_lit export ...`: parse `argv` with jsonargparse and export; returns the exit code.
-
-    Bad arguments and bad checkpoints raise `UserError` (the `llm_lit` CLI prints it as one line).
-    """
-    from llm_lit.commands import run_function
-
-    return run_function("llm_lit export", export, argv)
-
-
-if __name__ == "__main__":
-    import sys
-
-    from llm_lit.cli import main as llm_lit_main
-
-    sys.exit(llm_lit_main(["export", *sys.argv[1:]]))

@@ -1,4 +1,4 @@
-"""Tokenizer files of a Hugging Face model folder: read them into our `Tokenizer`, write ours out.
+"""Tokenizer files of a Hugging Face model folder: read them into our `BPETokenizer`, write ours out.
 
 Reading accepts the two byte-level BPE spellings a GPT-2-style folder may hold:
 `tokenizer.json` (the `tokenizers` library's file) or `vocab.json` + `merges.txt` (GPT-2's own).
@@ -7,7 +7,7 @@ Only what our tokenizer computes identically is accepted: a BPE model behind GPT
 around the ids. Anything else (SentencePiece, WordPiece, another split regex, BOS templates)
 is refused with a sentence naming what differs, never silently encoded differently.
 
-Writing produces `tokenizer.json` (via `Tokenizer.save_hf`), GPT-2's `vocab.json` +
+Writing produces `tokenizer.json` (via `BPETokenizer.save_hf`), GPT-2's `vocab.json` +
 `merges.txt`, and a `tokenizer_config.json` that makes `AutoTokenizer.from_pretrained(dir)`
 load them as a plain fast tokenizer that adds no tokens and cleans up no spaces, with the
 special-token roles as `bos_token` / `eos_token` / `pad_token` / `unk_token`. Reading takes
@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from llm_lit.errors import UserError
-from tokenizer import Tokenizer, TokenizerError
+from tokenizer import END_OF_TEXT, BPETokenizer, TokenizerError
 from tokenizer.atomic import atomic_write
 from tokenizer.formats import read_json, text_to_token
 from tokenizer.roles import ROLES
 
 #: The special token used as end-of-text (and begin-of-text) id in exported configs when present.
-END_OF_TEXT = "<|endoftext|>"
 #: tokenizer_config.json key holding llm_lit's own roles (transformers ignores it).
 ROLES_KEY = "llm_lit_roles"
 
@@ -40,15 +39,15 @@ class HFTokenizerError(UserError, ValueError):
 # ---------------------------------------------------------------------------------------- read
 
 
-def load_hf_tokenizer(folder: str | os.PathLike) -> Tokenizer:
-    """Our `Tokenizer` from a Hugging Face folder: `tokenizer.json`, else `vocab.json` + `merges.txt`."""
+def load_hf_tokenizer(folder: str | os.PathLike) -> BPETokenizer:
+    """Our `BPETokenizer` from a Hugging Face folder: `tokenizer.json`, else `vocab.json` + `merges.txt`."""
     folder = Path(folder)
     if (folder / "tokenizer.json").is_file():
         return with_roles_from_configs(tokenizer_from_hf_json(folder / "tokenizer.json"), folder)
     if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
         vocab_strings = read_json(folder / "vocab.json", "GPT-2 vocab file")
         specials = _special_tokens_from_configs(folder, vocab_strings if isinstance(vocab_strings, dict) else {})
-        tok = Tokenizer.from_gpt2_files(folder / "vocab.json", folder / "merges.txt", specials)
+        tok = BPETokenizer.from_gpt2_files(folder / "vocab.json", folder / "merges.txt", specials)
         return with_roles_from_configs(tok, folder)
     raise HFTokenizerError(
         f"{folder} has no tokenizer.json and no vocab.json + merges.txt; "
@@ -56,8 +55,8 @@ def load_hf_tokenizer(folder: str | os.PathLike) -> Tokenizer:
     )
 
 
-def tokenizer_from_hf_json(path: str | os.PathLike) -> Tokenizer:
-    """Our `Tokenizer` from a `tokenizers` byte-level BPE `tokenizer.json`, giving identical ids."""
+def tokenizer_from_hf_json(path: str | os.PathLike) -> BPETokenizer:
+    """Our `BPETokenizer` from a `tokenizers` byte-level BPE `tokenizer.json`, giving identical ids."""
     where = f"tokenizer.json {path}"
     d = read_json(path, "tokenizer.json")
     if not isinstance(d, dict) or not isinstance(d.get("model"), dict):
@@ -75,7 +74,7 @@ def tokenizer_from_hf_json(path: str | os.PathLike) -> Tokenizer:
     merges = [_merge_pair(m, where) for m in model.get("merges") or []]
     specials = [added_ids[i] for i in sorted(added_ids)]
     try:
-        tok = Tokenizer(vocab, merges, specials)
+        tok = BPETokenizer(vocab, merges, specials)
     except TokenizerError as e:
         raise HFTokenizerError(f"{where} is not a complete byte-level BPE ({e}).") from None
     for i, content in added_ids.items():
@@ -187,7 +186,7 @@ def _special_tokens_from_configs(folder: Path, vocab_strings: dict[str, Any]) ->
     return found
 
 
-def with_roles_from_configs(tok: Tokenizer, folder: Path) -> Tokenizer:
+def with_roles_from_configs(tok: BPETokenizer, folder: Path) -> BPETokenizer:
     """`tok` with the roles the folder's configs give: `llm_lit_roles` in `tokenizer_config.json` (what our
     export writes) when present, else its `bos_token` / `eos_token` / `pad_token` / `unk_token` (and
     those of `special_tokens_map.json`) that name one of `tok`'s special tokens."""
@@ -209,7 +208,7 @@ def with_roles_from_configs(tok: Tokenizer, folder: Path) -> Tokenizer:
 # ---------------------------------------------------------------------------------------- write
 
 
-def end_of_text_id(tokenizer: Tokenizer) -> int | None:
+def end_of_text_id(tokenizer: BPETokenizer) -> int | None:
     """The id exported configs use for bos/eos when no role names them: `<|endoftext|>` if special, else the
     first special token."""
     if tokenizer.token_to_id(END_OF_TEXT) is not None:
@@ -218,7 +217,7 @@ def end_of_text_id(tokenizer: Tokenizer) -> int | None:
     return tokenizer.token_to_id(specials[0]) if specials else None
 
 
-def hf_roles(tokenizer: Tokenizer) -> dict[str, str]:
+def hf_roles(tokenizer: BPETokenizer) -> dict[str, str]:
     """Role -> special token as a Hugging Face folder states them (`bos_token`, ...): the tokenizer's roles,
     or, for a tokenizer without any, GPT-2's convention of the end-of-text token as both BOS and EOS."""
     if tokenizer.roles:
@@ -230,14 +229,14 @@ def hf_roles(tokenizer: Tokenizer) -> dict[str, str]:
     return {"bos": name, "eos": name}
 
 
-def hf_role_ids(tokenizer: Tokenizer) -> dict[str, int | None]:
+def hf_role_ids(tokenizer: BPETokenizer) -> dict[str, int | None]:
     """`bos_token_id`, `eos_token_id` and `pad_token_id` of `config.json` / `generation_config.json`."""
     roles = hf_roles(tokenizer)
     return {f"{role}_token_id": tokenizer.token_to_id(roles[role]) if role in roles else None
             for role in ("bos", "eos", "pad")}
 
 
-def write_hf_tokenizer(tokenizer: Tokenizer, folder: str | os.PathLike, model_max_length: int) -> None:
+def write_hf_tokenizer(tokenizer: BPETokenizer, folder: str | os.PathLike, model_max_length: int) -> None:
     """Write `tokenizer.json`, `vocab.json`, `merges.txt` and `tokenizer_config.json` into `folder`."""
     folder = Path(folder)
     tokenizer.save_hf(folder / "tokenizer.json")

@@ -12,9 +12,10 @@ as `model.safetensors` (read by our own reader), `pytorch_model.bin` (read with
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
@@ -24,14 +25,15 @@ from llm_lit.interop import hf_gpt2, hf_llama
 from llm_lit.interop.hf_tokenizer import load_hf_tokenizer
 from llm_lit.interop.safetensors_io import load_file
 from llm_lit.model import ModelConfig, TransformerLM
-from tokenizer import Tokenizer
+from llm_lit.model.checks import first_nonfinite
+from tokenizer import BPETokenizer
 
 _LAYOUTS = {"llama": hf_llama, "gpt2": hf_gpt2}
 _ARCHITECTURES = {hf_llama.ARCHITECTURE: "llama", "LlamaModel": "llama", hf_gpt2.ARCHITECTURE: "gpt2", "GPT2Model": "gpt2"}
 
 
-def load_hf(folder: str | os.PathLike, kernels: str = "torch") -> tuple[TransformerLM, Tokenizer]:
-    """`(TransformerLM, Tokenizer)` from a local Hugging Face model folder (model in eval mode, float32, CPU).
+def load_hf(folder: str | os.PathLike, kernels: str = "torch") -> tuple[TransformerLM, BPETokenizer]:
+    """`(TransformerLM, BPETokenizer)` from a local Hugging Face model folder (model in eval mode, float32, CPU).
 
     `kernels` picks our layers' kernels ('torch' or 'reference'); it does not change the weights.
     """
@@ -52,15 +54,20 @@ def load_hf_model(folder: str | os.PathLike, kernels: str = "torch") -> Transfor
     layout = _layout(hf, folder / "config.json")
     config = _config(hf, layout, folder / "config.json", kernels)
     tensors = read_hf_weights(folder)
+    nonfinite = first_nonfinite(sorted(tensors.items()))
+    if nonfinite is not None:
+        raise UserError(f"The weights in {folder} hold NaN or infinite values in '{nonfinite}', which no run can use; "
+                        "re-download them or pass a folder of finite weights.")
     state_dict = _LAYOUTS[layout].from_hf_state_dict(tensors, config)
-    model = TransformerLM(config)
-    expected = model.state_dict()
+    with torch.device("meta"):  # the shapes config.json implies, before anything of that size is allocated
+        expected = TransformerLM(config).state_dict()
     for name, tensor in state_dict.items():
         if tuple(tensor.shape) != tuple(expected[name].shape):
             raise UserError(
                 f"The weights in {folder} give '{name}' shape {tuple(tensor.shape)} but its config.json implies "
                 f"{tuple(expected[name].shape)}; pass the config.json saved with these weights."
             )
+    model = TransformerLM(config)
     model.load_state_dict(state_dict, strict=True)
     return model.eval()
 
@@ -94,6 +101,9 @@ def _read_shards(folder: Path, index_path: Path) -> dict[str, torch.Tensor]:
         raise UserError(f"{index_path} has no weight_map; pass the index file saved with the shards.")
     tensors: dict[str, torch.Tensor] = {}
     for shard in sorted(set(weight_map.values())):
+        if not _inside(shard):
+            raise UserError(f"{index_path} names the shard {shard!r}, which is not a file inside {folder}; only shards "
+                            "in the model folder itself are read, so pass the index file saved with the shards.")
         if not (folder / shard).is_file():
             raise UserError(f"{index_path} lists the shard {shard}, which is missing from {folder}; copy every shard into the folder.")
         tensors.update(_read_weight_file(folder / shard))
@@ -101,6 +111,14 @@ def _read_shards(folder: Path, index_path: Path) -> dict[str, torch.Tensor]:
     if missing:
         raise UserError(f"{index_path} names '{missing[0]}' but no shard holds it; re-download the shards.")
     return tensors
+
+
+def _inside(name: Any) -> bool:
+    """Whether a shard name of an index file is a relative path that stays inside the folder (no `..`, not absolute)."""
+    if not isinstance(name, str) or not name or "\\" in name:
+        return False
+    path = PurePosixPath(name)
+    return not path.is_absolute() and ".." not in path.parts
 
 
 def _read_weight_file(path: Path) -> dict[str, torch.Tensor]:
@@ -132,7 +150,32 @@ def _layout(hf: Any, where: Path) -> str:
     )
 
 
+#: config.json keys that hold a count (a positive whole number) in the Llama and GPT-2 layouts.
+_COUNT_KEYS = ("vocab_size", "hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size",
+               "max_position_embeddings", "num_key_value_heads", "head_dim", "n_embd", "n_head", "n_layer",
+               "n_positions", "n_inner", "n_ctx")
+#: config.json keys that hold a real number.
+_NUMBER_KEYS = ("rms_norm_eps", "layer_norm_epsilon", "rope_theta", "initializer_range", "attention_dropout",
+                "resid_pdrop", "embd_pdrop", "attn_pdrop")
+
+
+def _check_values(hf: dict, where: Path) -> None:
+    """Refuse, naming the key, a count that is not a positive whole number or a number that is not one."""
+    for key in _COUNT_KEYS:
+        value = hf.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise UserError(f"{where} has {key}={value!r}, which is not a positive whole number; fix it or pass the "
+                            "config.json saved with the model.")
+    for key in _NUMBER_KEYS:
+        value = hf.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value)):
+            raise UserError(f"{where} has {key}={value!r}, which is not a number; fix it or pass the config.json "
+                            "saved with the model.")
+
+
 def _config(hf: dict, layout: str, where: Path, kernels: str) -> ModelConfig:
+    _check_values(hf, where)
     try:
         config = _LAYOUTS[layout].from_hf_config(hf, str(where))
     except KeyError as e:
@@ -158,21 +201,3 @@ def _read_json(path: Path) -> Any:
         raise UserError(f"{path} is not valid JSON ({e}); re-save or re-download it.") from None
 
 
-def load_pretrained(source: str | os.PathLike, kernels: str = "torch") -> tuple[TransformerLM, Tokenizer]:
-    """`(TransformerLM, Tokenizer)` from either a Hugging Face folder or an llm_lit `.ckpt` file.
-
-    The one call a "start training from these weights" option needs (e.g. `LanguageModel(init_from=...)`).
-    """
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return load_hf(path, kernels=kernels)
-    if path.is_file():
-        from llm_lit.checkpoint import load_checkpoint
-
-        model, tokenizer = load_checkpoint(path)
-        if model.config.kernels != kernels:
-            rebuilt = TransformerLM(ModelConfig.from_dict({**model.config.to_dict(), "kernels": kernels}))
-            rebuilt.load_state_dict(model.state_dict())
-            model = rebuilt.eval()
-        return model, tokenizer
-    raise UserError(f"{path} does not exist; pass a Hugging Face model folder or an llm_lit .ckpt file.")

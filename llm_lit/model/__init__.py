@@ -5,6 +5,7 @@ or the other when the model is built (`ModelConfig.kernels`).
 """
 
 from llm_lit.model.attention import CausalSelfAttention, KVCache, causal_mask, scaled_dot_product_attention
+from llm_lit.model.bigram import BigramLM, bigram_entropy
 from llm_lit.model.config import ModelConfig, ModelConfigError
 from llm_lit.model.feedforward import GeluMLP, ReluSquaredMLP, SwiGLU
 from llm_lit.model.functional import cross_entropy, gelu, log_softmax, relu_squared, silu, soft_cap, softmax
@@ -13,7 +14,6 @@ from llm_lit.model.layers import Embedding, LayerNorm, Linear, RMSNorm
 from llm_lit.model.positional import RotaryEmbedding, SinusoidalPositions, alibi_bias, alibi_slopes
 from llm_lit.model.torch_kernels import TorchGeluMLP, TorchLayerNorm, TorchRMSNorm, TorchSDPAttention, TorchSwiGLU
 from llm_lit.model.transformer import Block, TransformerLM
-from llm_lit.model.bigram import BigramLM, bigram_entropy
 
 
 def build_model(config: ModelConfig) -> TransformerLM | BigramLM:

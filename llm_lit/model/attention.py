@@ -18,6 +18,7 @@ from llm_lit.model.functional import softmax
 from llm_lit.model.layers import Linear
 from llm_lit.model.positional import RotaryEmbedding
 
+
 def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None,
                                  dropout_p: float = 0.0) -> Tensor:
     """softmax(Q K^T / sqrt(d_k) + mask) V over any leading dims.

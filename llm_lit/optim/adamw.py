@@ -18,7 +18,6 @@ from torch import Tensor, nn
 from llm_lit.errors import UserError
 from llm_lit.optim.compiled_update import compiled_adamw_update, run_compiled
 
-
 #: Elements per tile of the update: small on a CPU so a tile's eight passes hit the cache,
 #: large on accelerators where each pass is a kernel launch.
 TILE_ELEMENTS_CPU = 2**18

@@ -7,7 +7,7 @@ low rank); replacing the update `U = P S Q^T` by its orthogonal factor `P Q^T` g
 direction the same step size, so the rare directions learn as fast as the common ones. An SVD
 per step is too slow; a few steps of an odd matrix polynomial, run in bfloat16, come close enough.
 
-Which parameters are Muon's is the caller's choice (`llm_lit.module` marks the matrices inside
+Which parameters are Muon's is the caller's choice (`llm_lit.training.module` marks the matrices inside
 the transformer blocks); this file knows nothing about the model. The tests check the update
 against a direct formula (running-sum momentum, the orthogonal factor by SVD) in float64, and
 bitwise against `torch.optim.Muon` (torch >= 2.9) in bfloat16.
@@ -198,3 +198,10 @@ def _check_matrices(params: list[Tensor]) -> None:
         if p.dim() != 2:
             raise OptimizerConfigError(f"Muon updates 2-D matrices only, but got a parameter of shape "
                                        f"{tuple(p.shape)}; put it in a group with 'muon': False (AdamW).")
+
+
+def muon_matrices(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The parameters Muon takes with model.optimizer.name muon: the 2-D weight matrices inside the
+    transformer blocks (attention and feed-forward projections). Embeddings, the output head, norms
+    and biases stay with AdamW."""
+    return [p for name, p in model.named_parameters() if name.startswith("layers.") and p.dim() == 2]
