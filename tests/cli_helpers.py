@@ -9,7 +9,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEBUG_CONFIG = REPO / "configs" / "debug.yaml"
-#: Where the first `llm_lit fit --config configs/debug.yaml` in a folder writes (see llm_lit.run_dir):
+#: Where the first `llm_lit fit --config configs/debug.yaml` in a folder writes (see llm_lit.run.folders):
 #: TensorBoard logs and config.yaml in DEBUG_RUN, checkpoints in DEBUG_CKPTS.
 DEBUG_RUN = Path("runs") / "debug" / "version_0"
 DEBUG_CKPTS = DEBUG_RUN / "checkpoints"
@@ -32,6 +32,26 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 300, env: dict[str, str
                           capture_output=True, text=True, timeout=timeout)
 
 
+def finished_run(args: list[str], root: Path) -> Path:
+    """`root`, after `python -m llm_lit ARGS` ran there to its end and exited with 0."""
+    result = run_cli(args, cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root
+
+
+def one_line_error(argv: list[str], capsys, alone: bool = False) -> str:
+    """Run the CLI in-process on `argv`: it must exit with 2, print no traceback, and end stderr with one
+    `error: ...` sentence, which is returned (with `alone`, stderr must hold nothing else)."""
+    from llm_lit.commands.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and (not alone or "\n" not in err), err[-2000:]
+    last = err.splitlines()[-1]
+    assert last.startswith("error: ") and last.endswith((".", "?")), err[-2000:]
+    return last
+
+
 #: Lightning messages a user cannot act on, which llm_lit silences (llm_lit/quiet.py): no run may print them.
 LIGHTNING_NOISE = ("litlogger", "LeafSpec", "exists and is not empty", "dirpath has changed", "sync_dist=True",
                    "`weights_only` was not set")
@@ -46,6 +66,6 @@ def assert_quiet(result: subprocess.CompletedProcess) -> None:
 
 def scalars(log_dir: Path, tag: str) -> list[tuple[int, float]]:
     """`(step, value)` pairs of a TensorBoard scalar from every event file under `log_dir`, sorted."""
-    from llm_lit.plot import read_scalars
+    from llm_lit.commands.plot import read_scalars
 
     return sorted(read_scalars(log_dir).get(tag, []))

@@ -8,14 +8,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
-from cli_helpers import cli_env, scalars
+from cli_helpers import DEBUG_CKPTS, cli_env, run_cli, scalars
 
 
 FAULTS = Path(__file__).resolve().parent
+#: The last checkpoint of a debug.yaml run, relative to the folder it runs in.
+LAST = DEBUG_CKPTS / "last.ckpt"
 
 
 def faults_env() -> dict[str, str]:
@@ -61,6 +63,35 @@ def run_and_interrupt(args: list[str], cwd: Path, watch: Path, signum: int, afte
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def assert_stopped_by(stopped: subprocess.CompletedProcess, signum: int) -> None:
+    """The run ended as `signum` makes it end: killed (SIGKILL), or having saved, with exit code 128 + signum
+    and a line saying how to continue (SIGTERM, SIGINT)."""
+    if signum == signal.SIGKILL:
+        assert stopped.returncode == -signal.SIGKILL, stopped.stderr[-3000:]
+        return
+    assert stopped.returncode == 128 + signum, stopped.stderr[-3000:]
+    assert "continue with --ckpt_path last" in stopped.stdout
+    assert "Traceback" not in stopped.stderr
+
+
+def resume_last(args: list[str], root: Path) -> subprocess.CompletedProcess:
+    """Run `llm_lit ARGS --ckpt_path last` in `root`, the folder of an interrupted run; it must end well."""
+    resumed = run_cli([*args, "--ckpt_path", "last"], cwd=root)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    return resumed
+
+
+def interrupt_and_resume(args: list[str], root: Path, signum: int, after_step: int,
+                         before_resuming: Optional[Callable[[dict], None]] = None) -> None:
+    """Run `llm_lit ARGS` in `root`, send it `signum` once its last checkpoint holds step `after_step` or later
+    (`run_and_interrupt`), check how it stopped, hand the last checkpoint to `before_resuming`, then resume it."""
+    stopped = run_and_interrupt(args, root, root / LAST, signum, after_step=after_step)
+    assert_stopped_by(stopped, signum)
+    if before_resuming is not None:
+        before_resuming(torch.load(root / LAST, map_location="cpu", weights_only=True))
+    resume_last(args, root)
 
 
 def assert_same_training_state(a: Path, b: Path) -> None:

@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 import lightning as L
 
+from llm_lit.run.checkpoint_io import AtomicCheckpointIO
+
 
 class SignalAt(L.Callback):
     """Sends `signal_name` to this process when optimizer step `step` is about to start (`train_batch_start`:
@@ -45,3 +47,69 @@ class SignalAt(L.Callback):
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
             self._maybe_signal(trainer, "validation_start")
+
+
+class KillAfterSave(AtomicCheckpointIO):
+    """llm_lit's checkpoint IO that SIGKILLs this process right after it has written the checkpoint of global step
+    `step`: the moment between a checkpoint and the rest of its step (Lightning's own log writes included).
+
+        llm_lit fit ... --trainer.plugins self_kill.KillAfterSave --trainer.plugins.step 15
+    """
+
+    def __init__(self, step: int) -> None:
+        super().__init__()
+        self.step = step
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        super().save_checkpoint(checkpoint, path, storage_options)
+        if checkpoint.get("global_step") == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class SignalAtBatch(L.Callback):
+    """Sends `signal_name` to this process when batch `batch` of `validate`, `test` or `predict` starts (so a test
+    stops those commands at an exact point).
+
+        llm_lit predict ... --trainer.callbacks+=self_kill.SignalAtBatch --trainer.callbacks.batch 2
+
+    Args:
+        batch: The index of the batch at whose start to signal.
+        signal_name: 'SIGKILL', 'SIGTERM' or 'SIGINT'.
+    """
+
+    def __init__(self, batch: int, signal_name: Literal["SIGKILL", "SIGTERM", "SIGINT"] = "SIGTERM") -> None:
+        self.batch, self.signum = batch, signal.Signals[signal_name]
+
+    def _maybe_signal(self, batch_idx: int) -> None:
+        if batch_idx == self.batch:
+            os.kill(os.getpid(), self.signum)
+
+    def on_validation_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int,
+                                  dataloader_idx: int = 0) -> None:
+        if not trainer.sanity_checking:
+            self._maybe_signal(batch_idx)
+
+    def on_test_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int,
+                            dataloader_idx: int = 0) -> None:
+        self._maybe_signal(batch_idx)
+
+    def on_predict_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int,
+                               dataloader_idx: int = 0) -> None:
+        self._maybe_signal(batch_idx)
+
+
+class SignalDuringSave(AtomicCheckpointIO):
+    """llm_lit's checkpoint IO that sends `signal_name` to this process while it writes a checkpoint taken on an
+    interrupt (Ctrl-C pressed again while that checkpoint is being saved).
+
+        llm_lit fit ... --trainer.plugins self_kill.SignalDuringSave
+    """
+
+    def __init__(self, signal_name: Literal["SIGTERM", "SIGINT"] = "SIGINT") -> None:
+        super().__init__()
+        self.signum = signal.Signals[signal_name]
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        if "llm_lit_interrupt" in checkpoint:
+            os.kill(os.getpid(), self.signum)
+        super().save_checkpoint(checkpoint, path, storage_options)

@@ -18,10 +18,10 @@ import torch
 
 from cli_helpers import cli_env
 from disk_full import disk_full_after
-from llm_lit.callbacks import PredictionWriter
+from llm_lit.training.callbacks import PredictionWriter
 from llm_lit.data.tokens import BUNDLED_CORPUS, prepare_token_cache
 from llm_lit.errors import UserError
-from llm_lit.resume import AtomicCheckpointIO
+from llm_lit.run.checkpoint_io import AtomicCheckpointIO
 from tokenizer import Tokenizer, train_bpe
 from tokenizer.errors import TokenizerError
 from tokenizer.token_file import read_token_file, write_token_file
@@ -55,7 +55,7 @@ def test_checkpoint_killed_between_write_and_rename_keeps_the_previous_checkpoin
     AtomicCheckpointIO().save_checkpoint({"global_step": 5}, path)
     script = (
         "import os, signal, torch\n"
-        "from llm_lit.resume import AtomicCheckpointIO\n"
+        "from llm_lit.run.checkpoint_io import AtomicCheckpointIO\n"
         "os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
         f"AtomicCheckpointIO().save_checkpoint({{'global_step': 10, 'w': torch.ones(1000)}}, {str(path)!r})\n"
     )

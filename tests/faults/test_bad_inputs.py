@@ -9,21 +9,12 @@ import lightning
 import pytest
 import torch
 
-from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG
-from llm_lit.cli import main
+from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG, one_line_error
+from llm_lit.commands.cli import main
 from llm_lit.data.tokens import BUNDLED_CORPUS
 from llm_lit.model import ModelConfig, TransformerLM
-from llm_lit.module import LanguageModel
+from llm_lit.training.module import LanguageModel
 from tokenizer import Tokenizer, train_bpe
-
-
-@pytest.fixture()
-def workdir(tmp_path, monkeypatch) -> Path:
-    """An empty working folder (logs, checkpoints and the cache land there) with a small corpus in it."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("LLM_LIT_DEBUG", raising=False)
-    (tmp_path / "small.txt").write_bytes(BUNDLED_CORPUS.read_bytes()[:60_000])
-    return tmp_path
 
 
 def fit_args(*extra: str, checkpoints: bool = False, logger: bool = False) -> list[str]:
@@ -35,16 +26,6 @@ def fit_args(*extra: str, checkpoints: bool = False, logger: bool = False) -> li
     if not checkpoints:
         args += ["--trainer.callbacks", "[]", "--trainer.enable_checkpointing", "false"]
     return [*args, *extra]
-
-
-def one_line_error(argv: list[str], capsys) -> str:
-    """Run the CLI in-process; assert exit code 2 and a single `error: ...` line without a traceback."""
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err
-    last = err.splitlines()[-1]
-    assert last.startswith("error: ") and last.endswith((".", "?")), err[-2000:]
-    return last
 
 
 def no_temp_files(root: Path) -> bool:
@@ -126,23 +107,24 @@ def test_checkpoint_from_another_architecture(workdir, capsys):
     assert "another architecture (d_model 48 in the checkpoint vs 32)" in err
 
 
+def _edited_checkpoint(path: Path, name: str, tensor: torch.Tensor, tokenizer: bool = False) -> None:
+    """A checkpoint of the debug architecture at `path` whose weight `name` was replaced by `tensor`."""
+    _fake_checkpoint(path, ModelConfig(vocab_size=270, context_length=32, d_model=32, n_layers=2, n_heads=2))
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["state_dict"][name] = tensor
+    if tokenizer:
+        ckpt["llm_lit"]["tokenizer"] = Tokenizer({i: bytes([i]) for i in range(256)}, [], ["<|endoftext|>"]).to_dict()
+    torch.save(ckpt, path)
+
+
 def test_checkpoint_with_weights_that_do_not_fit_its_config(workdir, capsys):
-    config = ModelConfig(vocab_size=270, context_length=32, d_model=32, n_layers=2, n_heads=2)
-    _fake_checkpoint(workdir / "edited.ckpt", config)
-    ckpt = torch.load(workdir / "edited.ckpt", weights_only=True)
-    ckpt["state_dict"]["model.ln_final.weight"] = torch.ones(7)
-    torch.save(ckpt, workdir / "edited.ckpt")
+    _edited_checkpoint(workdir / "edited.ckpt", "model.ln_final.weight", torch.ones(7))
     err = one_line_error(fit_args("--ckpt_path", "edited.ckpt"), capsys)
     assert "'model.ln_final.weight' is (7,) in the checkpoint but (32,) in the model" in err
 
 
 def test_export_of_weights_that_do_not_fit_their_config_names_the_tensor(workdir, capsys):
-    config = ModelConfig(vocab_size=270, context_length=32, d_model=32, n_layers=2, n_heads=2)
-    _fake_checkpoint(workdir / "edited.ckpt", config)
-    ckpt = torch.load(workdir / "edited.ckpt", weights_only=True)
-    ckpt["state_dict"]["model.layers.1.ffn.w2.weight"] = torch.ones(32, 7)
-    ckpt["llm_lit"]["tokenizer"] = Tokenizer({i: bytes([i]) for i in range(256)}, [], ["<|endoftext|>"]).to_dict()
-    torch.save(ckpt, workdir / "edited.ckpt")
+    _edited_checkpoint(workdir / "edited.ckpt", "model.layers.1.ffn.w2.weight", torch.ones(32, 7), tokenizer=True)
     err = one_line_error(["export", "--ckpt_path", "edited.ckpt", "--output", "hf"], capsys)
     assert "'layers.1.ffn.w2.weight' is (32, 7) in the checkpoint but" in err
     assert not (workdir / "hf").exists()
@@ -261,7 +243,7 @@ def test_traceback_only_with_llm_lit_debug(workdir, capsys, monkeypatch):
 
 
 def test_truncate_prompts_keeps_the_last_context_tokens_with_a_warning():
-    from llm_lit.generation import SamplingConfig
+    from llm_lit.generation.sampling import SamplingConfig
 
     tokenizer = Tokenizer({i: bytes([i]) for i in range(256)}, [], ["<|endoftext|>"])
     config = ModelConfig(vocab_size=257, context_length=8, d_model=16, n_layers=1, n_heads=2)

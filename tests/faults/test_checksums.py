@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG, run_cli
-from llm_lit.checkpoint import read_checkpoint, write_checkpoint
-from llm_lit.cli import main
-from llm_lit.checksums import CHECKSUMS_KEY, checksums, structure_text, tensor_crc, verify_checksums
+from llm_lit.run.checkpoint import read_checkpoint, write_checkpoint
+from llm_lit.commands.cli import main
+from llm_lit.run.checksums import CHECKSUMS_KEY, checksums, structure_text, tensor_crc, verify_checksums
 from llm_lit.errors import UserError
 from llm_lit.model import ModelConfig, TransformerLM
 from tokenizer import Tokenizer

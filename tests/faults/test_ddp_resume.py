@@ -10,15 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG, run_cli
-from fault_helpers import assert_same_logs, assert_same_training_state, run_and_interrupt
+from cli_helpers import DEBUG_CONFIG, finished_run
+from fault_helpers import LAST, assert_same_logs, assert_same_training_state, interrupt_and_resume
 from llm_lit.data.tokens import BUNDLED_CORPUS
 
 ARGS = ["fit", "--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "false",
         "--trainer.log_every_n_steps", "4", "--model.config.dropout", "0.1", "--trainer.max_steps", "20",
         "--trainer.devices", "2", "--trainer.strategy", "ddp", "--data.batch_size", "8",
         "--model.sample_prompts", "[]"]
-LAST = DEBUG_CKPTS / "last.ckpt"
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +34,7 @@ def corpus(tmp_path_factory) -> list[str]:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, cache, corpus) -> Path:
     """One uninterrupted two-process run on the two-file corpus (overrides the conftest's, which runs ARGS alone)."""
-    root = tmp_path_factory.mktemp("ddp_uninterrupted")
-    result = run_cli([*ARGS, *corpus, "--data.cache_dir", str(cache)], cwd=root)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return root
+    return finished_run([*ARGS, *corpus, "--data.cache_dir", str(cache)], tmp_path_factory.mktemp("ddp_uninterrupted"))
 
 
 # SIGTERM is the DDP-specific path (all ranks agree on the stopping step) and runs by default; SIGKILL
@@ -47,12 +43,7 @@ def reference(tmp_path_factory, cache, corpus) -> Path:
                          ids=["SIGKILL", "SIGTERM"])
 def test_ddp_interrupt_then_resume_is_exact(reference, cache, corpus, tmp_path, signum):
     args = [*ARGS, *corpus, "--data.cache_dir", str(cache)]
-    stopped = run_and_interrupt(args, tmp_path, tmp_path / LAST, signum, after_step=5)
-    if signum == signal.SIGTERM:
-        assert stopped.returncode == 128 + signum, stopped.stderr[-3000:]
-        assert "continue with --ckpt_path last" in stopped.stdout
-    resumed = run_cli([*args, "--ckpt_path", "last"], cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    interrupt_and_resume(args, tmp_path, signum, after_step=5)
     assert_same_training_state(reference / LAST, tmp_path / LAST)
     assert_same_logs(reference / "runs", tmp_path / "runs", ("train/loss", "val/loss"),
                      expect_steps=5)  # logger steps 3, 7, 11, 15, 19

@@ -6,7 +6,9 @@ logged series of every metric.
 Dropout is on (0.1) so that the randomness of training is part of what must be restored. Losses are
 logged every 4 steps and checkpoints written every 5, so most stops fall between logging steps,
 where the train loss's running mean holds steps not logged yet. Most runs stop themselves at an
-exact point (`self_kill.SignalAt`); the Ctrl-C / SIGTERM tests also send the signal from outside."""
+exact point (`self_kill.SignalAt`); the Ctrl-C / SIGTERM tests also send the signal from outside. A
+SIGKILL test also trains on a weighted mixture of three sources (Parquet, JSONL.zst and text), whose
+training windows and per-source validation figures must resume as exactly."""
 
 from __future__ import annotations
 
@@ -15,54 +17,69 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG, run_cli
-from fault_helpers import (assert_same_logs, assert_same_training_state, checkpoint_step, faults_env,
-                           run_and_interrupt, signal_at)
+from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG, finished_run, run_cli
+from fault_helpers import (LAST, assert_same_logs, assert_same_training_state, checkpoint_step, faults_env,
+                           interrupt_and_resume, resume_last, signal_at)
+from format_helpers import write_mixture
+from llm_lit.data.tokens import BUNDLED_CORPUS
 
 ARGS = ["fit", "--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "false",
         "--trainer.log_every_n_steps", "4", "--model.config.dropout", "0.1"]
 TAGS = ("train/loss", "lr", "grad_norm", "val/loss")
-LAST = DEBUG_CKPTS / "last.ckpt"
-BEST = DEBUG_CKPTS / "best-step30.ckpt"
+MIXTURE_TAGS = (*TAGS, *(f"val/{name}/{m}" for name in ("web", "code", "books") for m in ("loss", "bpb")))
 
 
-def _resume(root: Path, cache: Path) -> None:
-    resumed = run_cli([*ARGS, "--data.cache_dir", str(cache), "--ckpt_path", "last"], cwd=root)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+@pytest.fixture(scope="module")
+def mixture_args(tmp_path_factory) -> list[str]:
+    """ARGS training on a 3-source mixture (weights 0.6 / 0.3 / 0.1; `format_helpers.write_mixture`)."""
+    config = write_mixture(tmp_path_factory.mktemp("mixture"), BUNDLED_CORPUS.read_text(encoding="utf-8"))
+    return [*ARGS, "--config", str(config)]
 
 
-def _stop_at(root: Path, cache: Path, step: int, hook: str, signal_name: str):
-    """Run ARGS until it signals itself (`self_kill.SignalAt`) at `hook` of global step `step`."""
-    return run_cli([*ARGS, "--data.cache_dir", str(cache), *signal_at(step, hook, signal_name)], cwd=root,
+@pytest.fixture(scope="module")
+def mixture_reference(tmp_path_factory, mixture_args, cache) -> Path:
+    """The folder of one uninterrupted run of `mixture_args`."""
+    return finished_run([*mixture_args, "--data.cache_dir", str(cache)], tmp_path_factory.mktemp("mixture-run"))
+
+
+def _stop_at(root: Path, cache: Path, step: int, hook: str, signal_name: str, args: list[str] = ARGS):
+    """Run `args` until it signals itself (`self_kill.SignalAt`) at `hook` of global step `step`."""
+    return run_cli([*args, "--data.cache_dir", str(cache), *signal_at(step, hook, signal_name)], cwd=root,
                    env=faults_env())
 
 
-def _assert_same_run(reference: Path, root: Path) -> None:
+def _assert_same_run(reference: Path, root: Path, tags: tuple[str, ...] = TAGS) -> None:
     assert_same_training_state(reference / LAST, root / LAST)
-    assert_same_training_state(reference / BEST, root / BEST)
-    assert_same_logs(reference / "runs", root / "runs", TAGS, expect_steps=7)  # logger steps 3, 7, ..., 27
+    best = [p.relative_to(reference) for p in (reference / DEBUG_CKPTS).glob("best-step*.ckpt")]
+    assert len(best) == 1 and [p.relative_to(root) for p in (root / DEBUG_CKPTS).glob("best-step*.ckpt")] == best
+    assert_same_training_state(reference / best[0], root / best[0])
+    assert_same_logs(reference / "runs", root / "runs", tags, expect_steps=7)  # logger steps 3, 7, ..., 27
     assert not list((root / DEBUG_CKPTS).glob(".*.tmp"))
 
 
-@pytest.mark.parametrize("step, hook", [(5, "train_batch_start"), (20, "train_batch_start"),
-                                        (10, "validation_start")],
-                         ids=["off-a-logging-step", "on-a-logging-step", "before-its-validation"])
-def test_sigkill_after_a_checkpoint_then_resume_is_exact(reference, cache, tmp_path, step, hook):
+@pytest.mark.parametrize("step, hook, data", [(5, "train_batch_start", "one corpus"),
+                                              (20, "train_batch_start", "one corpus"),
+                                              (10, "validation_start", "one corpus"),
+                                              (5, "train_batch_start", "mixture")],
+                         ids=["off-a-logging-step", "on-a-logging-step", "before-its-validation", "mixture"])
+def test_sigkill_after_a_checkpoint_then_resume_is_exact(request, cache, tmp_path, step, hook, data):
     # step 5: the running mean of the train loss holds step 5's loss, not logged yet (logged at 4, 8, ...);
     # step 20: a logging step, nothing pending; step 10: killed after the step's checkpoint, before its
     # validation, which the resumed run must run (val/loss at step 10 and best-step10.ckpt).
-    stopped = _stop_at(tmp_path, cache, step, hook, "SIGKILL")
+    if data == "mixture":
+        args, reference, tags = request.getfixturevalue("mixture_args"), request.getfixturevalue(
+            "mixture_reference"), MIXTURE_TAGS
+    else:
+        args, reference, tags = ARGS, request.getfixturevalue("reference"), TAGS
+    stopped = _stop_at(tmp_path, cache, step, hook, "SIGKILL", args)
     assert stopped.returncode == -signal.SIGKILL, stopped.stderr[-3000:]
-    _resume(tmp_path, cache)
-    _assert_same_run(reference, tmp_path)
+    resume_last([*args, "--data.cache_dir", str(cache)], tmp_path)
+    _assert_same_run(reference, tmp_path, tags)
 
 
 def test_sigkill_after_the_first_checkpoint_then_resume_is_exact(reference, cache, tmp_path):
     # killed from outside, at whatever point after the first checkpoint the signal lands
-    stopped = run_and_interrupt([*ARGS, "--data.cache_dir", str(cache)], tmp_path, tmp_path / LAST, signal.SIGKILL,
-                                after_step=5)
-    assert stopped.returncode == -signal.SIGKILL
-    _resume(tmp_path, cache)
+    interrupt_and_resume([*ARGS, "--data.cache_dir", str(cache)], tmp_path, signal.SIGKILL, after_step=5)
     _assert_same_run(reference, tmp_path)
 
 
@@ -72,7 +89,7 @@ def test_sigterm_or_ctrl_c_between_logging_steps_resumes_exactly(reference, cach
     stopped = _stop_at(tmp_path, cache, 6, "train_batch_start", signal_name)
     assert stopped.returncode == 128 + signal.Signals[signal_name], stopped.stderr[-3000:]
     assert "Stopped at step 7; saved" in stopped.stdout
-    _resume(tmp_path, cache)
+    resume_last([*ARGS, "--data.cache_dir", str(cache)], tmp_path)
     _assert_same_run(reference, tmp_path)
 
 
@@ -90,12 +107,7 @@ def test_a_second_ctrl_c_aborts_at_once_with_exit_code_130(cache, tmp_path):
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_sigterm_or_ctrl_c_saves_a_checkpoint_that_resumes_exactly(reference, cache, tmp_path, signum):
     # sent from outside after step 10: the interrupt lands around the first validation, the hardest place
-    stopped = run_and_interrupt([*ARGS, "--data.cache_dir", str(cache)], tmp_path, tmp_path / LAST, signum,
-                                after_step=10)
-    assert stopped.returncode == 128 + signum, stopped.stderr[-3000:]
-    assert "continue with --ckpt_path last" in stopped.stdout
-    assert "Traceback" not in stopped.stderr
-    _resume(tmp_path, cache)
+    interrupt_and_resume([*ARGS, "--data.cache_dir", str(cache)], tmp_path, signum, after_step=10)
     _assert_same_run(reference, tmp_path)
 
 
@@ -110,8 +122,8 @@ def test_each_checkpoint_finds_its_steps_train_logs_already_on_disk(tmp_path):
     from llm_lit.data import TextDataModule
     from llm_lit.data.tokens import BUNDLED_CORPUS
     from llm_lit.model import ModelConfig
-    from llm_lit.module import LanguageModel, OptimizerConfig
-    from llm_lit.resume import AtomicCheckpointIO
+    from llm_lit.training.module import LanguageModel, OptimizerConfig
+    from llm_lit.run.checkpoint_io import AtomicCheckpointIO
 
     on_disk: dict[int, dict[str, set[int]]] = {}
 

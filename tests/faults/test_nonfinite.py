@@ -18,10 +18,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG, cli_env
 from llm_lit.data import TextDataModule
 from llm_lit.data.tokens import BUNDLED_CORPUS
-from llm_lit.guards import NonFiniteError
+from llm_lit.training.guards import NonFiniteError
 from llm_lit.model import ModelConfig, TransformerLM
-from llm_lit.module import LanguageModel, OptimizerConfig
-from llm_lit.resume import AtomicCheckpointIO
+from llm_lit.training.module import LanguageModel, OptimizerConfig
+from llm_lit.run.checkpoint_io import AtomicCheckpointIO
 
 NAN_AT = 5  # optimizer step (0-based global_step) whose loss becomes NaN
 
@@ -124,7 +124,7 @@ def test_non_finite_weights_are_never_saved(tmp_path, previous):
 SCRIPT = """
 import sys
 from llm_lit.model import TransformerLM
-from llm_lit.cli import main
+from llm_lit.commands.cli import main
 plain = TransformerLM.loss
 def loss(self, x, y, **kw):
     out = plain(self, x, y, **kw)
@@ -182,7 +182,7 @@ def test_a_non_finite_validation_loss_stops_before_sampling_and_saving(tmp_path)
 
 
 def test_generation_from_unusable_weights_is_one_line():
-    from llm_lit.generation import SamplingConfig, UnusableWeightsError, generate
+    from llm_lit.generation.sampling import SamplingConfig, UnusableWeightsError, generate
 
     model = TransformerLM(ModelConfig(vocab_size=260, context_length=8, d_model=16, n_layers=1, n_heads=2))
     with torch.no_grad():

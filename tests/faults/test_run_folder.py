@@ -11,28 +11,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
-from cli_helpers import DEBUG_CONFIG, cli_env
-from llm_lit.checkpoint import write_checkpoint
-from llm_lit.cli import main
-from llm_lit.data.tokens import BUNDLED_CORPUS
+from cli_helpers import DEBUG_CONFIG, cli_env, one_line_error
+from llm_lit.run.checkpoint import write_checkpoint
+from llm_lit.commands.cli import main
 from llm_lit.model import ModelConfig, TransformerLM
-from llm_lit.run_lock import RunLock, lock_path
+from llm_lit.run.lock import RunLock, lock_path
 from tokenizer import Tokenizer
 
 VERSION = Path("runs") / "debug-small" / "version_0"  # debug.yaml on small.txt
 CHECKPOINTS = VERSION / "checkpoints"
-
-
-@pytest.fixture()
-def workdir(tmp_path, monkeypatch) -> Path:
-    """An empty working folder with a small corpus in it."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("LLM_LIT_DEBUG", raising=False)
-    (tmp_path / "small.txt").write_bytes(BUNDLED_CORPUS.read_bytes()[:60_000])
-    return tmp_path
 
 
 def fit_args(*extra: str) -> list[str]:
@@ -42,18 +31,11 @@ def fit_args(*extra: str) -> list[str]:
             "false", "--trainer.logger", "false", "--model.sample_prompts", "[]", *extra]
 
 
-def error_line(argv: list[str], capsys) -> str:
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err
-    return err.splitlines()[-1]
-
-
 def test_a_second_fit_into_a_version_held_by_a_live_run_is_refused(workdir, capsys):
     assert main(fit_args()) == 0
     holder = RunLock.acquire(workdir / VERSION)  # as a running fit holds it (this process stands in for it)
     resume = fit_args("--ckpt_path", "last", "--trainer.max_steps", "7")
-    err = error_line(resume, capsys)
+    err = one_line_error(resume, capsys)
     assert err.startswith(f"error: Another llm_lit fit (pid {os.getpid()} on ")
     assert f"is writing checkpoints into '{VERSION}'" in err
     assert "--run_name or --out_dir" in err
@@ -64,13 +46,13 @@ def test_a_second_fit_into_a_version_held_by_a_live_run_is_refused(workdir, caps
 
 
 def test_a_refused_or_failed_fit_leaves_no_version_folder(workdir, capsys):
-    error_line(fit_args("--data.train_files", '["missing.txt"]'), capsys)
+    one_line_error(fit_args("--data.train_files", '["missing.txt"]'), capsys)
     assert not list((workdir / "runs").glob("*/version_*"))
 
 
 def test_the_lock_of_a_killed_run_does_not_block_the_next(workdir):
     # a process that takes the lock and dies by SIGKILL, leaving the lock file with its record behind
-    script = ("import os, signal, sys; from llm_lit.run_lock import RunLock; "
+    script = ("import os, signal, sys; from llm_lit.run.lock import RunLock; "
               "lock = RunLock.acquire(sys.argv[1]); os.kill(os.getpid(), signal.SIGKILL)")
     killed = subprocess.run([sys.executable, "-c", script, str(workdir / CHECKPOINTS)], env=cli_env())
     assert killed.returncode < 0
@@ -96,12 +78,12 @@ def test_predictions_path_that_is_a_folder_is_refused_before_generating(workdir,
     model = TransformerLM(ModelConfig(vocab_size=260, context_length=16, d_model=16, n_layers=1, n_heads=2))
     write_checkpoint(model, Tokenizer({i: bytes([i]) for i in range(256)}, [], ["<|endoftext|>"]), workdir / "m.ckpt")
     (workdir / "out").mkdir()
-    err = error_line(["predict", "--ckpt_path", "m.ckpt", "--data.prompts", '["ROMEO:"]', "--data.predictions_path",
+    err = one_line_error(["predict", "--ckpt_path", "m.ckpt", "--data.prompts", '["ROMEO:"]', "--data.predictions_path",
                       "out", "--trainer.enable_progress_bar", "false"], capsys)
     assert "--data.predictions_path 'out' is a folder" in err
     assert "ROMEO:" not in capsys.readouterr().out  # nothing was generated (and lost)
 
 
 def test_fsdp_on_a_cpu_is_one_line(workdir, capsys):
-    err = error_line(fit_args("--trainer.strategy", "fsdp", "--trainer.accelerator", "cpu"), capsys)
+    err = one_line_error(fit_args("--trainer.strategy", "fsdp", "--trainer.accelerator", "cpu"), capsys)
     assert "--trainer.strategy fsdp shards the model across CUDA GPUs but --trainer.accelerator is cpu" in err

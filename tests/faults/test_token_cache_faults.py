@@ -18,7 +18,7 @@ import pytest
 
 import tokenizer.token_file as token_file
 from disk_full import disk_full_after
-from llm_lit.cli import main
+from llm_lit.commands.cli import main
 from llm_lit.data.tokens import BUNDLED_CORPUS, prepare_token_cache
 from llm_lit.errors import UserError
 from tokenizer import Tokenizer
@@ -170,8 +170,10 @@ def _prepare_tokens(train, val, tmp_path, tok):
 def test_a_token_file_without_its_sidecar_is_refused(token_files, tmp_path):
     tok, bins = token_files
     Path(f"{bins[0]}.json").unlink()
-    with pytest.raises(UserError, match=r"The training corpus file '.*f0.bin' is a token file that cannot be used: "
-                                        r"token file .*f0.bin has no sidecar .*; re-create it with `python -m tokenizer encode`"):
+    with pytest.raises(UserError, match=r"The training corpus file '.*f0.bin' has no sidecar \(.*f0.bin.json\) and no "
+                                        r"llm.c header; if it is a headerless array of token ids \(nanoGPT's prepare.py "
+                                        r"writes uint16\), pass --data.token_dtype uint16 \(or uint32\), else re-create "
+                                        r"it with `python -m tokenizer encode`"):
         _prepare_tokens(bins[:2], bins[2:], tmp_path, tok)
 
 

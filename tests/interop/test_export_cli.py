@@ -12,9 +12,9 @@ import pytest
 import torch
 from interop_helpers import make_config
 
-from llm_lit.interop.export import main as export_main
-from llm_lit.module import LanguageModel
-from llm_lit.resume import AtomicCheckpointIO
+from llm_lit.commands.export import main as export_main
+from llm_lit.training.module import LanguageModel
+from llm_lit.run.checkpoint_io import AtomicCheckpointIO
 
 ROOT = Path(__file__).resolve().parents[2]
 transformers = pytest.importorskip("transformers")
@@ -53,7 +53,7 @@ def test_cli_export_is_loadable_by_transformers(checkpoint, tmp_path):
 
 
 def test_cli_errors_are_one_line(checkpoint, tmp_path, capsys):
-    from llm_lit.cli import main
+    from llm_lit.commands.cli import main
 
     path, _ = checkpoint
     (tmp_path / "hf").mkdir()
@@ -80,7 +80,8 @@ def test_bad_arguments_name_the_fix(tmp_path):
 
 
 def test_load_pretrained_reads_checkpoints_and_hf_folders(checkpoint, tmp_path):
-    from llm_lit.interop import export_checkpoint, load_pretrained
+    from llm_lit.commands.export import export_checkpoint
+    from llm_lit.run.init_from import load_pretrained
 
     path, module = checkpoint
     model, tok = load_pretrained(path, kernels="reference")

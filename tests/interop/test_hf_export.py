@@ -13,7 +13,7 @@ import pytest
 import torch
 from interop_helpers import EXPORTABLE, VOCAB, make_config, random_model
 
-from llm_lit.generation import SamplingConfig, generate
+from llm_lit.generation.sampling import SamplingConfig, generate
 from llm_lit.interop import export_hf, hf_layout, load_hf, read_hf_config
 from llm_lit.interop.hf_llama import adjacent_to_half, half_to_adjacent
 from llm_lit.model import RotaryEmbedding

@@ -10,8 +10,8 @@ import yaml
 from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG
 from interop_helpers import VOCAB
 
-from llm_lit.checkpoint import load_checkpoint, read_checkpoint
-from llm_lit.cli import main
+from llm_lit.run.checkpoint import load_checkpoint, read_checkpoint
+from llm_lit.commands.cli import main
 from llm_lit.interop import load_hf
 
 transformers = pytest.importorskip("transformers")
@@ -63,7 +63,7 @@ def test_import_writes_a_checkpoint_and_config_that_fit_continues_from(hf_folder
 def test_import_builds_neither_a_trainer_nor_a_lightning_module(hf_folder, tmp_path, monkeypatch):
     import lightning
 
-    from llm_lit.module import LanguageModel
+    from llm_lit.training.module import LanguageModel
 
     def refuse(*args, **kwargs):
         raise AssertionError("llm_lit import built a Trainer or a LanguageModel")

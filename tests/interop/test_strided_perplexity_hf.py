@@ -65,7 +65,7 @@ def test_strided_validation_equals_transformers_following_the_guide(tmp_path):
     export = run_cli(["export", "--ckpt_path", ckpt, "--output", "hf"], tmp_path)
     assert export.returncode == 0, export.stderr[-3000:]
 
-    from llm_lit.checkpoint import load_checkpoint
+    from llm_lit.run.checkpoint import load_checkpoint
 
     model, tok = load_checkpoint(tmp_path / ckpt)
     theirs, ids = guide_perplexity(tmp_path / "hf", text, model.config.context_length + 1, STRIDE)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llm_lit.guards import config_differences
+from llm_lit.model.checks import config_differences
 from llm_lit.model import ModelConfig, TransformerLM
 from llm_lit.model.config import ModelConfigError
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llm_lit.cli import main
+from llm_lit.commands.cli import main
 from llm_lit.model import BigramLM, ModelConfig, TransformerLM, bigram_entropy, build_model
 
 from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG, run_cli, scalars

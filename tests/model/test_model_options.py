@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llm_lit.generation import SamplingConfig, generate
+from llm_lit.generation.sampling import SamplingConfig, generate
 from llm_lit.model import ModelConfig, ModelConfigError, TransformerLM
 from llm_lit.model.chunked_loss import chunked_linear_cross_entropy
 from llm_lit.model.feedforward import ReluSquaredMLP

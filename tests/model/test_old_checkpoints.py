@@ -13,8 +13,8 @@ import lightning
 import pytest
 import torch
 
-from llm_lit.checkpoint import load_checkpoint
-from llm_lit.guards import config_differences
+from llm_lit.run.checkpoint import load_checkpoint
+from llm_lit.model.checks import config_differences
 from llm_lit.model import ModelConfig, TransformerLM
 
 from cli_helpers import run_cli  # noqa: E402

@@ -9,21 +9,14 @@ import pytest
 import torch
 import yaml
 
-from llm_lit.cli import main
-from llm_lit.data.tokens import BUNDLED_CORPUS
 from llm_lit.optim import inverse_time_lr_at, wsd_lr_at
 
-from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG, DEBUG_RUN, run_cli, scalars
+from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG, DEBUG_RUN, one_line_error, run_cli, scalars
 
 # One thread: bfloat16 matmuls of Muon's tiny matrices run several times slower on two threads of a busy CPU.
 SHORT = ["fit", "--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "false", "--trainer.max_steps", "16",
          "--trainer.val_check_interval", "8", "--trainer.log_every_n_steps", "1", "--model.optimizer.warmup_steps", "2",
          "--torch_threads", "1"]
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
 
 
 def _fit(root: Path, cache: Path, *extra: str) -> dict:
@@ -81,26 +74,12 @@ def test_a_bad_value_ends_the_subprocess_with_one_line_and_exit_code_2(tmp_path,
 
 
 # ---------------------------------------------------------------------- bad values, in-process
-@pytest.fixture()
-def workdir(tmp_path, monkeypatch) -> Path:
-    """An empty working folder with a small corpus (the schedule checks need a fit to reach the optimizer)."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("LLM_LIT_DEBUG", raising=False)
-    (tmp_path / "small.txt").write_bytes(BUNDLED_CORPUS.read_bytes()[:60_000])
-    return tmp_path
-
-
 def _error(capsys, *extra: str) -> str:
     """The one `error: ...` line of a fit of the small corpus that must fail with exit code 2."""
     argv = ["fit", "--config", str(DEBUG_CONFIG), "--data.train_files", '["small.txt"]', "--data.vocab_size", "270",
             "--trainer.max_steps", "10", "--model.optimizer.warmup_steps", "2", "--trainer.enable_progress_bar", "false",
             "--trainer.logger", "false", "--trainer.callbacks", "[]", "--trainer.enable_checkpointing", "false", *extra]
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err
-    last = err.splitlines()[-1]
-    assert last.startswith("error: ") and last.endswith((".", "?")), err[-2000:]
-    return last
+    return one_line_error(argv, capsys)
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -9,11 +9,11 @@ import pytest
 import torch
 import yaml
 
-import llm_lit.accounting as acc
+import llm_lit.commands.accounting as acc
 from llm_lit.model import ModelConfig, TransformerLM
-from llm_lit.module import muon_matrices
+from llm_lit.optim.muon import muon_matrices
 from llm_lit.optim import MuonSettings, OptimizerConfig, SGDSettings, build_optimizer
-from llm_lit.presets import preset_path
+from llm_lit.commands.presets import preset_path
 
 CONFIG = ModelConfig.llama(vocab_size=64, context_length=16, d_model=32, n_layers=2, n_heads=2)
 OPTIMIZERS = {"adamw": OptimizerConfig(warmup_steps=1), "sgd": OptimizerConfig(name="sgd", warmup_steps=1),

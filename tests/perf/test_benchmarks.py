@@ -38,7 +38,7 @@ def test_data_loading_prints_sampling_and_consumption() -> None:
 
 
 def test_data_scale_prints_each_figure_on_a_tiny_corpus(tmp_path) -> None:
-    data = tmp_path / "data"  # the bundled corpus standing in for ../shared/data, which a fresh clone may lack
+    data = tmp_path / "data"  # the bundled corpus standing in for the public corpora, which a fresh clone lacks
     data.mkdir()
     for name in ("gutenberg_train.txt", "enwiki_train.txt"):
         shutil.copyfile(BUNDLED_CORPUS, data / name)
@@ -48,7 +48,7 @@ def test_data_scale_prints_each_figure_on_a_tiny_corpus(tmp_path) -> None:
     assert "ids identical (ours 1 and 2 processes, tiktoken single and batch): True" in out
     for label in ("2 processes vs 1 process", "2 processes vs tiktoken's best", "peak RSS, ",
                   "bytes per token"):
-        line = next(line for line in out.splitlines() if line.strip().startswith(label))
+        line = next(line for line in out.splitlines() if label in line and "ratio" in line)
         assert float(line.split("ratio")[1].split()[0]) > 0, line
     assert "largest temporary file 0.00 MB" in out  # no copy of the corpus, only small sidecars
 
@@ -60,3 +60,15 @@ def test_data_scale_against_the_old_code_and_ddp(tmp_path) -> None:
     assert "wall time, ours vs old code" in out and "corpus vs tinyshakespeare" in out
     ours = next(line for line in out.splitlines() if line.strip().startswith("ours") and "manifest reads" in line)
     assert ours.count("1 manifest reads") == 2 and ours.count("0.0 MB of corpus read") == 2
+
+
+@pytest.mark.slow
+def test_data_formats_prints_each_figure_on_the_bundled_corpus(tmp_path) -> None:
+    out = run("data_formats.py", "--big-mb", "4", "--small-mb", "2", "--repeats", "1", "--vocab-size", "1000",
+              "--encode-vocab", "600", "--workdir", str(tmp_path))
+    assert "ids equal to the .txt path: True" in out and "ids identical: True" in out
+    for label in ("parquet vs the same text", "jsonl.zst vs the same text", "4 MB vs 2 MB of text", "2 processes vs 1",
+                  "web ", "Parquet files"):
+        line = next(line for line in out.splitlines() if label in line and "ratio" in line)
+        assert float(line.split("ratio")[1].split()[0]) > 0, line
+    assert "0 object reads, 0 bytes downloaded: True" in out and "gives the same windows: True" in out

@@ -9,9 +9,10 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
-import llm_lit.accounting as acc
+import llm_lit.commands.accounting as acc
 from llm_lit.model import ModelConfig, TransformerLM
-from llm_lit.module import LanguageModel, muon_matrices
+from llm_lit.training.module import LanguageModel
+from llm_lit.optim.muon import muon_matrices
 from llm_lit.optim import MuonSettings, OptimizerConfig, build_optimizer
 from llm_lit.optim.muon import newton_schulz_flops, orthogonalise
 
@@ -57,7 +58,7 @@ def test_accounting_reports_optimizer_flops_and_the_ema(capsys) -> None:
 
 
 def test_the_logger_adds_the_optimizer_flops_to_hfu(monkeypatch) -> None:
-    monkeypatch.setattr("llm_lit.callbacks.device_peak_flops", lambda device, precision: 1e12)
+    monkeypatch.setattr("llm_lit.training.callbacks.device_peak_flops", lambda device, precision: 1e12)
     torch.manual_seed(0)
     config = ModelConfig(vocab_size=64, context_length=16, d_model=32, n_layers=1, n_heads=2)
     module = LanguageModel(config, optimizer=OptimizerConfig(name="muon", warmup_steps=1), sample_prompts=[])

@@ -10,7 +10,7 @@ import torch
 
 from llm_lit.data import TextDataModule
 from llm_lit.model import ModelConfig
-from llm_lit.module import LanguageModel, OptimizerConfig
+from llm_lit.training.module import LanguageModel, OptimizerConfig
 
 CONFIG = ModelConfig(vocab_size=64, context_length=16, d_model=32, n_layers=2, n_heads=2)
 
@@ -66,6 +66,6 @@ def test_gradients_are_freed_right_after_each_optimizer_step(accumulate: int, tm
 @pytest.mark.parametrize("compiled", [False, True])
 def test_optimizer_compile_option_reaches_adamw(compiled: bool) -> None:
     module = LanguageModel(CONFIG, OptimizerConfig(warmup_steps=1, compile=compiled), sample_prompts=[])
-    module.trainer = SimpleNamespace(max_steps=10)
+    module.trainer = SimpleNamespace(estimated_stepping_batches=10, strategy=None)
     optimizer = module.configure_optimizers()["optimizer"]
     assert optimizer.compile is compiled

@@ -1,4 +1,4 @@
-"""Slow checks on the big corpora in ../shared/data (run with `-m slow`)."""
+"""Slow checks on the public corpora of docs/results.md, in the folder LLM_LIT_CORPORA names (run with `-m slow`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from tokenizer import Tokenizer, train_bpe
 from tokenizer.pretokenize import chunk_boundaries
 
 CORPORA = sorted(SHARED_DATA.glob("*.txt")) if SHARED_DATA.is_dir() else []
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not CORPORA, reason="../shared/data is not here")]
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not CORPORA, reason="the public corpora are not here: set LLM_LIT_CORPORA to their folder (docs/results.md)")]
 
 
 @pytest.fixture(scope="module")

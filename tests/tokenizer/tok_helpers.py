@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import regex
 
 REPO = Path(__file__).resolve().parents[2]
 SHAKESPEARE = REPO / "llm_lit" / "data" / "corpora" / "tinyshakespeare.txt"
-SHARED_DATA = REPO.parent / "shared" / "data"
+#: The public corpora of docs/results.md, for the slow full-corpus checks: the folder LLM_LIT_CORPORA names, else a
+#: `shared/data` folder beside the repository.
+SHARED_DATA = Path(os.environ.get("LLM_LIT_CORPORA") or REPO.parent / "shared" / "data")
 EOT = "<|endoftext|>"
 
 # An independent copy of the GPT-2 pattern, so the tests do not trust the package's.
