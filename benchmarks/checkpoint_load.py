@@ -1,7 +1,7 @@
 """What verifying checksums costs when a checkpoint is loaded (and recording them when it is saved).
 
 A gpt2-small checkpoint (124M parameters, fp32: the weights `predict`, `validate` and `export`
-read) is written once by `llm_lit.checkpoint.write_checkpoint`; with `--optimizer-state` it
+read) is written once by `llm_lit.run.checkpoint.write_checkpoint`; with `--optimizer-state` it
 also holds AdamW's two moments per parameter, as the checkpoints `fit --ckpt_path` resumes
 from. Then, in interleaved rounds, from the page cache (the disk is out of the picture):
 
@@ -26,10 +26,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from llm_lit.checkpoint import read_checkpoint, write_checkpoint  # noqa: E402
-from llm_lit.checksums import CHECKSUMS_KEY, checksums  # noqa: E402
+from llm_lit.run.checkpoint import read_checkpoint, write_checkpoint  # noqa: E402
+from llm_lit.run.checksums import CHECKSUMS_KEY, checksums  # noqa: E402
 from llm_lit.model import TransformerLM  # noqa: E402
-from llm_lit.presets import load_preset  # noqa: E402
+from llm_lit.commands.presets import load_preset  # noqa: E402
 from report import interleaved, medians, print_medians, seconds  # noqa: E402
 
 
@@ -79,7 +79,7 @@ def main() -> None:
     overhead = mid["ours, verified"] - mid["ours, unverified"]
     print(f"  verification: {overhead:+.3f} s ({overhead / mid['torch.load']:+.0%} of torch.load), "
           f"{size / 1e9 / max(overhead, 1e-9):.1f} GB/s")
-    print(f"  recording them when saving (llm_lit.checksums.checksums alone): "
+    print(f"  recording them when saving (llm_lit.run.checksums.checksums alone): "
           f"{medians(record)['computing the checksums']:.3f} s")
 
 

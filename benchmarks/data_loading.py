@@ -9,7 +9,7 @@ memory-mapped uint16 token file (`--tokens` random ids written to a temp file) w
 
 Repeats are interleaved and medians printed. The consumption they are compared with is
 (a) the GPU rate the model would need, gpt2-small at `--mfu` of an H100's bf16 peak (from
-`llm_lit.peak_flops.PEAK_FLOPS` and `TransformerLM.flops_per_token`), and (b) our training
+`llm_lit.training.peak_flops.PEAK_FLOPS` and `TransformerLM.flops_per_token`), and (b) our training
 tokens/s of gpt2-small measured here on this CPU (fp32, batch 1 x 1024, `--model-steps`).
 
     python benchmarks/data_loading.py [--repeats 5] [--batches 200] [--model-steps 2]
@@ -31,9 +31,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from llm_lit.accounting import flops_per_token  # noqa: E402
-from llm_lit.peak_flops import peak_flops  # noqa: E402
-from llm_lit.presets import load_preset  # noqa: E402
+from llm_lit.commands.accounting import flops_per_token  # noqa: E402
+from llm_lit.training.peak_flops import peak_flops  # noqa: E402
+from llm_lit.commands.presets import load_preset  # noqa: E402
 from llm_lit.data import RandomWindows  # noqa: E402
 from llm_lit.model import TransformerLM  # noqa: E402
 from llm_lit.optim import AdamW, clip_grad_norm, param_groups  # noqa: E402

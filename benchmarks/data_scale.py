@@ -1,16 +1,17 @@
 """Benchmark: the data path at scale, ours vs a reference, in one run.
 
-    python benchmarks/data_scale.py                  # the figures of issue 12 (about 15 minutes here)
+    python benchmarks/data_scale.py --data-dir path/to/corpora   # the figures of docs/results.md (about 15 minutes here)
     python benchmarks/data_scale.py --size-mb 6 --small-mb 2 --vocab-size 1000 --encode-mb 2 --old-commit none
 
-It builds a synthetic corpus in a temporary folder from ../shared/data: copies of
-gutenberg_train.txt and enwiki_train.txt, one file each, until `--size-mb` (983 MB = the
-issue's 14 copies of both), and a `--small-mb` one, then prints for each section ours,
-the reference and the ratio:
+It builds a synthetic corpus in a temporary folder from the texts of `--data-dir` (the public
+corpora of docs/results.md; the bundled tinyshakespeare.txt stands in for a file it lacks):
+copies of gutenberg_train.txt and enwiki_train.txt, one file each, until `--size-mb` (983 MB =
+14 copies of both), and a `--small-mb` one, then prints for each section ours, the reference
+and the ratio:
 
 * encode: MB/s of `write_token_file` with 1 and 2 processes vs tiktoken built from the
   same merges (`encode_ordinary`, and `encode_ordinary_batch` over exact 4 MiB blocks with
-  one thread per core), file to file, ids identical; on enwiki_train (24 MB, the issue's
+  one thread per core), file to file, ids identical; on enwiki_train (24 MB, the published
   figure) and on enwiki_train + gutenberg_train (70 MB of distinct text, where the fixed
   cost of starting workers matters less), each with a tokenizer trained on it.
 * cold: `llm_lit fit` (debug config, 2 steps, `--data.vocab_size`) on the corpus with an
@@ -49,7 +50,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-DATA = REPO.parent / "shared" / "data"
+from corpora import BUNDLED_DIR, add_data_dir_argument, corpus_file  # noqa: E402
+
+DATA = BUNDLED_DIR  # --data-dir
 
 import numpy as np  # noqa: E402
 
@@ -116,7 +119,7 @@ def report():
 
 atexit.register(report)
 sys.path.insert(0, os.environ["BENCH_CODE"])
-from llm_lit.cli import main
+from llm_lit.commands.cli import main
 sys.exit(main())
 """
 
@@ -128,7 +131,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--vocab-size", type=int, default=32_768)
     p.add_argument("--encode-corpora", default="enwiki_train.txt;enwiki_train.txt+gutenberg_train.txt",
                    help="texts of the encode section, ';' between texts, '+' between the files joined into one "
-                        "(names in ../shared/data, or paths)")
+                        "(names in --data-dir, or paths)")
     p.add_argument("--encode-mb", type=float, default=None, help="use only the first MB of each encode text")
     p.add_argument("--encode-vocab", type=int, default=10_000)
     p.add_argument("--processes", type=int, default=2, help="processes of the parallel encode (and tiktoken threads)")
@@ -137,8 +140,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--sections", default=",".join(SECTIONS[:-1]), help=f"comma-separated subset of {','.join(SECTIONS)}")
     p.add_argument("--sample-sweep", default="8,16,32,64", help="sample sizes (MB) of the sample section")
     p.add_argument("--workdir", default=None, help="keep corpora and caches here (default: a temporary folder)")
-    p.add_argument("--data-dir", type=Path, default=DATA,
-                   help="the folder of gutenberg_train/valid.txt and enwiki_train/valid.txt (default ../shared/data)")
+    add_data_dir_argument(p, "gutenberg_train/valid.txt and enwiki_train/valid.txt")
     return p.parse_args()
 
 
@@ -153,7 +155,7 @@ def build_corpus(folder: Path, size_mb: float) -> list[Path]:
     """Whole copies of gutenberg_train and enwiki_train, alternately, one file each, while they fit in `size_mb`;
     then the rest (if at least 1 MB) as the start of the next one, cut at a line."""
     folder.mkdir(parents=True, exist_ok=True)
-    sources = [DATA / "gutenberg_train.txt", DATA / "enwiki_train.txt"]
+    sources = [corpus_file(DATA, "gutenberg_train.txt"), corpus_file(DATA, "enwiki_train.txt")]
     left = int(size_mb * 1e6)
     files = []
     while left >= 1_000_000:
@@ -256,7 +258,7 @@ def row(name: str, ours: float, reference: float, unit: str, ratio: float | None
 # ---------------------------------------------------------------------- sections
 def section_encode(args: argparse.Namespace, work: Path) -> None:
     for text in args.encode_corpora.split(";"):
-        files = [Path(f) if os.sep in f else DATA / f for f in text.split("+")]
+        files = [Path(f) if os.sep in f else corpus_file(DATA, f) for f in text.split("+")]
         corpus = work / ("encode-" + "+".join(f.stem for f in files) + ".txt")
         data = b"".join(f.read_bytes() for f in files)
         if args.encode_mb:
@@ -482,8 +484,8 @@ Tokenizer(vocab, merges, ["<|endoftext|>"]).save(out)
 def section_sample(args, work: Path) -> None:
     from tokenizer import Tokenizer
 
-    train = [DATA / "gutenberg_train.txt", DATA / "enwiki_train.txt"]
-    held_out = [DATA / "gutenberg_valid.txt", DATA / "enwiki_valid.txt"]
+    train = [corpus_file(DATA, "gutenberg_train.txt"), corpus_file(DATA, "enwiki_train.txt")]
+    held_out = [corpus_file(DATA, "gutenberg_valid.txt"), corpus_file(DATA, "enwiki_valid.txt")]
     total = sum(f.stat().st_size for f in train)
     texts = [f.read_text(encoding="utf-8") for f in held_out]
     held_bytes = sum(f.stat().st_size for f in held_out)

@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from llm_lit.generation import SamplingConfig, generate  # noqa: E402
+from llm_lit.generation.sampling import SamplingConfig, generate  # noqa: E402
 from llm_lit.model import ModelConfig, TransformerLM  # noqa: E402
 from report import interleaved, print_medians, seconds  # noqa: E402
 

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from llm_lit.data import RandomWindows, TextDataModule  # noqa: E402
 from llm_lit.model import ModelConfig, TransformerLM  # noqa: E402
-from llm_lit.module import LanguageModel, OptimizerConfig  # noqa: E402
+from llm_lit.training.module import LanguageModel, OptimizerConfig  # noqa: E402
 from llm_lit.optim import AdamW, clip_grad_norm, cosine_warmup_scheduler, param_groups  # noqa: E402
 from report import interleaved, print_medians  # noqa: E402
 

@@ -13,7 +13,7 @@ are random and fixed; the first step (state allocation) is not timed. Prints med
 `--repeats` steps and the ratios ours / reference of step time.
 
 SGD: ours (`llm_lit.optim.SGD`, foreach ops) and `torch.optim.SGD(foreach=True)`, momentum 0.9, no weight
-decay (the same math, bitwise). Muon: the matrices inside the blocks (`llm_lit.module.muon_matrices`), ours
+decay (the same math, bitwise). Muon: the matrices inside the blocks (`llm_lit.optim.muon.muon_matrices`), ours
 with the Newton–Schulz iteration in bfloat16 and `torch.optim.Muon` (the same math, bitwise); then the whole
 optimizer as `model.optimizer.name muon` builds it (Muon + our eager AdamW for the rest) against
 torch.optim.Muon + torch.optim.AdamW(fused=True) for the rest.
@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import llm_lit.optim.adamw as adamw  # noqa: E402
-from llm_lit.presets import load_preset  # noqa: E402
+from llm_lit.commands.presets import load_preset  # noqa: E402
 from llm_lit.model import TransformerLM  # noqa: E402
-from llm_lit.module import muon_matrices  # noqa: E402
+from llm_lit.optim.muon import muon_matrices  # noqa: E402
 from llm_lit.optim import SGD, AdamW, Muon, OptimizerConfig, build_optimizer, param_groups  # noqa: E402
 from report import interleaved, print_medians, seconds  # noqa: E402
 

@@ -19,7 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-LABELS = {"default": "llm_lit: configs/shakespeare.yaml", "old-default": "llm_lit: the config before issue 17",
+LABELS = {"default": "llm_lit: configs/shakespeare.yaml", "old-default": "llm_lit: the earlier AdamW + cosine config",
           "nanoGPT": "nanoGPT char-level CPU recipe"}
 
 

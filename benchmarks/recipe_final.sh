@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Issue 17's headline figure: val bits per byte at a wall-time budget for configs/shakespeare.yaml,
-# the config before issue 17 and nanoGPT's char-level CPU recipe, side by side, each pinned to one core
+# The headline figure of docs/results.md: val bits per byte at a wall-time budget for configs/shakespeare.yaml,
+# the earlier AdamW + cosine config and nanoGPT's char-level CPU recipe, side by side, each pinned to one core
 # with one torch thread; prints the table and draws val bpb against wall time.
 #
 #   benchmarks/recipe_final.sh [BUDGET_S] [OUT]          # defaults: 600 s, recipe_final/
-#   NANOGPT=/path/to/nanoGPT benchmarks/recipe_final.sh  # the nanoGPT checkout (default /work/anchor/nanoGPT)
+#   NANOGPT=/path/to/nanoGPT benchmarks/recipe_final.sh  # the nanoGPT checkout (required)
 #   PYTHON=/path/to/venv/bin/python benchmarks/recipe_final.sh   # the interpreter (default: python on PATH)
 #
 # Run it on a quiet machine: the three runs go at once on 3+ cores; on 2 cores ours and nanoGPT go
@@ -14,11 +14,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 budget=${1:-600}
 out=${2:-recipe_final}
-nanogpt=${NANOGPT:-/work/anchor/nanoGPT}
+nanogpt=${NANOGPT:-}
 cores=$(nproc)
 parallel=$(( cores < 3 ? cores : 3 ))
 if [ "$parallel" -lt 2 ]; then
     echo "error: this comparison pins each run to its own core and needs at least 2 cores (found $cores)." >&2
+    exit 2
+fi
+if [ -z "$nanogpt" ]; then
+    echo "error: NANOGPT is not set; set NANOGPT=/path/to/nanoGPT (a clone of github.com/karpathy/nanoGPT)." >&2
     exit 2
 fi
 if [ ! -f "$nanogpt/train.py" ]; then

@@ -46,8 +46,8 @@ CONFIG = REPO / "configs" / "shakespeare.yaml"
 #: name -> (what it changes, the llm_lit overrides on top of the config). Each is compared with `default`.
 OPTIONS: dict[str, tuple[str, list[str]]] = {
     "default": ("configs/shakespeare.yaml as it is", []),
-    "old-default": ("configs/shakespeare.yaml before issue 17: 4L x 128, AdamW lr 3e-3 cosine, no dropout, batch 16 "
-                    "(benchmarks/shakespeare_before_issue17.yaml)", []),
+    "old-default": ("the earlier default config: 4L x 128, AdamW lr 3e-3 cosine, no dropout, batch 16 "
+                    "(benchmarks/shakespeare_adamw_cosine.yaml)", []),
     "adamw": ("AdamW for every parameter instead of Muon",
               ["--model.optimizer.name", "adamw", "--model.optimizer.lr", "0.003", "--model.optimizer.min_lr", "0.0003"]),
     "cosine": ("cosine schedule instead of wsd", ["--model.optimizer.schedule", "cosine"]),
@@ -64,7 +64,7 @@ OPTIONS: dict[str, tuple[str, list[str]]] = {
     "vocab-2048": ("2048-token BPE", ["--data.vocab_size", "2048"]),
 }
 #: Options run from their own YAML instead of configs/shakespeare.yaml plus overrides.
-OPTION_CONFIGS: dict[str, Path] = {"old-default": REPO / "benchmarks" / "shakespeare_before_issue17.yaml"}
+OPTION_CONFIGS: dict[str, Path] = {"old-default": REPO / "benchmarks" / "shakespeare_adamw_cosine.yaml"}
 #: With a time budget every run gets the whole budget: trainer.max_steps is lifted to this (a config's own
 #: cap, e.g. the old default's 700 steps, would otherwise end it early).
 UNCAPPED_STEPS = 1_000_000

@@ -1,6 +1,6 @@
 """Benchmark: encoding throughput vs tiktoken and HF `tokenizers`, identical ids, streaming memory.
 
-    python benchmarks/tokenizer_encode.py                          # train on enwiki_train (vocab 10,000), then measure
+    python benchmarks/tokenizer_encode.py --data-dir path/to/corpora   # train on enwiki_train (vocab 10,000), then measure
     python benchmarks/tokenizer_encode.py --tokenizer tok.json     # use a saved tokenizer instead
     python benchmarks/tokenizer_encode.py --skip-identity --skip-stream
 
@@ -10,8 +10,8 @@
    path replaces), tiktoken built
    offline from OUR vocab and merges (rank = id), and HF `tokenizers` loaded from our
    `save_hf` file. Interleaved repeats; medians and ratios printed.
-2. Identity: ours == HF (from save_hf) == tiktoken on the whole of every corpus in
-   ../shared/data, compared block by block at exact pre-token boundaries.
+2. Identity: ours == HF (from save_hf) == tiktoken on the whole of every corpus (*.txt) in
+   `--data-dir`, compared block by block at exact pre-token boundaries.
 3. Streaming: `python -m tokenizer encode` on `--corpus` in a child process; its peak RSS.
 """
 
@@ -26,12 +26,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-DATA = REPO.parent / "shared" / "data"
 
 import tiktoken  # noqa: E402
 import tokenizers  # noqa: E402
 
 from tokenizer import Tokenizer, train_bpe  # noqa: E402
+from corpora import add_data_dir_argument, corpus_file  # noqa: E402
 from report import interleaved, print_medians, seconds  # noqa: E402
 from tokenizer.pretokenize import GPT2_PATTERN, PRETOKEN_RE, chunk_boundaries, pretokens  # noqa: E402
 
@@ -110,14 +110,15 @@ def streaming(tok_path: str, corpus: Path, tmp: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", default=str(DATA / "enwiki_train.txt"))
+    parser.add_argument("--corpus", default=None, help="the text to time (default: enwiki_train.txt of --data-dir)")
+    add_data_dir_argument(parser, "enwiki_train.txt, and every *.txt for the identity check")
     parser.add_argument("--tokenizer", default=None, help="a tokenizer JSON file; default: train one on --corpus")
     parser.add_argument("--vocab-size", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-identity", action="store_true")
     parser.add_argument("--skip-stream", action="store_true")
     args = parser.parse_args()
-    corpus = Path(args.corpus)
+    corpus = Path(args.corpus) if args.corpus else corpus_file(args.data_dir, "enwiki_train.txt")
     with tempfile.TemporaryDirectory() as tmp:
         if args.tokenizer:
             tok_path = args.tokenizer
@@ -131,7 +132,7 @@ def main() -> None:
         enc, hf = build_references(tok, tmp)
         throughput(tok, enc, hf, corpus.read_text(encoding="utf-8"), args.repeats)
         if not args.skip_identity:
-            identity(tok, enc, hf, sorted(DATA.glob("*.txt")))
+            identity(tok, enc, hf, sorted(args.data_dir.glob("*.txt")))
         if not args.skip_stream:
             streaming(tok_path, corpus, tmp)
 

@@ -1,6 +1,6 @@
 """Benchmark: BPE training time and peak memory, ours vs Hugging Face `tokenizers`, same run.
 
-    python benchmarks/tokenizer_train.py                       # tinyshakespeare + enwiki_train, vocab 10,000
+    python benchmarks/tokenizer_train.py --data-dir path/to/corpora   # tinyshakespeare + enwiki_train, vocab 10,000
     python benchmarks/tokenizer_train.py --corpus FILE --repeats 5
     python benchmarks/tokenizer_train.py --scaling             # also: does memory grow with corpus size?
 
@@ -20,10 +20,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from corpora import add_data_dir_argument, corpus_file
 from report import interleaved, medians, print_medians
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
 
 OURS = """
 import json, resource, sys, time
@@ -88,12 +88,17 @@ def scaling(path: str, vocab_size: int, special: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", nargs="*", default=[str(DATA / "tinyshakespeare.txt"), str(DATA / "enwiki_train.txt")])
+    parser.add_argument("--corpus", nargs="*", default=None,
+                        help="texts to train on (default: tinyshakespeare.txt and enwiki_train.txt of --data-dir)")
+    add_data_dir_argument(parser, "tinyshakespeare.txt and enwiki_train.txt")
     parser.add_argument("--vocab-size", type=int, default=10_000)
     parser.add_argument("--special-token", default="<|endoftext|>")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--scaling", action="store_true", help="also compare peak memory on the last corpus and on it repeated 3x")
     args = parser.parse_args()
+    if not args.corpus:  # a file the folder lacks is the bundled corpus: time it once
+        args.corpus = list(dict.fromkeys(str(corpus_file(args.data_dir, name))
+                                         for name in ("tinyshakespeare.txt", "enwiki_train.txt")))
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     for path in args.corpus:
         bench(path, args.vocab_size, args.special_token, args.repeats)

@@ -16,7 +16,7 @@ Every run is its own child process (fresh allocator, clean peak memory), runs ar
 ratio ours / reference. Peak memory is `torch.cuda.max_memory_allocated` on GPU; on CPU it is
 the peak resident set (VmHWM, reset after warmup) minus the resident set just before the model
 was built (after the Trainer, for ours); when either loop compiles on a CPU, both children first
-compile a one-line function so the compiler's own resident memory is in both baselines. MFU uses `llm_lit.peak_flops` (a CPU has no listed peak: "unknown peak").
+compile a one-line function so the compiler's own resident memory is in both baselines. MFU uses `llm_lit.training.peak_flops` (a CPU has no listed peak: "unknown peak").
 
     python benchmarks/train_throughput.py --config shakespeare --compile both
     python benchmarks/train_throughput.py --config llama-small --batch-size 4 --steps 4 --warmup 2
@@ -116,7 +116,7 @@ def run_ours(spec: dict[str, Any], config, tokens: np.ndarray) -> tuple[float, i
     from torch.utils.data import DataLoader
 
     from llm_lit.data import RandomWindows
-    from llm_lit.module import LanguageModel, OptimizerConfig
+    from llm_lit.training.module import LanguageModel, OptimizerConfig
 
     device, warmup = spec["device"], spec["warmup"]
 
@@ -258,9 +258,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         print("RESULT " + json.dumps(child(json.loads(args.child))), flush=True)
         return
 
-    from llm_lit.accounting import flops_per_token
-    from llm_lit.peak_flops import device_peak_flops
-    from llm_lit.presets import load_preset
+    from llm_lit.commands.accounting import flops_per_token
+    from llm_lit.training.peak_flops import device_peak_flops
+    from llm_lit.commands.presets import load_preset
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     config, preset_batch, _ = load_preset(args.config)
