@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 budget=${1:-600}
 out=${2:-recipe_final}
 nanogpt=${NANOGPT:-}
-cores=$(nproc)
+cores=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # (nproc alone obeys OMP_NUM_THREADS)
 parallel=$(( cores < 3 ? cores : 3 ))
 if [ "$parallel" -lt 2 ]; then
     echo "error: this comparison pins each run to its own core and needs at least 2 cores (found $cores)." >&2

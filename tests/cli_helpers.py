@@ -19,7 +19,8 @@ def cli_env() -> dict[str, str]:
     """The environment of a CLI subprocess: the repo importable, a fixed thread count (bitwise runs)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env["OMP_NUM_THREADS"] = "2"
+    # two threads; one under pytest-xdist, where each worker has a core of its own
+    env["OMP_NUM_THREADS"] = "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2"
     env.pop("LLM_LIT_DEBUG", None)
     return env
 

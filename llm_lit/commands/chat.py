@@ -26,7 +26,7 @@ from llm_lit.errors import UserError, one_line
 from llm_lit.generation.prompts import PromptPolicy
 from llm_lit.generation.sampling import SamplingConfig, stream
 from llm_lit.model import TransformerLM
-from llm_lit.run.loading import load_for_generation
+from llm_lit.run.loading import load_for_generation, model_source
 from tokenizer import AnyTokenizer
 
 
@@ -163,8 +163,11 @@ SETTINGS: dict[str, tuple[Callable[[str], object], str]] = {
 EXAMPLES = {"temperature": "0.7", "top_k": "20", "top_p": "0.9", "max_new_tokens": "200", "seed": "1"}
 
 
-def run_session(session: ChatSession, lines: TextIO, out: TextIO, err: TextIO, interactive: bool) -> int:
-    """Read prompts and commands from `lines` until end of input or /quit; returns the exit code (0)."""
+def run_session(session: ChatSession, lines: TextIO, out: TextIO, err: TextIO, interactive: bool,
+                echo: bool = False, delimiter: Optional[str] = None) -> int:
+    """Read prompts and commands from `lines` until end of input or /quit; returns the exit code (0). With `echo`,
+    each prompt is written to `out` (as `> prompt`) before its continuation; with `delimiter`, a line holding it
+    follows each continuation, so that a script reading `out` can tell the answers apart."""
     while True:
         try:
             if interactive:
@@ -190,7 +193,12 @@ def run_session(session: ChatSession, lines: TextIO, out: TextIO, err: TextIO, i
                 err.write(shown + "\n")
                 err.flush()
                 continue
+            if echo:
+                out.write(f"> {line}\n")
             _print_reply(session, line.replace("\\n", "\n"), out)
+            if delimiter is not None:
+                out.write(delimiter + "\n")
+                out.flush()
         except ChatError as e:
             err.write(f"error: {one_line(e)}\n")
             err.flush()
@@ -232,11 +240,11 @@ def stop_ids_of(tokenizer: AnyTokenizer, stop_tokens: Optional[list[str]]) -> li
 
 def chat(ckpt_path: str, temperature: float = 0.8, top_k: Optional[int] = 50, top_p: Optional[float] = None,
          max_new_tokens: int = 200, seed: Optional[int] = None, stop_tokens: Optional[list[str]] = None,
-         device: str = "auto") -> int:
+         device: str = "auto", echo: bool = False, delimiter: Optional[str] = None) -> int:
     """Chat with a model: load it once, then continue each prompt typed (or piped) in, token by token.
 
     Args:
-        ckpt_path: An llm_lit checkpoint (.ckpt written by fit), a folder written by llm_lit import, or a Hugging Face model folder.
+        ckpt_path: An llm_lit checkpoint (.ckpt written by fit; `last`: the newest last.ckpt under runs/), a folder written by llm_lit import, or a Hugging Face model folder.
         temperature: Sampling temperature (0: greedy); /temperature changes it.
         top_k: Sample among the k most likely tokens (None: no limit); /top_k changes it.
         top_p: Sample from the smallest set of tokens whose probability reaches top_p (None: no limit); /top_p changes it.
@@ -244,6 +252,8 @@ def chat(ckpt_path: str, temperature: float = 0.8, top_k: Optional[int] = 50, to
         seed: Seed of the random stream, for a reproducible session (None: unseeded); /seed changes it.
         stop_tokens: Special tokens that end a continuation (default: the tokenizer's EOS role, else <|endoftext|>).
         device: 'auto' (a GPU when there is one), 'cpu', 'cuda' or 'cuda:N'.
+        echo: Write each prompt to stdout (as '> prompt') before its continuation.
+        delimiter: A line written to stdout after each continuation (e.g. '<|end|>'), so that a script piping prompts in can read the answers back one by one.
     """
     sampling = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                               seed=seed)
@@ -253,9 +263,9 @@ def chat(ckpt_path: str, temperature: float = 0.8, top_k: Optional[int] = 50, to
         sys.stdin.reconfigure(errors="surrogateescape")
     interactive = sys.stdin.isatty()
     params = sum(p.numel() for p in model.parameters())
-    print(f"chat: {ckpt_path} ({params / 1e6:,.2f}M parameters, context {model.config.context_length} tokens, "
+    print(f"chat: {model_source(ckpt_path)} ({params / 1e6:,.2f}M parameters, context {model.config.context_length} tokens, "
           f"{model.token_embeddings.weight.device}); /help for commands, Ctrl-D to quit", file=sys.stderr, flush=True)
-    return run_session(session, sys.stdin, sys.stdout, sys.stderr, interactive)
+    return run_session(session, sys.stdin, sys.stdout, sys.stderr, interactive, echo, delimiter)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

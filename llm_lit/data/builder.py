@@ -122,7 +122,7 @@ class CacheBuilder:
         reusable.update(self._reusable(old, tok, documents))
         todo = [(label, doc) for key, (doc, label) in owners.items() if key not in reusable]
         self.log(f"token cache: building {self.folder} ({reason}): {len(todo)} of {len(documents)} documents to encode "
-                 f"({sum(_planned_bytes(d) for _, d in todo) / 1e6:,.1f} MB, {self.num_proc} processes)")
+                 f"({sum(_planned_bytes(d) for _, d in todo) / 1e6:,.1f} MB, {_processes(self.num_proc)})")
         for _, doc in todo:  # a record file without its text field fails now, before anything is encoded
             if doc.input.kind == "records":
                 RecordInput(doc.input.located(), doc.input.text_field).check()
@@ -208,7 +208,7 @@ class CacheBuilder:
         compressed = any(d.input.kind in ("records", "stream") for _, docs in train for d in docs)
         of = f"{whole / 1e6:,.1f} MB of training files" if compressed else f"the {whole / 1e6:,.1f} MB training split"
         self.log(f"token cache: training a {self.vocab_size:,}-token tokenizer on {sampled / 1e6:,.1f} MB "
-                 f"of text from {of} ({self.num_proc} processes)")
+                 f"of text from {of} ({_processes(self.num_proc)})")
         try:
             vocab, merges = train_bpe_on_ranges(ranges, self.vocab_size, self.special_tokens, self.num_proc,
                                                 progress=self.progress, utf8_errors=self.utf8_errors, texts=texts)
@@ -475,3 +475,8 @@ def not_utf8(e: NotUTF8Error) -> UserError:
     return UserError(f"The corpus file '{e.path}' is not UTF-8 text (bad byte {e.byte:#04x} at byte offset {e.offset}"
                      f"{line}); convert it to UTF-8 (e.g. iconv -t UTF-8) or pass --data.utf8_errors replace to "
                      "replace invalid bytes with U+FFFD.")
+
+
+def _processes(count: int) -> str:
+    """'1 process', '2 processes'."""
+    return f"{count} process{'' if count == 1 else 'es'}"

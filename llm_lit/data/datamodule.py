@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import lightning as L
 from torch.utils.data import DataLoader
@@ -47,6 +47,10 @@ from tokenizer.errors import TokenizerError
 from tokenizer.pretokenize import TextRange
 
 DEFAULT_SPECIAL_TOKENS = [END_OF_TEXT]
+#: The sample prompts of the bundled corpus, and how many tokens of another corpus's validation split make its prompt.
+BUNDLED_PROMPTS = ("ROMEO:", "JULIET:")
+PROMPT_TOKENS = 8
+
 STRIDE_NEEDS_EPOCHS = ("data.stride ({stride}) applies only to epochs of windows; pass --trainer.max_epochs N "
                        "(training windows are random otherwise) or drop data.stride.")
 
@@ -56,8 +60,8 @@ class TextDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        train_files: Optional[list[str]] = None,
-        val_files: Optional[list[str]] = None,
+        train_files: Union[list[str], str, None] = None,
+        val_files: Union[list[str], str, None] = None,
         val_fraction: float = 0.1,
         tokenizer_path: Optional[str] = None,
         vocab_size: int = 4096,
@@ -76,7 +80,7 @@ class TextDataModule(L.LightningDataModule):
         num_proc: Optional[int] = None,
         tokenizer_sample_bytes: int = DEFAULT_TOKENIZER_SAMPLE_BYTES,
         verify: Literal["stat", "full"] = "stat",
-        test_files: Optional[list[str]] = None,
+        test_files: Union[list[str], str, None] = None,
         eval_stride: Optional[int] = None,
         bos_token: Optional[str] = None,
         eos_token: Optional[str] = None,
@@ -124,6 +128,7 @@ class TextDataModule(L.LightningDataModule):
             unk_token: Special token that stands for unknown text. With tokenizer_kind 'char', every character outside the alphabet becomes it (None refuses such characters); a byte-level BPE never needs it (it spells every byte), it is recorded for tools that ask (e.g. the Hugging Face export).
         """
         super().__init__()
+        train_files, val_files, test_files = _listed(train_files), _listed(val_files), _listed(test_files)
         num_proc = check_num_proc(num_proc)
         problems = _check_numbers(val_fraction=val_fraction, vocab_size=vocab_size, context_length=context_length,
                                   batch_size=batch_size, val_batch_size=val_batch_size, seed=seed,
@@ -254,10 +259,19 @@ class TextDataModule(L.LightningDataModule):
             self._build_char_tokenizer()
             self.cache = self._prepare()
 
+    def corpus_prompts(self) -> list[str]:
+        """Prompts to sample from at each validation when none are configured: 'ROMEO:' and 'JULIET:' for the
+        bundled corpus, else the first few tokens of the validation split (none before `setup`)."""
+        if self.train_files == [str(BUNDLED_CORPUS)] and not self.val_files:
+            return list(BUNDLED_PROMPTS)
+        if self.val_tokens is None or self.tokenizer is None:
+            return []
+        return [self.tokenizer.decode([int(i) for i in self.val_tokens[:PROMPT_TOKENS]])]
+
     def _require_test_files(self) -> None:
         if not self.test_files:
-            raise UserError("test scores a separate test split; pass --data.test_files FILE ... (the validation "
-                            "split is scored by llm_lit validate).")
+            raise UserError("test scores a separate test split; pass --data.test_files FILE, or a list "
+                            "'[A, B]' (the validation split is scored by llm_lit validate).")
 
     def _prepare(self) -> TokenCache:
         return prepare_token_cache(self.train_files or None, self.val_files, self.val_fraction,
@@ -463,6 +477,11 @@ def _read_prompts_file(path: Path) -> list[str]:
             raise UserError(f"The prompts file '{path}' is not JSONL of {{\"prompt\": ...}} objects ({e}); "
                             "fix it or pass plain text, one prompt per line.") from e
     return [line.replace("\\n", "\n") for line in lines]
+
+
+def _listed(files: Union[list[str], str, None]) -> Optional[list[str]]:
+    """A `*_files` setting as a list: one path (or glob) given alone is a list of one."""
+    return [files] if isinstance(files, str) else files
 
 
 def _check_kind(kind: str, unk_token: Optional[str], tokenizer_path: Optional[str], train_files: Optional[list[str]],

@@ -222,13 +222,27 @@ def prepare_token_cache(
                         "fix --data.tokenizer_sample_bytes.")
     named = [s.resolved(val_fraction, text_field) for s in sources] if sources else None
     resolved = named or [default_source(train_files, val_files, val_fraction, text_field)]
-    tokenizer, special_tokens, roles = with_roles(tokenizer, list(special_tokens), roles)
     plain_val = None if named else (None if val_files else val_fraction)
-    settings = cache_settings(vocab_size, special_tokens, plain_val, tokenizer, utf8_errors, tokenizer_sample_bytes,
-                              roles, text_field, token_dtype)
-    folder, key = cache_folder(cache_dir, train_files or [], val_files, settings, test_files, named)
     parts = [_inspect_source(s, token_dtype) for s in resolved]
     test = inspect_inputs(test_files, "test", "--data.test_files", token_dtype, text_field) if test_files else []
+
+    def planned(given: Optional[Tokenizer]) -> tuple[Optional[Tokenizer], list[str], dict[str, str], dict[str, Any],
+                                                       Path, str]:
+        tok, specials, in_effect = with_roles(given, list(special_tokens), roles)
+        settings = cache_settings(vocab_size, specials, plain_val, tok, utf8_errors, tokenizer_sample_bytes,
+                                  in_effect, text_field, token_dtype)
+        return (tok, specials, in_effect, settings, *cache_folder(cache_dir, train_files or [], val_files, settings,
+                                                                  test_files, named))
+
+    if tokenizer is not None:  # the cache a fit with these settings built when it trained this very tokenizer
+        _, specials, in_effect, settings, folder, key = planned(None)
+        manifest = read_manifest(folder)
+        if manifest is not None and manifest.tokenizer.get("fingerprint") == tokenizer.fingerprint():
+            builder = CacheBuilder(folder, key, settings, parts, test, vocab_size, specials, None, utf8_errors,
+                                   num_proc, tokenizer_sample_bytes, verify == "full", False, _logger(False), in_effect)
+            if builder.why_not_current(manifest) is None:
+                return TokenCache(folder, manifest)
+    tokenizer, special_tokens, roles, settings, folder, key = planned(tokenizer)
     every = [f for part in parts for f in part.train + part.val] + test
     if tokenizer is None and any(f.kind == "tokens" for f in every):
         first = next(f for f in every if f.kind == "tokens")

@@ -17,10 +17,12 @@ is changed from its default while the optimizer or schedule it belongs to is not
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Optional, Sequence
 
 import torch
+from lightning.fabric.utilities.rank_zero import rank_zero_info
 from torch import Tensor, nn
 
 from llm_lit.optim.adamw import AdamW, OptimizerConfigError, param_groups
@@ -256,11 +258,30 @@ def schedule_function(config: OptimizerConfig, max_steps: int,
     (the warmup, and with wsd the decay after it) and `max_steps`. A constant `horizon` gives exactly the
     schedule over that many steps.
     """
+    config = fitted_to_run(config, max_steps)
     fixed = _fixed_schedule(config, max_steps)  # checks the settings against the longest possible run
     if horizon is None:
         return fixed
     shortest = _shortest_run(config, max_steps)
     return lambda it: _fixed_schedule(config, min(max_steps, max(shortest, horizon(it))))(it)
+
+
+def fitted_to_run(config: OptimizerConfig, max_steps: int) -> OptimizerConfig:
+    """`config` with its warmup shortened to the room a run of `max_steps` steps has for it (all of it; with wsd,
+    the steps before the decay), saying so in one line: a smoke test (`--trainer.max_steps 2`,
+    `--trainer.fast_dev_run true`) of a config made for long runs warms up over what there is."""
+    room = max_steps - (round(config.wsd.decay_fraction * max_steps) if config.schedule == "wsd" else 0)
+    if config.warmup_steps <= room:
+        return config
+    _say_once(f"model.optimizer.warmup_steps ({config.warmup_steps}) is longer than this {max_steps}-step run has "
+              f"room for: warming up over {max(room, 0)} step{'' if room == 1 else 's'}.")
+    return dataclasses.replace(config, warmup_steps=max(room, 0))
+
+
+@functools.lru_cache(maxsize=None)
+def _say_once(message: str) -> None:
+    """Print `message` once per process (on rank zero): the schedule is built more than once per run."""
+    rank_zero_info(message)
 
 
 def _shortest_run(config: OptimizerConfig, max_steps: int) -> int:

@@ -115,6 +115,16 @@ class Run:
         return None
 
 
+def newest_last_checkpoint(out_dir: str | os.PathLike = DEFAULT_OUT_DIR) -> Path:
+    """The most recently written `last.ckpt` of any run under `out_dir` (what `chat`, `serve` and `eval` take
+    `--ckpt_path last` to mean: the model trained last); `UserError` when there is none."""
+    found = sorted(Path(out_dir).glob(f"*/version_*/{CHECKPOINTS}/{LAST}"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise UserError(f"--ckpt_path last: no run under '{out_dir}' has a {LAST}; train one with llm_lit fit, or "
+                        "pass --ckpt_path FILE.")
+    return found[-1]
+
+
 def checkpoint_version(ckpt_path: Optional[str | os.PathLike]) -> Optional[Path]:
     """The version folder a checkpoint file belongs to: `V` for `V/checkpoints/<file>.ckpt`, else None."""
     if not ckpt_path:

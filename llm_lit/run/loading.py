@@ -16,6 +16,7 @@ import torch
 
 from llm_lit.errors import UserError
 from llm_lit.model import TransformerLM
+from llm_lit.run.folders import newest_last_checkpoint
 from llm_lit.run.init_from import load_pretrained
 from tokenizer import AnyTokenizer
 
@@ -32,7 +33,10 @@ def resolve_device(device: str) -> torch.device:
 
 
 def model_source(ckpt_path: str) -> Path:
-    """The file or folder to load for `ckpt_path`: an import folder's `model.ckpt`, else the path itself."""
+    """The file or folder to load for `ckpt_path`: for `last`, the newest `last.ckpt` under `runs/`; an import
+    folder's `model.ckpt`; else the path itself."""
+    if ckpt_path == "last" and not Path(ckpt_path).exists():
+        return newest_last_checkpoint()
     path = Path(ckpt_path).expanduser()
     if path.is_dir() and not (path / "config.json").is_file() and (path / "model.ckpt").is_file():
         return path / "model.ckpt"  # a folder written by `llm_lit import`

@@ -148,7 +148,7 @@ def plan_run(subcommand: Optional[str], config: Mapping[str, Any], inputs: RunIn
     if subcommand in TRAINING:
         given = trainer.get("max_steps") if max_steps_given else None
         length = plan_length(trainer, given, (config.get("data") or {}).get("stride"))
-        _check_training_settings(trainer, (config.get("model") or {}).get("optimizer") or {}, length)
+        _check_training_settings(trainer)
         budget = config.get("time_budget")
         check_time_budget(budget)
     require_weights(subcommand, inputs.ckpt_path, inputs.initial_weights)
@@ -192,15 +192,11 @@ def plan_length(trainer: Mapping[str, Any], given_max_steps: Optional[int], stri
     return RunLength(max_steps, epochs if in_epochs else None, known)
 
 
-def _check_training_settings(trainer: Mapping[str, Any], optimizer: Mapping[str, Any], length: RunLength) -> None:
-    """Refuse trainer settings that cannot work with the model's: Lightning's gradient clipping (the model clips),
-    and a warmup longer than `fast_dev_run`'s steps. (The optimizer checks the schedule against the run's steps.)"""
+def _check_training_settings(trainer: Mapping[str, Any]) -> None:
+    """Refuse trainer settings that cannot work with the model's: Lightning's gradient clipping (the model clips).
+    (The optimizer fits the schedule to the run's steps.)"""
     if trainer.get("gradient_clip_val") is not None:
         raise UserError("Gradient clipping is set by --model.grad_clip; remove --trainer.gradient_clip_val.")
-    warmup, steps = optimizer.get("warmup_steps") or 0, length.known_steps
-    if trainer.get("fast_dev_run") and steps is not None and warmup > steps:
-        raise UserError(f"--trainer.fast_dev_run runs {steps} step{'s' if steps != 1 else ''}, fewer than the {warmup} "
-                        "of --model.optimizer.warmup_steps; add --model.optimizer.warmup_steps 0 to it.")
 
 
 def _merged(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:

@@ -167,9 +167,17 @@ class TimeBudget(L.Callback):
         return {"seconds_used": self.elapsed(), "longest_pause": self.longest_pause}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Continue a run: the seconds its earlier processes used count against the budget."""
+        """Continue a run: the seconds its earlier processes used count against the budget. A run with no time
+        left for a step is refused in one line saying what to pass, rather than resumed for one step at a
+        learning rate its schedule never meant."""
         self.seconds_before = float(state_dict.get("seconds_used", 0.0))
         self.longest_pause = state_dict.get("longest_pause")
+        if self.seconds - self.elapsed() - self.reserve() <= 0:
+            raise UserError(
+                f"This run has used {self.seconds_before:.0f} s of its {self.seconds:.0f} s time budget, so a resume "
+                f"would have no time left to train; pass the run's new total, e.g. --time_budget "
+                f"{2 * self.seconds:.0f} (the schedule is re-planned over the longer run: wsd returns to its plateau "
+                "and decays again at the end), or --time_budget null --trainer.max_steps N to train to step N.")
 
 
 def time_budget_of(trainer: Optional[L.Trainer]) -> Optional[TimeBudget]:

@@ -155,7 +155,8 @@ class PredictionWriter(L.Callback):
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         path = self._write(trainer)
         if self.echo and trainer.is_global_zero:
-            print(f"Wrote {len(self._rows)} continuations to {path}", flush=True)
+            count = len(self._rows)
+            print(f"Wrote {count} continuation{'' if count == 1 else 's'} to {path}", flush=True)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         """Stopped by a signal: keep the continuations finished so far (written as at the end), and say so."""

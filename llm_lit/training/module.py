@@ -54,7 +54,7 @@ class LanguageModel(L.LightningModule):
         compile: bool = False,
         activation_checkpointing: bool = False,
         sampling: SamplingConfig = SamplingConfig(max_new_tokens=200, temperature=0.8, top_k=50, seed=1234),
-        sample_prompts: list[str] = [""],
+        sample_prompts: Optional[list[str]] = None,
         skip_nonfinite: bool = False,
         truncate_prompts: bool = False,
         init_from: Optional[str] = None,
@@ -69,7 +69,7 @@ class LanguageModel(L.LightningModule):
             compile: Apply torch.compile to the transformer (worth it on GPUs; slow to start on CPU).
             activation_checkpointing: Recompute each block in the backward pass instead of storing its activations (less memory for about a third more compute).
             sampling: How predict (and the samples logged at each validation) pick tokens.
-            sample_prompts: Prompts continued at each validation, printed on the console and sent to every logger that takes text (TensorBoard's text tab, a W&B table, samples.jsonl beside a CSV logger's metrics); '' starts from the BOS or <|endoftext|>; [] disables.
+            sample_prompts: Prompts continued at each validation, printed on the console and sent to every logger that takes text (TensorBoard's text tab, a W&B table, samples.jsonl beside a CSV logger's metrics); '' starts from the BOS or <|endoftext|>; [] disables; None: the corpus's own (the bundled corpus: 'ROMEO:' and 'JULIET:'; any other: the start of its validation split).
             skip_nonfinite: On a NaN/inf loss or gradient, skip that optimizer step (counted in train/skipped_steps) instead of stopping the run.
             truncate_prompts: Keep the last context_length tokens of a prompt longer than the context (with a warning) instead of refusing it.
             init_from: Start from the weights of an llm_lit checkpoint (.ckpt) or a Hugging Face model folder, with its architecture and tokenizer, but a fresh optimizer, schedule and step 0 (fine-tuning; --ckpt_path resumes instead).
@@ -84,13 +84,15 @@ class LanguageModel(L.LightningModule):
         self.compile_transformer = compile  # not `self.compile`: that would hide nn.Module.compile()
         self.activation_checkpointing = activation_checkpointing
         self.sampling = sampling
-        self.sample_prompts = list(sample_prompts)
+        self.sample_prompts = None if sample_prompts is None else list(sample_prompts)
         self.skip_nonfinite = skip_nonfinite
         self.truncate_prompts = truncate_prompts
         self.init_from = init_from
         self.ema = ema
         #: Optimizer steps skipped for a non-finite loss or gradient (`NonFiniteGuard`), saved in checkpoints.
         self.skipped_steps = 0
+        #: The step of the checkpoint loaded (`on_load_checkpoint`), or None.
+        self.checkpoint_step: Optional[int] = None
         #: Where the weights the model started from came from (`start_from`), or None.
         self.started_from: Optional[str] = None
         self.model = build_model(config)  # a TransformerLM, or a BigramLM with config.architecture bigram
@@ -145,6 +147,9 @@ class LanguageModel(L.LightningModule):
             self.set_tokenizer(tokenizer)
         if stage == "fit" and self.trainer.gradient_clip_val is not None:
             raise UserError("Gradient clipping is set by model.grad_clip; remove trainer.gradient_clip_val.")
+        if self.sample_prompts is None:
+            corpus_prompts = getattr(datamodule, "corpus_prompts", None)
+            self.sample_prompts = corpus_prompts() if corpus_prompts is not None else []
         if stage == "fit" and self.tokenizer is not None and self.sample_prompts:
             self.prompt_policy().encode_all(self.sample_prompts, "model.sample_prompts")  # refuse too-long ones now
 
@@ -293,7 +298,13 @@ class LanguageModel(L.LightningModule):
         # Every rank generates (sharded models need all ranks in each forward); rank 0 shows them.
         if not self.sample_prompts or self.tokenizer is None:
             return
-        log_samples(self, self.continue_texts(self.sample_prompts), f"samples at step {self.global_step}")
+        log_samples(self, self.continue_texts(self.sample_prompts), f"samples at step {self.trained_steps}")
+
+    @property
+    def trained_steps(self) -> int:
+        """Optimizer steps the weights have had: the trainer's count in fit, the checkpoint's when evaluating one
+        (validate and test start their own count at 0)."""
+        return self.global_step if self.checkpoint_step is None or self.global_step else self.checkpoint_step
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -313,6 +324,7 @@ class LanguageModel(L.LightningModule):
         require_same_architecture(self.config, self.state_dict(), payload.get("model_config"),
                                   checkpoint.get("state_dict"))  # (the metrics' states are not saved)
         self.skipped_steps = int(payload.get("skipped_steps", 0))
+        self.checkpoint_step = checkpoint.get("global_step")
         trainer = attached_trainer(self)
         if trainer is not None and trainer.state.fn == "fit":
             refuse_resume_without_ema(checkpoint, self.ema.enabled)

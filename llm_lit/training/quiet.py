@@ -38,6 +38,14 @@ EVAL_SYNC_DIST = r"It is recommended to use `self\.log\('(val|test)/(loss|ppl|bp
 # Our validation IterableDataset has an exact __len__ (it never uses workers), so this warning is noise.
 ITERABLE_WITH_LEN = r".*IterableDataset.*has `__len__` defined"
 
+# validate/test/predict evaluate a checkpoint without the training callbacks whose states it holds (the time budget,
+# the checkpoint callbacks), and a resumed fit rebuilds every callback from the run's config: the states that
+# find no callback (a budget dropped with --time_budget null) are meant to go unused.
+CKPT_CALLBACKS_MISSING = r"Be aware that when using `ckpt_path`, callbacks used to create the checkpoint need"
+
+# The model summary only misstates the size in MB of a mixed-precision model (the weights are fp32 anyway).
+SUMMARY_PRECISION = r"Precision .* is not supported by the model summary"
+
 # `llm_lit.commands.cli.main(argv)` called from Python (tests, notebooks) passes arguments on purpose.
 CLI_ARGS_FROM_PYTHON = r".*LightningCLI's args parameter is intended"
 
@@ -63,6 +71,8 @@ def silence_lightning_noise(args_from_python: bool = False) -> None:
     warnings.filterwarnings("ignore", message=DIRPATH_CHANGED)
     warnings.filterwarnings("ignore", message=EVAL_SYNC_DIST)
     warnings.filterwarnings("ignore", message=ITERABLE_WITH_LEN)
+    warnings.filterwarnings("ignore", message=CKPT_CALLBACKS_MISSING)
+    warnings.filterwarnings("ignore", message=SUMMARY_PRECISION)
     if args_from_python:
         warnings.filterwarnings("ignore", message=CLI_ARGS_FROM_PYTHON)
 

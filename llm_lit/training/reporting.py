@@ -111,8 +111,8 @@ class RunReport(L.Callback):
             logger.log_hyperparams(params)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.is_global_zero:
-            pl_module.print(fit_summary(trainer, self.validations))
+        if trainer.is_global_zero:  # a plain print: the progress bar has closed, and a closed TQDM bar drops text
+            print(fit_summary(trainer, self.validations), flush=True)
 
 
 def fit_summary(trainer: L.Trainer, validations: list[tuple[int, float, Optional[float]]]) -> str:

@@ -4,6 +4,7 @@ Ctrl-D / Ctrl-C, a checkpoint or a Hugging Face folder, and a one-line message f
 from __future__ import annotations
 
 import io
+import os
 import signal
 import subprocess
 import sys
@@ -199,3 +200,28 @@ def test_an_imported_folder_and_a_hugging_face_folder_load_the_same_model(tmp_pa
         assert loaded_tok.encode("hi there") == tok.encode("hi there")
         x = torch.tensor([tok.encode("hello")])
         torch.testing.assert_close(loaded(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_cli_ckpt_path_last_echo_and_delimiter(tmp_path):
+    model, tok = random_model(), byte_tokenizer(["<|endoftext|>", "<pad>"])
+    older, newer = (tmp_path / "runs" / name / "version_0" / "checkpoints" / "last.ckpt" for name in ("a", "b"))
+    write_checkpoint(random_model(seed=1), tok, older)
+    write_checkpoint(model, tok, newer)
+    os.utime(older, (1, 1))  # the newest last.ckpt under runs/ is b's
+    greedy = [tok.decode(generate(model, [tok.encode(p)], SamplingConfig(temperature=0.0, max_new_tokens=4))[0])
+              for p in ("ab", "cd")]
+    proc = subprocess.Popen([sys.executable, "-m", "llm_lit", "chat", "--ckpt_path", "last", "--temperature", "0",
+                             "--max_new_tokens", "4", "--echo", "true", "--delimiter", "<|end|>"], cwd=tmp_path,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=cli_env())
+    out, err = proc.communicate("ab\n/reset\ncd\n", timeout=300)
+    assert proc.returncode == 0, err
+    assert err.startswith(f"chat: {Path('runs/b/version_0/checkpoints/last.ckpt')} (")
+    assert out == f"> ab\n{greedy[0]}\n<|end|>\n> cd\n{greedy[1]}\n<|end|>\n"
+
+
+def test_ckpt_path_last_without_a_run_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["chat", "--ckpt_path", "last"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: --ckpt_path last: no run under 'runs' has a last.ckpt; train "
+                                               "one with llm_lit fit, or pass --ckpt_path FILE.")

@@ -5,6 +5,7 @@ one-line message for every bad value."""
 from __future__ import annotations
 
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import torch
 from llm_lit.run.checkpoint import load_checkpoint
 from llm_lit.commands.cli import main
 from llm_lit.data.tokens import BUNDLED_CORPUS
-from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG, run_cli, scalars
+from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG, cli_env, run_cli, scalars
 
 ROLES = ["--data.special_tokens", '["<|endoftext|>", "<s>", "</s>"]', "--data.bos_token", "<s>",
          "--data.eos_token", "</s>"]
@@ -107,3 +108,19 @@ def test_predict_starts_with_the_bos_and_stops_at_the_eos_role():
     assert module.continue_texts(["ab"]) == [{"prompt": "ab", "completion": "", "num_tokens": 0}]
     module.sampling = SamplingConfig(max_new_tokens=3, temperature=0.0, stop_tokens=[])
     assert module.continue_texts(["ab"])[0]["completion"] == "</s></s></s>"
+
+
+@pytest.mark.parametrize("rich", [True, False], ids=["rich-bar", "tqdm-bar"])
+def test_the_summary_shows_with_the_default_progress_bar(tmp_path, rich):
+    env = cli_env()
+    if not rich:  # as if rich were not installed (a version too old for Lightning, and no module): the TQDM bar
+        blocked = tmp_path / "blocked"
+        (blocked / "rich").mkdir(parents=True)
+        (blocked / "rich" / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'rich'\")\n")
+        (blocked / "rich-0.0.dist-info").mkdir()
+        (blocked / "rich-0.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: rich\nVersion: 0.0\n")
+        env["PYTHONPATH"] = str(blocked) + os.pathsep + env["PYTHONPATH"]
+    fit = run_cli(["fit", "--config", str(DEBUG_CONFIG), "--trainer.max_steps", "2", "--model.sample_prompts", "[]",
+                   "--torch_threads", "1"], tmp_path, env=env)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    assert "fit finished at step 2" in fit.stdout and "last checkpoint: " in fit.stdout

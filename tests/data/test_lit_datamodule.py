@@ -153,3 +153,39 @@ def test_corpus_shorter_than_a_window(tmp_path):
 def test_missing_tokenizer_file(tmp_path):
     with pytest.raises(UserError, match="tokenizer file .* does not exist"):
         TextDataModule(tokenizer_path=str(tmp_path / "tok.json"))
+
+
+@pytest.mark.parametrize("flag, value, expected", [
+    ("--data.train_files", "a.txt", ["a.txt"]),
+    ("--data.train_files", "[a.txt, b.txt]", ["a.txt", "b.txt"]),
+    ("--data.val_files", "data/*.parquet", ["data/*.parquet"]),
+    ("--data.test_files", "hamlet.txt", ["hamlet.txt"]),
+])
+def test_every_files_setting_takes_one_path_or_a_list(tmp_path, monkeypatch, flag, value, expected):
+    from llm_lit.commands.cli import LLMLitCLI
+    from cli_helpers import DEBUG_CONFIG
+
+    monkeypatch.chdir(tmp_path)
+    cli = LLMLitCLI(args=["--config", str(DEBUG_CONFIG), flag, value], run=False)
+    assert getattr(cli.datamodule, flag.split(".")[1]) == expected
+
+
+def test_prompts_come_from_the_corpus_unless_configured(corpus, tmp_path):
+    own = _datamodule(corpus, tmp_path)  # a corpus of one's own: the start of its validation split
+    expected = own.tokenizer.decode([int(i) for i in own.val_tokens[:8]])
+    assert own.corpus_prompts() == [expected] and CORPUS[int(len(CORPUS) * 0.9):].startswith(expected)
+    assert TextDataModule().corpus_prompts() == ["ROMEO:", "JULIET:"]  # the bundled corpus, before any data step
+
+    from llm_lit.model import ModelConfig
+    from llm_lit.training.module import LanguageModel
+    from types import SimpleNamespace
+
+    module = LanguageModel(ModelConfig(vocab_size=300, context_length=16, d_model=16, n_layers=1, n_heads=2))
+    module.trainer = SimpleNamespace(datamodule=own, gradient_clip_val=None)
+    module.setup("validate")
+    assert module.sample_prompts == [expected]
+    chosen = LanguageModel(ModelConfig(vocab_size=300, context_length=16, d_model=16, n_layers=1, n_heads=2),
+                           sample_prompts=["To be"])
+    chosen.trainer = module.trainer
+    chosen.setup("validate")
+    assert chosen.sample_prompts == ["To be"]

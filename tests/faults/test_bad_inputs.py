@@ -220,15 +220,13 @@ SHAKESPEARE = DEBUG_CONFIG.parent / "shakespeare.yaml"
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["--config", str(SHAKESPEARE), "--trainer.max_steps", "30"],
-     "model.optimizer.warmup_steps (50) is longer than the run (trainer.max_steps 30)"),
-    (["--config", str(SHAKESPEARE), "--trainer.fast_dev_run", "true"],
-     "--trainer.fast_dev_run runs 1 step, fewer than the 50 of --model.optimizer.warmup_steps"),
+    (["--config", str(SHAKESPEARE), "--model.optimizer.wsd.decay_fraction", "2"],
+     "optimizer settings: wsd.decay_fraction must be in [0, 1]"),
     (["--config", str(DEBUG_CONFIG), "--model.optimizer.min_lr", "-1"], "optimizer settings: min_lr must be in [0, lr]"),
     (["--config", str(DEBUG_CONFIG), "--model.optimizer.betas", "[0.9, 1.5]"],
      "optimizer settings: betas must be two numbers in [0, 1)"),
     (["--config", str(DEBUG_CONFIG), "--trainer.gradient_clip_val", "1"], "remove --trainer.gradient_clip_val"),
-], ids=["warmup-vs-max_steps", "warmup-vs-fast_dev_run", "min_lr", "betas", "gradient_clip_val"])
+], ids=["decay_fraction", "min_lr", "betas", "gradient_clip_val"])
 def test_settings_are_checked_before_any_tokenizer_training_or_encoding(workdir, capsys, argv, words):
     err = one_line_error(["fit", *argv, "--data.cache_dir", "cache"], capsys)
     assert words in err

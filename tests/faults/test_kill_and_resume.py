@@ -58,7 +58,8 @@ def _assert_same_run(reference: Path, root: Path, tags: tuple[str, ...] = TAGS) 
 
 
 @pytest.mark.parametrize("step, hook, data", [(5, "train_batch_start", "one corpus"),
-                                              (20, "train_batch_start", "one corpus"),
+                                              pytest.param(20, "train_batch_start", "one corpus",
+                                                           marks=pytest.mark.slow),
                                               (10, "validation_start", "one corpus"),
                                               (5, "train_batch_start", "mixture")],
                          ids=["off-a-logging-step", "on-a-logging-step", "before-its-validation", "mixture"])

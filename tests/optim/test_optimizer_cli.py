@@ -124,15 +124,3 @@ def _error(capsys, *extra: str) -> str:
 def test_bad_optimizer_settings_are_refused_before_training(workdir, capsys, extra: list[str], message: str):
     assert message in _error(capsys, *extra)
     assert not (workdir / "runs").exists()
-
-
-@pytest.mark.parametrize("extra, message", [
-    (["--model.optimizer.warmup_steps", "11"],
-     "error: model.optimizer.warmup_steps (11) is longer than the run (trainer.max_steps 10); shorten the warmup or "
-     "train longer."),
-    (["--model.optimizer.schedule", "wsd", "--model.optimizer.wsd.decay_fraction", "0.9"],
-     "error: The wsd decay (the last 9 of trainer.max_steps 10 steps, model.optimizer.wsd.decay_fraction 0.9) "
-     "overlaps the warmup (model.optimizer.warmup_steps 2); lower one of them."),
-])
-def test_a_schedule_that_does_not_fit_the_run_is_refused(workdir, capsys, extra: list[str], message: str):
-    assert _error(capsys, *extra) == message

@@ -65,7 +65,7 @@ def test_evaluating_writes_no_version_and_resuming_continues_the_same_one(traine
     lines = re.split(r"[\r\n]", out)
     assert any(line.startswith("ROMEO:") for line in lines), out  # on a line of its own, not after the bar
     assert (root / DEBUG_RUN / "predictions.jsonl").is_file()
-    assert f"Wrote 1 continuations to {DEBUG_RUN / 'predictions.jsonl'}" in out
+    assert f"Wrote 1 continuation to {DEBUG_RUN / 'predictions.jsonl'}" in out
 
     result = run_cli(["fit", "--config", str(DEBUG_CONFIG), "--ckpt_path", "last", "--trainer.max_steps", "15",
                       *cache, *QUIET], cwd=root)

@@ -125,6 +125,31 @@ def test_state_travels_to_a_resumed_run() -> None:
     assert resumed.reserve() == pytest.approx(RESERVE_FACTOR * 2.5 + margin(100))
 
 
+def test_a_run_that_used_its_budget_is_not_resumed_for_a_step_but_a_larger_budget_extends_it() -> None:
+    state = {"seconds_used": 585.0, "longest_pause": 2.0}  # a run stopped by its 590 s budget
+    with pytest.raises(UserError, match=r"^This run has used 585 s of its 590 s time budget, so a resume would have "
+                                        r"no time left to train; pass the run's new total, e\.g\. --time_budget 1180"):
+        TimeBudget(590.0, clock=FakeClock(5.0)).load_state_dict(state)
+    extended = TimeBudget(1180.0, clock=FakeClock(5.0))
+    extended.load_state_dict(state)
+    assert extended.elapsed() == pytest.approx(590.0) and not extended.should_stop()
+
+
+@pytest.mark.slow
+def test_a_budget_ended_run_resumed_through_the_cli(tmp_path) -> None:
+    args = ["fit", "--config", str(DEBUG_CONFIG), "--trainer.max_steps", "100000", "--trainer.val_check_interval", "50",
+            "--trainer.enable_progress_bar", "false", "--model.sample_prompts", "[]", "--torch_threads", "1"]
+    first = run_cli([*args, "--time_budget", "15"], tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    step = torch.load(tmp_path / DEBUG_CKPTS / "last.ckpt", map_location="cpu", weights_only=True)["global_step"]
+    again = run_cli([*args, "--time_budget", "15", "--ckpt_path", "last"], tmp_path)
+    assert again.returncode == 2 and again.stderr.strip().splitlines()[-1].startswith(
+        "error: This run has used ") and "Traceback" not in again.stderr
+    longer = run_cli([*args, "--time_budget", "30", "--ckpt_path", "last"], tmp_path)
+    assert longer.returncode == 0, longer.stderr[-3000:]
+    assert torch.load(tmp_path / DEBUG_CKPTS / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] > step
+
+
 def test_process_clock_counts_from_the_process_start() -> None:
     started = seconds_since_process_start()
     assert started > 0  # pytest and torch were imported before this test ran

@@ -1,0 +1,45 @@
+"""Every shipped config takes a smoke test as a new user types it: `fit --trainer.max_steps 2` (shorter than its
+warmup) runs, then `validate` and `predict` find its checkpoint with `--ckpt_path last`, and nothing is written
+outside `runs/` (the token cache is passed elsewhere). gpt2-small is left out: its 50,257-token vocabulary is more
+than the bundled corpus yields, which is refused before the data step (tests/faults/test_bad_inputs.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cli_helpers import REPO, run_cli
+
+SLOW = pytest.mark.slow
+CONFIGS = [
+    "debug.yaml",
+    "ladder/bigram.yaml",
+    pytest.param("shakespeare.yaml", marks=SLOW),
+    pytest.param("ladder/char-transformer.yaml", marks=SLOW),
+    pytest.param("ladder/bpe-transformer.yaml", marks=SLOW),
+    pytest.param("llama-small.yaml", marks=SLOW),
+]
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_a_shipped_config_fits_two_steps_then_validates_and_predicts_from_last(config, tmp_path):
+    scratch, cache = tmp_path / "scratch", tmp_path / "cache"
+    scratch.mkdir()
+    common = ["--config", str(REPO / "configs" / config), "--data.cache_dir", str(cache), "--torch_threads", "1"]
+    fit = run_cli(["fit", *common, "--trainer.max_steps", "2", "--trainer.enable_progress_bar", "false"], scratch,
+                  timeout=600)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    assert "fit finished at step 2" in fit.stdout
+    name = Path(config).stem
+    last = scratch / "runs" / name / "version_0" / "checkpoints" / "last.ckpt"
+    assert last.is_file()
+    validate = run_cli(["validate", *common, "--ckpt_path", "last", "--trainer.enable_progress_bar", "false"], scratch)
+    assert validate.returncode == 0, validate.stderr[-3000:]
+    assert "val/loss" in validate.stdout and "---- samples at step 2 " in validate.stdout  # the checkpoint's step
+    predict = run_cli(["predict", *common, "--ckpt_path", "last", "--data.prompts", '["The "]',
+                       "--model.sampling.max_new_tokens", "4", "--trainer.enable_progress_bar", "false"], scratch)
+    assert predict.returncode == 0, predict.stderr[-3000:]
+    assert (last.parent.parent / "predictions.jsonl").is_file()
+    assert sorted(p.name for p in scratch.iterdir()) == ["runs"]
+    assert sorted(p.name for p in (scratch / "runs").iterdir()) == [name]
