@@ -17,12 +17,10 @@ is changed from its default while the optimizer or schedule it belongs to is not
 from __future__ import annotations
 
 import dataclasses
-import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Optional, Sequence
 
 import torch
-from lightning.fabric.utilities.rank_zero import rank_zero_info
 from torch import Tensor, nn
 
 from llm_lit.optim.adamw import AdamW, OptimizerConfigError, param_groups
@@ -207,6 +205,7 @@ def _plain(value: Any) -> Any:
 # ---------------------------------------------------------------------- building
 def build_optimizer(config: OptimizerConfig, model: nn.Module, max_steps: int, hidden_matrices: Sequence[Tensor] = (),
                     sharded: bool = False, horizon: Optional[Callable[[int], int]] = None,
+                    note: Callable[[str], None] = lambda line: None,
                     ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """The optimizer over `model`'s trainable parameters and its scheduler (step it once per optimizer step).
 
@@ -223,6 +222,7 @@ def build_optimizer(config: OptimizerConfig, model: nn.Module, max_steps: int, h
         sharded: the parameters are sharded (FSDP), which Muon refuses.
         horizon: `step -> planned number of steps` when the run's length is not known in advance (a time
             budget): the schedule is then re-planned at every step (see `schedule_function`).
+        note: where a line about a setting fitted to the run goes (a warmup longer than the run, `fitted_to_run`).
     """
     if sharded and config.name == "muon":
         raise OptimizerConfigError(SHARDED_REFUSAL)
@@ -235,7 +235,7 @@ def build_optimizer(config: OptimizerConfig, model: nn.Module, max_steps: int, h
                         weight_decay=config.weight_decay)
     else:
         optimizer = _muon(config, groups, hidden_matrices)
-    return optimizer, peak_relative_scheduler(optimizer, schedule_function(config, max_steps, horizon), config.lr)
+    return optimizer, peak_relative_scheduler(optimizer, schedule_function(config, max_steps, horizon, note), config.lr)
 
 
 def _muon(config: OptimizerConfig, groups: list[dict[str, Any]], hidden_matrices: Sequence[Tensor]) -> Muon:
@@ -249,8 +249,8 @@ def _muon(config: OptimizerConfig, groups: list[dict[str, Any]], hidden_matrices
                 adamw_lr=config.lr, betas=config.betas, eps=config.eps, compile=config.compile)
 
 
-def schedule_function(config: OptimizerConfig, max_steps: int,
-                      horizon: Optional[Callable[[int], int]] = None) -> Callable[[int], float]:
+def schedule_function(config: OptimizerConfig, max_steps: int, horizon: Optional[Callable[[int], int]] = None,
+                      note: Callable[[str], None] = lambda line: None) -> Callable[[int], float]:
     """`step -> lr` of the configured schedule over `max_steps` optimizer steps (peak `config.lr`).
 
     With `horizon`, the run's length is re-planned at every step: the lr at step `it` is that of the
@@ -258,7 +258,7 @@ def schedule_function(config: OptimizerConfig, max_steps: int,
     (the warmup, and with wsd the decay after it) and `max_steps`. A constant `horizon` gives exactly the
     schedule over that many steps.
     """
-    config = fitted_to_run(config, max_steps)
+    config = fitted_to_run(config, max_steps, note)
     fixed = _fixed_schedule(config, max_steps)  # checks the settings against the longest possible run
     if horizon is None:
         return fixed
@@ -266,22 +266,17 @@ def schedule_function(config: OptimizerConfig, max_steps: int,
     return lambda it: _fixed_schedule(config, min(max_steps, max(shortest, horizon(it))))(it)
 
 
-def fitted_to_run(config: OptimizerConfig, max_steps: int) -> OptimizerConfig:
+def fitted_to_run(config: OptimizerConfig, max_steps: int,
+                  note: Callable[[str], None] = lambda line: None) -> OptimizerConfig:
     """`config` with its warmup shortened to the room a run of `max_steps` steps has for it (all of it; with wsd,
-    the steps before the decay), saying so in one line: a smoke test (`--trainer.max_steps 2`,
+    the steps before the decay), saying so in one line to `note`: a smoke test (`--trainer.max_steps 2`,
     `--trainer.fast_dev_run true`) of a config made for long runs warms up over what there is."""
     room = max_steps - (round(config.wsd.decay_fraction * max_steps) if config.schedule == "wsd" else 0)
     if config.warmup_steps <= room:
         return config
-    _say_once(f"model.optimizer.warmup_steps ({config.warmup_steps}) is longer than this {max_steps}-step run has "
-              f"room for: warming up over {max(room, 0)} step{'' if room == 1 else 's'}.")
+    note(f"model.optimizer.warmup_steps ({config.warmup_steps}) is longer than this {max_steps}-step run has "
+         f"room for: warming up over {max(room, 0)} step{'' if room == 1 else 's'}.")
     return dataclasses.replace(config, warmup_steps=max(room, 0))
-
-
-@functools.lru_cache(maxsize=None)
-def _say_once(message: str) -> None:
-    """Print `message` once per process (on rank zero): the schedule is built more than once per run."""
-    rank_zero_info(message)
 
 
 def _shortest_run(config: OptimizerConfig, max_steps: int) -> int:

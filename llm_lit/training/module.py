@@ -9,6 +9,7 @@ chooses (`configure_callbacks`): the non-finite guard, the weight average, rando
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Optional
 
@@ -16,6 +17,7 @@ import lightning as L
 import torch
 from torch import nn
 from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
+from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MeanMetric
 
 from llm_lit.data.datasets import IGNORE_INDEX
@@ -41,6 +43,12 @@ from llm_lit.training.resume import ValidationAfterResume
 from llm_lit.training.run_end import RunEnd
 from llm_lit.training.running_mean import TRAIN_LOSS_KEY, restore_running_mean, running_mean_state
 from tokenizer import AnyTokenizer
+
+
+@functools.lru_cache(maxsize=None)
+def say_once(line: str) -> None:
+    """Print `line` on rank zero, once per process (the optimizer is built more than once per run)."""
+    rank_zero_info(line)
 
 
 class LanguageModel(L.LightningModule):
@@ -219,7 +227,7 @@ class LanguageModel(L.LightningModule):
         sharded = isinstance(self.trainer.strategy, (FSDPStrategy, ModelParallelStrategy))  # FSDP 1 or 2 (DTensor)
         budget = time_budget_of(self.trainer)  # with --time_budget the schedule lasts the steps that fit
         horizon = (lambda step: budget.horizon(step, max_steps)) if budget is not None else None
-        optimizer, schedule = build_optimizer(self.optimizer_config, self.model, max_steps, sharded=sharded,
+        optimizer, schedule = build_optimizer(self.optimizer_config, self.model, max_steps, sharded=sharded, note=say_once,
                                               hidden_matrices=muon_matrices(self.model), horizon=horizon)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step", "frequency": 1}}
 

@@ -40,6 +40,7 @@ def _fit(root: Path, corpus: Path, *extra: str) -> subprocess.CompletedProcess:
                           timeout=600)
 
 
+@pytest.mark.slow
 def test_two_ddp_ranks_visit_every_window_of_an_epoch_exactly_once(corpus, tmp_path):
     result = _fit(tmp_path, corpus, "--data.batch_size", "16", "--trainer.devices", "2", "--trainer.strategy", "ddp",
                   "--torch_threads", "1")

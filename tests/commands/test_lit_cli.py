@@ -55,6 +55,7 @@ def test_checkpoints_are_self_contained_and_carry_the_data_position(debug_run):
     assert raw["TextDataModule"] == {"train_batches_consumed": 30}
 
 
+@pytest.mark.slow
 def test_fit_with_the_compiled_optimizer_update_follows_the_eager_run(debug_run, tmp_path):
     result = run_cli(["fit", "--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "false",
                       "--model.optimizer.compile", "true"], cwd=tmp_path)

@@ -110,7 +110,7 @@ def test_predict_starts_with_the_bos_and_stops_at_the_eos_role():
     assert module.continue_texts(["ab"])[0]["completion"] == "</s></s></s>"
 
 
-@pytest.mark.parametrize("rich", [True, False], ids=["rich-bar", "tqdm-bar"])
+@pytest.mark.parametrize("rich", [pytest.param(True, marks=pytest.mark.slow), False], ids=["rich-bar", "tqdm-bar"])
 def test_the_summary_shows_with_the_default_progress_bar(tmp_path, rich):
     env = cli_env()
     if not rich:  # as if rich were not installed (a version too old for Lightning, and no module): the TQDM bar

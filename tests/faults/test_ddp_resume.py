@@ -39,7 +39,8 @@ def reference(tmp_path_factory, cache, corpus) -> Path:
 
 # SIGTERM is the DDP-specific path (all ranks agree on the stopping step) and runs by default; SIGKILL
 # adds nothing DDP-specific beyond the single-process test, so it runs with -m slow.
-@pytest.mark.parametrize("signum", [pytest.param(signal.SIGKILL, marks=pytest.mark.slow), signal.SIGTERM],
+@pytest.mark.parametrize("signum", [pytest.param(signal.SIGKILL, marks=pytest.mark.slow),
+                                    pytest.param(signal.SIGTERM, marks=pytest.mark.slow)],
                          ids=["SIGKILL", "SIGTERM"])
 def test_ddp_interrupt_then_resume_is_exact(reference, cache, corpus, tmp_path, signum):
     args = [*ARGS, *corpus, "--data.cache_dir", str(cache)]

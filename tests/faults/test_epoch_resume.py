@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import signal
 
+import pytest
 import torch
 
 from cli_helpers import DEBUG_CONFIG
@@ -22,6 +23,7 @@ ARGS = ["fit", "--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "
 TAGS = ("train/loss", "lr", "grad_norm", "val/loss")
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_is_exact(reference, cache, tmp_path):
     args = [*ARGS, "--data.cache_dir", str(cache)]
     full = torch.load(reference / LAST, map_location="cpu", weights_only=True)

@@ -60,7 +60,8 @@ def _assert_same_run(reference: Path, root: Path, tags: tuple[str, ...] = TAGS) 
 @pytest.mark.parametrize("step, hook, data", [(5, "train_batch_start", "one corpus"),
                                               pytest.param(20, "train_batch_start", "one corpus",
                                                            marks=pytest.mark.slow),
-                                              (10, "validation_start", "one corpus"),
+                                              pytest.param(10, "validation_start", "one corpus",
+                                                           marks=pytest.mark.slow),
                                               (5, "train_batch_start", "mixture")],
                          ids=["off-a-logging-step", "on-a-logging-step", "before-its-validation", "mixture"])
 def test_sigkill_after_a_checkpoint_then_resume_is_exact(request, cache, tmp_path, step, hook, data):
@@ -84,7 +85,7 @@ def test_sigkill_after_the_first_checkpoint_then_resume_is_exact(reference, cach
     _assert_same_run(reference, tmp_path)
 
 
-@pytest.mark.parametrize("signal_name", ["SIGTERM", pytest.param("SIGINT", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("signal_name", [pytest.param(name, marks=pytest.mark.slow) for name in ("SIGTERM", "SIGINT")])
 def test_sigterm_or_ctrl_c_between_logging_steps_resumes_exactly(reference, cache, tmp_path, signal_name):
     # signalled during step 6: the run finishes it and saves at step 7, between the logging steps 4 and 8
     stopped = _stop_at(tmp_path, cache, 6, "train_batch_start", signal_name)

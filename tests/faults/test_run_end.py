@@ -57,6 +57,7 @@ def test_a_run_ending_by_its_time_budget_validates_and_saves_its_last_step(tmp_p
     _assert_validated_and_saved_at(tmp_path, "debug", steps, result.stdout)
 
 
+@pytest.mark.slow
 def test_a_killed_and_resumed_run_ends_with_the_same_last_checkpoint_as_an_uninterrupted_one(tmp_path):
     from fault_helpers import assert_same_training_state, faults_env, signal_at
 

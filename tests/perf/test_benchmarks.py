@@ -37,6 +37,7 @@ def test_data_loading_prints_sampling_and_consumption() -> None:
     assert "H100 bf16 at 50% MFU" in out
 
 
+@pytest.mark.slow
 def test_data_scale_prints_each_figure_on_a_tiny_corpus(tmp_path) -> None:
     data = tmp_path / "data"  # the bundled corpus standing in for the public corpora, which a fresh clone lacks
     data.mkdir()

@@ -79,6 +79,7 @@ def test_init_from_then_resume_restores_the_resumed_checkpoint_over_the_initial_
     assert all(s["step"] == 5 for s in resumed["optimizer_states"][0]["state"].values())
 
 
+@pytest.mark.slow
 def test_init_from_a_hugging_face_folder_takes_its_weights_and_tokenizer(source, cache, tmp_path):
     from llm_lit.run.checkpoint import model_state_dict
     from llm_lit.run.init_from import read_initial_weights

@@ -31,6 +31,7 @@ def test_a_shipped_config_fits_two_steps_then_validates_and_predicts_from_last(c
                   timeout=600)
     assert fit.returncode == 0, fit.stderr[-3000:]
     assert "fit finished at step 2" in fit.stdout
+    assert "is longer than this 2-step run has room for: warming up over" in fit.stdout + fit.stderr  # every warmup > 2
     name = Path(config).stem
     last = scratch / "runs" / name / "version_0" / "checkpoints" / "last.ckpt"
     assert last.is_file()

@@ -205,6 +205,7 @@ def test_a_shrinking_horizon_still_ends_at_min_lr() -> None:
 
 
 # ---------------------------------------------------------------------- end to end
+@pytest.mark.slow
 def test_fit_with_a_time_budget_stops_in_time_and_ends_its_schedule(tmp_path: Path) -> None:
     budget = 45.0
     started = time.monotonic()

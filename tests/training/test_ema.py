@@ -102,6 +102,7 @@ BASE_ARGS = ["fit", "--config", str(DEBUG_CONFIG), "--trainer.enable_progress_ba
 EMA_ARGS = [*BASE_ARGS, "--model.ema.enabled", "true", "--model.ema.decay", "0.8"]
 
 
+@pytest.mark.slow
 def test_fit_validates_the_average_and_checkpoints_hold_it(tmp_path: Path) -> None:
     args = [*EMA_ARGS, "--data.cache_dir", str(tmp_path / "cache")]
     result = run_cli(args, cwd=tmp_path)
