@@ -59,6 +59,7 @@ def test_a_prompt_outside_the_alphabet_is_one_line(char_run, tmp_path):
         "characters become.")
 
 
+@pytest.mark.slow
 def test_with_an_unk_token_unknown_characters_become_it(cache, tmp_path):
     result = run_cli([*ARGS, "--data.cache_dir", str(cache), "--trainer.max_steps", "3", "--data.unk_token", "<|unk|>"],
                      cwd=tmp_path)

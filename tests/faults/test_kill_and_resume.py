@@ -62,7 +62,7 @@ def _assert_same_run(reference: Path, root: Path, tags: tuple[str, ...] = TAGS) 
                                                            marks=pytest.mark.slow),
                                               pytest.param(10, "validation_start", "one corpus",
                                                            marks=pytest.mark.slow),
-                                              (5, "train_batch_start", "mixture")],
+                                              pytest.param(5, "train_batch_start", "mixture", marks=pytest.mark.slow)],
                          ids=["off-a-logging-step", "on-a-logging-step", "before-its-validation", "mixture"])
 def test_sigkill_after_a_checkpoint_then_resume_is_exact(request, cache, tmp_path, step, hook, data):
     # step 5: the running mean of the train loss holds step 5's loss, not logged yet (logged at 4, 8, ...);

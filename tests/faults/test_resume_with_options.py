@@ -47,7 +47,7 @@ OPTIONS = {
 }
 
 
-@pytest.fixture(scope="module", params=list(OPTIONS))
+@pytest.fixture(scope="module", params=["muon", pytest.param("ema", marks=pytest.mark.slow)])
 def option(request) -> str:
     return request.param
 

@@ -27,7 +27,7 @@ def _assert_validated_and_saved_at(root: Path, run: str, step: int, stdout: str)
     assert f" at step {step}\n" in stdout.split("fit finished")[1]  # the summary's "last val/loss ... at step N"
 
 
-@pytest.mark.parametrize("steps", [13, 43])
+@pytest.mark.parametrize("steps", [13, pytest.param(43, marks=pytest.mark.slow)])
 def test_a_run_ending_by_max_steps_validates_and_saves_its_last_step(tmp_path, steps):
     # debug.yaml validates every 10 steps and saves last.ckpt every 5: steps 13 and 43 fall between them
     result = run_cli([*FIT, "--trainer.max_steps", str(steps)], cwd=tmp_path)
@@ -72,6 +72,7 @@ def test_a_killed_and_resumed_run_ends_with_the_same_last_checkpoint_as_an_unint
     assert checkpoint_step(tmp_path / "b" / DEBUG_CKPTS / "last.ckpt") == 13
 
 
+@pytest.mark.slow
 def test_a_kill_before_the_last_steps_validation_resumes_to_the_same_run(tmp_path):
     # debug.yaml's last step (30) is a validation step and a checkpoint step: a SIGKILL between the step's periodic
     # checkpoint and its validation must not leave a last.ckpt from which a resume has nothing left to do

@@ -120,6 +120,7 @@ def test_a_builder_killed_while_holding_the_lock_is_taken_over(files, tmp_path, 
     assert {p.name for p in folder.glob("*.bin")} == listed and not (folder / ".build.lock").exists()
 
 
+@pytest.mark.slow
 def test_a_waiting_process_opens_what_the_builder_wrote(files, tmp_path, capsys):
     """A second process asks for the cache while the first builds it: it waits, then builds nothing."""
     script = textwrap.dedent(f"""

@@ -56,6 +56,7 @@ def test_old_checkpoint_loads_and_gives_the_same_logits(data: dict, name: str, t
     assert config_differences(entry["model_config"], model.config.to_dict()) == []
 
 
+@pytest.mark.slow
 def test_old_checkpoint_predicts_and_exports_through_the_cli(data: dict, tmp_path: Path) -> None:
     path = write_checkpoint(data, "gpt2-tied-fused", tmp_path / "old.ckpt")
     result = run_cli(["predict", "--ckpt_path", str(path), "--data.prompts", '["ab"]', "--data.predictions_path",

@@ -68,6 +68,7 @@ def test_resume_continues_the_source_run_where_init_from_starts_over(source, cac
     assert all(s["step"] == 14 for s in resumed["optimizer_states"][0]["state"].values())
 
 
+@pytest.mark.slow
 def test_init_from_then_resume_restores_the_resumed_checkpoint_over_the_initial_weights(source, cache, tmp_path):
     args = [*ARGS, "--data.cache_dir", str(cache), "--model.init_from", str(source)]
     assert run_cli([*args, "--trainer.max_steps", "3"], cwd=tmp_path).returncode == 0

@@ -14,7 +14,7 @@ from cli_helpers import REPO, run_cli
 SLOW = pytest.mark.slow
 CONFIGS = [
     "debug.yaml",
-    "ladder/bigram.yaml",
+    pytest.param("ladder/bigram.yaml", marks=SLOW),
     pytest.param("shakespeare.yaml", marks=SLOW),
     pytest.param("ladder/char-transformer.yaml", marks=SLOW),
     pytest.param("ladder/bpe-transformer.yaml", marks=SLOW),

@@ -39,7 +39,8 @@ def _final_val_loss(tmp_path, name: str, extra: list[str]) -> float:
     return val[0][1]
 
 
-@pytest.mark.parametrize("tied", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["untied", "tied"])
+@pytest.mark.parametrize("tied", [pytest.param(tied, marks=pytest.mark.slow) for tied in (False, True)],
+                         ids=["untied", "tied"])
 def test_ddp_matches_one_process_and_gradient_accumulation(tmp_path, tied: bool):
     # tied embeddings take the sparse lookup gradient, summed into the head's before DDP's all-reduce
     model = ["--model.config.tie_embeddings", str(tied).lower()]

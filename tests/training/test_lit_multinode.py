@@ -61,6 +61,7 @@ def _builds(err: str) -> int:
     return sum(line.startswith("token cache: building") for line in err.splitlines())
 
 
+@pytest.mark.slow
 def test_a_shared_cache_is_built_exactly_once(tmp_path):
     errs = _two_nodes(tmp_path, [tmp_path / "shared", tmp_path / "shared"])
     assert sorted(_builds(err) for err in errs) == [0, 1]
