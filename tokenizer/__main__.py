@@ -1,7 +1,8 @@
-"""Command line: `python -m tokenizer train ...` and `python -m tokenizer encode ...`.
+"""Command line: `python -m tokenizer train|encode|decode ...`.
 
     python -m tokenizer train --input corpus.txt --vocab-size 10000 --special-tokens "<|endoftext|>" --output tok.json
     python -m tokenizer encode --tokenizer tok.json --input corpus.txt --output corpus.bin [--processes 4]
+    python -m tokenizer decode --tokenizer tok.json --input corpus.bin --output corpus.txt
 
 Errors in the input are printed as one line on stderr, with exit status 2.
 """
@@ -18,7 +19,7 @@ from .base import END_OF_TEXT
 from .bpe import BPETokenizer
 from .errors import TokenizerError
 from .kinds import load_tokenizer
-from .token_file import write_token_file
+from .token_file import read_token_file, write_token_file
 from .train import train_bpe
 from .workers import available_cores
 
@@ -27,8 +28,8 @@ UTF8_HELP = "strict: refuse input that is not UTF-8, saying where (default); rep
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with the `train` and `encode` subcommands."""
-    parser = argparse.ArgumentParser(prog="python -m tokenizer", description="Train a byte-level BPE tokenizer and encode text files.")
+    """The argument parser with the `train`, `encode` and `decode` subcommands."""
+    parser = argparse.ArgumentParser(prog="python -m tokenizer", description="Train a byte-level BPE tokenizer, encode text files and decode token files.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a tokenizer on a UTF-8 text file and save it as JSON")
@@ -48,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="encoding processes (default: one per CPU core); the output is the same for any number")
     encode.add_argument("--utf8-errors", choices=["strict", "replace"], default="strict", help=UTF8_HELP)
     encode.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    decode = sub.add_parser("decode", help="decode a token file written by `encode` back into UTF-8 text")
+    decode.add_argument("--tokenizer", required=True, help="the tokenizer JSON file that wrote the token file")
+    decode.add_argument("--input", required=True, help="token file written by `encode` (with its OUTPUT.json sidecar)")
+    decode.add_argument("--output", required=True, help="text file to write")
     return parser
 
 
@@ -75,6 +81,13 @@ def main(argv: list[str] | None = None) -> int:
             tok = BPETokenizer(vocab, merges, args.special_tokens)
             tok.save(args.output)
             print(f"wrote {args.output}: {tok.vocab_size} ids, {len(merges)} merges in {time.perf_counter() - start:.1f} s")
+        elif args.command == "decode":
+            tok = load_tokenizer(args.tokenizer)
+            ids = read_token_file(args.input, tok.fingerprint(), tok.vocab_size)
+            text = tok.decode([int(i) for i in ids])
+            Path(args.output).write_text(text, encoding="utf-8", errors="surrogateescape")
+            print(f"wrote {args.output}: {len(text):,} characters from {len(ids):,} tokens in "
+                  f"{time.perf_counter() - start:.1f} s")
         else:
             tok = load_tokenizer(args.tokenizer)  # BPE or char
             processes = available_cores() if args.processes is None else args.processes

@@ -29,7 +29,7 @@ from typing import Any, Literal, Optional
 
 import torch
 
-from llm_lit.commands.presets import load_preset, preset_optimizer_defaults
+from llm_lit.commands.presets import load_preset, preset_model_fields, preset_optimizer_defaults
 from llm_lit.errors import UserError, one_line
 from llm_lit.model import ModelConfig, TransformerLM
 from llm_lit.optim import OptimizerConfig, optimizer_state_elements
@@ -373,8 +373,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = function_parser("llm_lit accounting", accounting)
     args = parse(parser, argv)
     if args.preset:  # the preset supplies defaults; flags given on the command line still win
-        config, batch_size, precision = load_preset(args.preset)
-        parser.set_defaults({"batch_size": batch_size, "precision": precision, "model": config,
+        _, batch_size, precision = load_preset(args.preset)
+        parser.set_defaults({"batch_size": batch_size, "precision": precision,
+                             "model": preset_model_fields(args.preset),
                              **preset_optimizer_defaults(args.preset)})
         args = parse(parser, argv)
     try:

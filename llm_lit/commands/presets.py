@@ -49,14 +49,23 @@ def load_preset(name_or_path: str) -> tuple[ModelConfig, int, str]:
     import yaml
 
     data = yaml.safe_load(preset_path(name_or_path).read_text()) or {}
-    model = dict((data.get("model") or {}).get("config") or {})
+    config = ModelConfig.from_dict(preset_model_fields(name_or_path))
     data_section = data.get("data") or {}
-    if "vocab_size" in data_section:
-        model["vocab_size"] = data_section["vocab_size"]
-    config = ModelConfig.from_dict(model)
     batch_size = int(data_section.get("batch_size", 32))
     precision = str((data.get("trainer") or {}).get("precision", "32-true"))
     return config, batch_size, precision
+
+
+def preset_model_fields(name_or_path: str) -> dict[str, Any]:
+    """The model settings a preset states (`model.config`, and `data.vocab_size` as vocab_size), as written: the
+    settings it leaves out (n_kv_heads, d_ff) are resolved from the others once a command line has changed them."""
+    import yaml
+
+    data = yaml.safe_load(preset_path(name_or_path).read_text()) or {}
+    fields = dict((data.get("model") or {}).get("config") or {})
+    if "vocab_size" in (data.get("data") or {}):
+        fields["vocab_size"] = data["data"]["vocab_size"]
+    return fields
 
 
 def preset_optimizer_defaults(name_or_path: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 #: Lines of one sample shown on the console (the loggers get it whole).
 CONSOLE_LINES = 8
@@ -92,7 +92,8 @@ def hyperparameters(module: L.LightningModule, datamodule: Any) -> dict[str, Any
 
 
 class RunReport(L.Callback):
-    """Sends the hyperparameters to every logger when fit starts, and prints a summary when it ends."""
+    """Sends the hyperparameters to every logger when fit starts, and again to TensorBoard with the best validation
+    results when it ends (its HPARAMS tab); prints a summary when fit ends."""
 
     def __init__(self) -> None:
         #: (step, val/loss, val/bpb or None) of each validation of this fit.
@@ -111,6 +112,13 @@ class RunReport(L.Callback):
             logger.log_hyperparams(params)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.validations:  # TensorBoard's HPARAMS tab lists a run only with results beside its settings
+            step, loss, bpb = min(self.validations, key=lambda v: v[1])
+            results = {"hparams/best_val_loss": loss, **({"hparams/best_val_bpb": bpb} if bpb is not None else {})}
+            params = hyperparameters(pl_module, getattr(trainer, "datamodule", None))
+            for logger in trainer.loggers:
+                if isinstance(logger, TensorBoardLogger):
+                    logger.log_hyperparams(params, metrics=results)
         if trainer.is_global_zero:  # a plain print: the progress bar has closed, and a closed TQDM bar drops text
             print(fit_summary(trainer, self.validations), flush=True)
 

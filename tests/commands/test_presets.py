@@ -50,6 +50,7 @@ def test_a_copy_of_the_package_outside_the_repository_finds_the_presets(tmp_path
 
 
 @pytest.mark.skipif(importlib.util.find_spec("setuptools") is None, reason="building a wheel needs setuptools")
+@pytest.mark.slow
 def test_the_built_wheel_carries_the_presets(tmp_path):
     source = tmp_path / "source"
     for name in ("llm_lit", "tokenizer", "configs"):

@@ -43,6 +43,12 @@ def test_fit_prints_samples_and_a_summary_and_logs_hyperparameters(run):
     hparams = next((run / "runs").rglob("hparams.yaml")).read_text()
     for setting in ("d_model: 32", "eval_stride: 16", "bos: <s>", "lr: 0.01", "max_new_tokens: 16"):
         assert setting in hparams
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(next((run / "runs").rglob("events.out.tfevents.*")).parent))
+    events.Reload()
+    assert "_hparams_/session_start_info" in events.summary_metadata  # TensorBoard's HPARAMS tab lists the run
+    assert [e.step for e in events.Scalars("hparams/best_val_loss")] == [0]
 
 
 def test_the_checkpoint_carries_the_roles(run):

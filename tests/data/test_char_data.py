@@ -78,6 +78,7 @@ def test_hugging_face_export_is_refused_with_the_reason(char_run, tmp_path):
     assert not (tmp_path / "hf").exists()
 
 
+@pytest.mark.slow
 def test_validate_and_resume_take_the_char_tokenizer_from_the_checkpoint(char_run, cache, tmp_path):
     result = run_cli(["validate", "--ckpt_path", str(char_run / LAST), "--data.cache_dir", str(cache)], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

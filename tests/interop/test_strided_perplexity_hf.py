@@ -11,6 +11,7 @@ weights it by the labels the loss actually scored.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,9 @@ import torch
 from cli_helpers import DEBUG_CONFIG, run_cli, scalars
 
 transformers = pytest.importorskip("transformers")
-WIKITEXT = Path(__file__).resolve().parents[3] / "shared" / "data" / "wikitext2_test.txt"
-WIKITEXT = WIKITEXT if WIKITEXT.is_file() else Path("/work/shared/data/wikitext2_test.txt")
+# the folder of the public corpora (docs/results.md names them): LLM_LIT_CORPORA, else shared/data beside the repository
+CORPORA = Path(os.environ.get("LLM_LIT_CORPORA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+WIKITEXT = CORPORA / "wikitext2_test.txt"
 STRIDE = 12
 
 
@@ -49,7 +51,7 @@ def guide_perplexity(folder: Path, text: str, max_length: int, stride: int) -> t
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not WIKITEXT.is_file(), reason="wikitext-2 test file not found")
+@pytest.mark.skipif(not WIKITEXT.is_file(), reason="wikitext2_test.txt not found: set LLM_LIT_CORPORA to the corpora folder")
 def test_strided_validation_equals_transformers_following_the_guide(tmp_path):
     text = WIKITEXT.read_bytes()[:20000].decode("utf-8", errors="ignore")
     (tmp_path / "wiki.txt").write_text(text, encoding="utf-8")

@@ -169,6 +169,8 @@ def test_cli_prints_the_report(capsys: pytest.CaptureFixture) -> None:
                      "--model.logit_softcap", "30"]) == 0
     out = capsys.readouterr().out
     assert "rmsnorm/relu2/rope, tied=False, qk_norm, logit_softcap=30.0" in out
+    assert acc.main(["--preset", "debug", "--model.n_heads", "8"]) == 0  # kv heads resolved as fit resolves them
+    assert "8 heads (8 kv)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, message", [

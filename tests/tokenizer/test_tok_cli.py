@@ -1,4 +1,4 @@
-"""`python -m tokenizer train|encode`: a run end to end, and one-line errors with exit status 2."""
+"""`python -m tokenizer train|encode|decode`: a run end to end, and one-line errors with exit status 2."""
 
 from __future__ import annotations
 
@@ -24,6 +24,14 @@ def test_train_then_encode(tmp_path, shakespeare_text, capsys):
     assert tok.decode(ids) == shakespeare_text[:50_000]
     captured = capsys.readouterr()
     assert "wrote" in captured.out and "encode [" in captured.err  # a progress bar on stderr
+    text_path = tmp_path / "back.txt"
+    assert main(["decode", "--tokenizer", str(tok_path), "--input", str(bin_path), "--output", str(text_path)]) == 0
+    assert text_path.read_text(encoding="utf-8") == shakespeare_text[:50_000]
+    other = tmp_path / "other.json"
+    assert main(["train", "--input", str(corpus), "--vocab-size", "300", "--output", str(other), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["decode", "--tokenizer", str(other), "--input", str(bin_path), "--output", str(text_path)]) == 2
+    assert "was made by another tokenizer" in capsys.readouterr().err
 
 
 def test_errors_are_one_line_with_status_2(tmp_path):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG, run_cli
 from llm_lit.run.checkpoint import load_checkpoint
 
@@ -14,6 +16,7 @@ OPTIONS = ["--model.config.qk_norm", "true", "--model.config.ffn", "relu2", "--m
            "--model.config.logit_scale", "0.5", "--model.config.logit_softcap", "30"]
 
 
+@pytest.mark.slow
 def test_fit_resume_and_predict_with_every_option_on(tmp_path: Path) -> None:
     common = ["--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "false"]
     result = run_cli(["fit", *common, *OPTIONS, "--trainer.max_steps", "10"], cwd=tmp_path)
