@@ -46,6 +46,10 @@ CKPT_CALLBACKS_MISSING = r"Be aware that when using `ckpt_path`, callbacks used 
 # The model summary only misstates the size in MB of a mixed-precision model (the weights are fp32 anyway).
 SUMMARY_PRECISION = r"Precision .* is not supported by the model summary"
 
+# Under DDP, Lightning's own all_gather helper (lightning.fabric.utilities.distributed) calls torch's deprecated
+# function, once per process: Lightning's code, which nothing in llm_lit or in a config can change.
+ALL_GATHER_DEPRECATION = r"torch\.distributed\.nn\.functional\.all_gather is deprecated"
+
 # `llm_lit.commands.cli.main(argv)` called from Python (tests, notebooks) passes arguments on purpose.
 CLI_ARGS_FROM_PYTHON = r".*LightningCLI's args parameter is intended"
 
@@ -73,6 +77,7 @@ def silence_lightning_noise(args_from_python: bool = False) -> None:
     warnings.filterwarnings("ignore", message=ITERABLE_WITH_LEN)
     warnings.filterwarnings("ignore", message=CKPT_CALLBACKS_MISSING)
     warnings.filterwarnings("ignore", message=SUMMARY_PRECISION)
+    warnings.filterwarnings("ignore", message=ALL_GATHER_DEPRECATION)
     if args_from_python:
         warnings.filterwarnings("ignore", message=CLI_ARGS_FROM_PYTHON)
 

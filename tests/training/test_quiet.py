@@ -21,6 +21,12 @@ NOISE = [
      "`best_model_path` will be reloaded.", UserWarning),
     *[(f"It is recommended to use `self.log('val/{name}', ..., sync_dist=True)` when logging on epoch level in "
        "distributed setting to accumulate the metric across devices.", UserWarning) for name in ("loss", "ppl", "bpb")],
+    ("Be aware that when using `ckpt_path`, callbacks used to create the checkpoint need to be provided during "
+     "`Trainer` instantiation. Please add the following callbacks: ['TimeBudget']", UserWarning),
+    ("Precision bf16-mixed is not supported by the model summary.  Estimated model size in MB will not be accurate. "
+     "Using 32 bits instead.", UserWarning),
+    ("torch.distributed.nn.functional.all_gather is deprecated, use "
+     "torch.distributed._functional_collectives.all_gather_single instead.", FutureWarning),
 ]
 TIP = ("💡 Tip: For seamless cloud logging and experiment tracking, try installing "
        "[litlogger](https://pypi.org/project/litlogger/) to enable LitLogger, which logs metrics and artifacts "
@@ -36,7 +42,8 @@ def _shown(message: str, category: type[Warning]) -> bool:
     return bool(caught)
 
 
-@pytest.mark.parametrize("message, category", NOISE, ids=["pytree", "dirpath", "sync-loss", "sync-ppl", "sync-bpb"])
+@pytest.mark.parametrize("message, category", NOISE, ids=["pytree", "dirpath", "sync-loss", "sync-ppl", "sync-bpb",
+                                                                "ckpt-callbacks", "summary-precision", "all-gather"])
 def test_each_named_warning_is_hidden(message, category):
     assert not _shown(message, category)
 
