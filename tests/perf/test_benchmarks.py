@@ -73,3 +73,9 @@ def test_data_formats_prints_each_figure_on_the_bundled_corpus(tmp_path) -> None
         line = next(line for line in out.splitlines() if label in line and "ratio" in line)
         assert float(line.split("ratio")[1].split()[0]) > 0, line
     assert "0 object reads, 0 bytes downloaded: True" in out and "gives the same windows: True" in out
+
+
+@pytest.mark.slow
+def test_eval_callback_cost_prints_the_share_and_the_curve() -> None:
+    out = run("eval_callback_cost.py", "--steps", "3")
+    assert "eval / run wall time: " in out and "next_line step     3: acc " in out
