@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from cli_helpers import REPO, run_cli
 
@@ -20,13 +21,17 @@ CONFIGS = [
     pytest.param("ladder/bpe-transformer.yaml", marks=SLOW),
     pytest.param("llama-small.yaml", marks=SLOW),
 ]
+#: Settings a user without a GPU adds to a GPU config (llama-small asks for a GPU and bf16).
+ON_THIS_MACHINE = {"llama-small.yaml": [] if torch.cuda.is_available() else
+                   ["--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.precision", "32-true"]}
 
 
 @pytest.mark.parametrize("config", CONFIGS)
 def test_a_shipped_config_fits_two_steps_then_validates_and_predicts_from_last(config, tmp_path):
     scratch, cache = tmp_path / "scratch", tmp_path / "cache"
     scratch.mkdir()
-    common = ["--config", str(REPO / "configs" / config), "--data.cache_dir", str(cache), "--torch_threads", "1"]
+    common = ["--config", str(REPO / "configs" / config), *ON_THIS_MACHINE.get(config, []), "--data.cache_dir", str(cache),
+              "--torch_threads", "1"]
     fit = run_cli(["fit", *common, "--trainer.max_steps", "2", "--trainer.enable_progress_bar", "false"], scratch,
                   timeout=600)
     assert fit.returncode == 0, fit.stderr[-3000:]
