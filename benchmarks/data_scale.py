@@ -119,7 +119,10 @@ def report():
 
 atexit.register(report)
 sys.path.insert(0, os.environ["BENCH_CODE"])
-from llm_lit.commands.cli import main
+try:
+    from llm_lit.commands.cli import main
+except ImportError:  # the old code's layout (llm_lit/cli.py)
+    from llm_lit.cli import main
 sys.exit(main())
 """
 
@@ -460,7 +463,9 @@ def section_ddp(args, work: Path, large: list[Path], old: Path | None) -> None:
         cfg = config if code == REPO else code / "configs" / "debug.yaml"
         args_ = fit_args(large, cache, args.vocab_size, cfg, ("--trainer.devices", "2", "--trainer.strategy", "ddp"))
         start = time.perf_counter()
-        subprocess.run([sys.executable, str(script), *args_], cwd=out, env=env, check=True, capture_output=True)
+        proc = subprocess.run([sys.executable, str(script), *args_], cwd=out, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.exit(f"error: the DDP fit of {name} failed:\n{proc.stderr[-3000:]}")
         seconds = time.perf_counter() - start
         ranks = [json.loads(p.read_text()) for p in sorted(out.glob("rank*.json"))]
         reads = ", ".join(f"rank {i}: {r['manifest_reads']} manifest reads, {r['corpus_bytes_read'] / 1e6:,.1f} MB of "

@@ -86,7 +86,8 @@ def test_the_readme_commands_then_predict_and_plot_on_a_fresh_clone(tmp_path):
         assert noise not in printed, noise
     run = clone / "runs" / "shakespeare" / "version_0"
     bpb = scalars(run, "val/bpb")
-    assert len(bpb) == 7 and bpb[-1][1] < 2.5, bpb  # validation every 100 of 700 steps; the README says 2.21
+    # validations every 250 steps of those that fit in the time budget, and one at the run's last step
+    assert len(bpb) >= 3 and bpb[-1][1] < 2.5, bpb
 
     bash(f". .venv/bin/activate && {PREDICT}", clone, tmp_path / "predict.log", timeout=600)
     bash(install_and_test, clone, tmp_path / "command2.log", timeout=3600, env={"PYTEST_ADDOPTS": QUICK_TESTS})

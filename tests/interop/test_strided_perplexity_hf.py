@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cli_helpers import DEBUG_CONFIG, run_cli, scalars
+from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG, run_cli, scalars
 
 transformers = pytest.importorskip("transformers")
 # the folder of the public corpora (docs/results.md names them): LLM_LIT_CORPORA, else shared/data beside the repository
@@ -58,9 +58,10 @@ def test_strided_validation_equals_transformers_following_the_guide(tmp_path):
     fit = run_cli(["fit", "--config", str(DEBUG_CONFIG), "--trainer.max_steps", "10", "--model.sample_prompts", "[]",
                    "--trainer.enable_progress_bar", "false"], tmp_path)
     assert fit.returncode == 0, fit.stderr[-3000:]
-    ckpt = "checkpoints/debug/last.ckpt"
+    ckpt = str(DEBUG_CKPTS / "last.ckpt")
     val = run_cli(["validate", "--ckpt_path", ckpt, "--data.val_files", '["wiki.txt"]', "--data.eval_stride",
-                   str(STRIDE), "--trainer.default_root_dir", "val_root", "--trainer.enable_progress_bar", "false"],
+                   str(STRIDE), "--trainer.logger", "lightning.pytorch.loggers.TensorBoardLogger",
+                   "--trainer.logger.init_args.save_dir", "val_root", "--trainer.enable_progress_bar", "false"],
                   tmp_path)
     assert val.returncode == 0, val.stderr[-3000:]
     [(_, ours)] = scalars(tmp_path / "val_root", "val/loss")
