@@ -27,7 +27,7 @@ from cli_helpers import LIGHTNING_NOISE, REPO, scalars
 
 PREDICT = """llm_lit predict --config configs/shakespeare.yaml --ckpt_path last --data.prompts '["ROMEO:"]'"""
 PLOT = "llm_lit plot"
-QUICK_TESTS = "tests/test_run_dir.py"
+QUICK_TESTS = "tests/run/test_run_dir.py"
 
 
 def readme_commands(readme: str) -> list[str]:
@@ -75,6 +75,7 @@ def _clean_env() -> dict[str, str]:
 def test_the_readme_commands_then_predict_and_plot_on_a_fresh_clone(tmp_path):
     if shutil.which("git") is None or not (REPO / ".git").exists():
         pytest.skip("needs git and a git checkout of the repository")
+    assert (REPO / QUICK_TESTS).is_file(), QUICK_TESTS  # (command 2 runs only these tests, to keep this one short)
     clone = fresh_clone(tmp_path / "llm_lit")
     install_and_fit, install_and_test = readme_commands((clone / "README.md").read_text())
     # Fail in a second, not after the fit: `llm_lit plot` needs matplotlib, which command 1 must install.
