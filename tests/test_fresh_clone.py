@@ -99,7 +99,8 @@ def test_the_readme_commands_then_predict_and_plot_on_a_fresh_clone(tmp_path):
     assert figure.read_bytes().startswith(b"\x89PNG") and figure.stat().st_size > 20_000
     assert (run / "predictions.jsonl").is_file()
     assert sorted(p.name for p in (clone / "runs").iterdir()) == ["shakespeare"]
-    assert sorted(p.name for p in (clone / "runs" / "shakespeare").iterdir()) == ["version_0"]
+    # the run lock's file stays beside the version, by design (llm_lit/run/lock.py)
+    assert sorted(p.name for p in (clone / "runs" / "shakespeare").iterdir()) == [".version_0.lock", "version_0"]
     assert (clone / "docs" / "curves.png").read_bytes() == curves
     status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True, check=True)
     assert status.stdout == "", status.stdout  # every file the commands wrote is ignored by .gitignore
