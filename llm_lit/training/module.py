@@ -1,15 +1,15 @@
 """`LanguageModel`: the LightningModule that trains, validates, tests and samples a `TransformerLM`.
 
 Lightning runs the loops, precision, strategies, checkpointing and logging. This module holds the
-step and its metrics (exact evaluation sums: `eval_metrics`), the from-scratch optimizer and its
-schedule with our global-norm clipping, sampling (by `llm_lit.generation.prompts`' policy), and the
-checkpoint hooks (model config and tokenizer travel inside checkpoints). The rest is in callbacks it
-chooses (`configure_callbacks`): the non-finite guard, the weight average, randomness, logging.
+training step and its metrics, the from-scratch optimizer and its schedule with our global-norm
+clipping, and the checkpoint hooks (model config and tokenizer travel inside checkpoints:
+`checkpoint_hooks`). Scoring validation and test batches is `evaluation.EvaluationHooks`; continuing
+prompts is `sampling.SamplingHooks`. The rest is in callbacks it chooses (`configure_callbacks`):
+the non-finite guard, the weight average, randomness, logging.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any, Optional
 
@@ -17,41 +17,33 @@ import lightning as L
 import torch
 from torch import nn
 from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
-from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MeanMetric
 
-from llm_lit.data.datasets import IGNORE_INDEX
 from llm_lit.errors import UserError
-from llm_lit.generation.prompts import PromptPolicy
-from llm_lit.generation.sampling import SamplingConfig, generate
+from llm_lit.generation.sampling import SamplingConfig
 from llm_lit.model import ModelConfig, build_model
 from llm_lit.optim import OptimizerConfig, build_optimizer, clip_grad_norm
 from llm_lit.optim.muon import muon_matrices
 from llm_lit.training.budget import time_budget_of
 from llm_lit.training.callbacks import SpeedMonitor, TrainMetricsWriter
-from llm_lit.training.checkpoint_section import (CHECKPOINT_KEY, carried_tokenizer, llm_lit_section,
-                                                 require_same_architecture, section_of)
-from llm_lit.training.ema import EmaCallback, EmaSettings, refuse_resume_without_ema
+from llm_lit.training.checkpoint_hooks import load_from, save_into
+from llm_lit.training.checkpoint_section import require_same_architecture
+from llm_lit.training.ema import EmaCallback, EmaSettings
 from llm_lit.training.eval_metrics import EvalMetrics, token_byte_lengths
+from llm_lit.training.evaluation import EvaluationHooks
 from llm_lit.training.guards import require_max_steps
 from llm_lit.training.initial_weights import InitialWeights
 from llm_lit.training.lightning_compat import attached_trainer
-from llm_lit.training.nonfinite import NonFiniteGuard, refuse_nonfinite_weights
+from llm_lit.training.nonfinite import NonFiniteGuard
 from llm_lit.training.randomness import ReproducibleRandomness
-from llm_lit.training.reporting import RunReport, log_samples
+from llm_lit.training.reporting import RunReport, say_once
 from llm_lit.training.resume import ValidationAfterResume
 from llm_lit.training.run_end import RunEnd
-from llm_lit.training.running_mean import TRAIN_LOSS_KEY, restore_running_mean, running_mean_state
+from llm_lit.training.sampling import SamplingHooks
 from tokenizer import AnyTokenizer
 
 
-@functools.lru_cache(maxsize=None)
-def say_once(line: str) -> None:
-    """Print `line` on rank zero, once per process (the optimizer is built more than once per run)."""
-    rank_zero_info(line)
-
-
-class LanguageModel(L.LightningModule):
+class LanguageModel(EvaluationHooks, SamplingHooks, L.LightningModule):
     """A GPT-style language model (`self.model`, a `TransformerLM`) for Lightning's loops."""
 
     def __init__(
@@ -122,9 +114,7 @@ class LanguageModel(L.LightningModule):
                             f"{self.config.vocab_size}; set model.config.vocab_size >= {tokenizer.vocab_size} "
                             "(or let data.vocab_size link it).")
         self.tokenizer = tokenizer
-        self.eval_metrics.token_bytes = token_byte_lengths(tokenizer, self.config.vocab_size)
-        for metrics in self.source_metrics:
-            metrics.token_bytes = self.eval_metrics.token_bytes
+        self.set_token_bytes(token_byte_lengths(tokenizer, self.config.vocab_size))
 
     def start_from(self, weights: InitialWeights) -> None:
         """Load the weights a run starts from (`model.init_from`, read by `llm_lit.run.init_from.read_initial_weights`)
@@ -144,12 +134,7 @@ class LanguageModel(L.LightningModule):
             raise UserError(f"model.init_from '{self.init_from}' has not been loaded; start the run with llm_lit fit, or "
                             "call model.start_from(llm_lit.run.init_from.read_initial_weights(path)) first.")
         datamodule = getattr(attached_trainer(self), "datamodule", None)
-        names = list(getattr(datamodule, "source_names", None) or [])
-        if len(names) > 1 and names != self.source_names:  # one validation loader per source
-            self.source_names = names
-            self.source_metrics = nn.ModuleList(EvalMetrics() for _ in names)
-            for metrics in self.source_metrics:
-                metrics.token_bytes = self.eval_metrics.token_bytes
+        self.track_sources(list(getattr(datamodule, "source_names", None) or []))
         tokenizer = getattr(datamodule, "tokenizer", None)
         if tokenizer is not None and tokenizer is not self.tokenizer:
             self.set_tokenizer(tokenizer)
@@ -242,103 +227,13 @@ class LanguageModel(L.LightningModule):
             finally:
                 self.trainer = None
 
-    # ------------------------------------------------------------------ evaluation
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int,
-                        dataloader_idx: int = 0) -> None:
-        """Add an evaluation batch `(x, y)`, each `(batch, seq)`, to the exact NLL, token and byte sums: the
-        overall ones and, with several sources, those of source `dataloader_idx`."""
-        loss = self.model.loss(*batch, ignore_index=IGNORE_INDEX)
-        self.eval_metrics.update(loss, batch[1])
-        if len(self.source_metrics):
-            self.source_metrics[dataloader_idx].update(loss, batch[1])
-
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        """Add a test batch `(x, y)` to the exact sums."""
-        self.eval_metrics.update(self.model.loss(*batch, ignore_index=IGNORE_INDEX), batch[1])
-
-    def on_validation_epoch_end(self) -> None:
-        """Log val/loss, val/ppl, val/bpb (summed over all ranks; over every source's tokens) and each source's
-        val/<name>/loss, /ppl, /bpb, then a few sampled continuations; during fit, a loss that is not finite
-        stops the run first (`NonFiniteGuard.check_validation_loss`)."""
-        loss = self._log_eval("val")
-        for name, metrics in zip(self.source_names, self.source_metrics):
-            values = metrics.compute(f"val/{name}")
-            if values:
-                self.log_dict({k: v.float() for k, v in values.items()}, sync_dist=False)
-        if self.nonfinite_guard is not None:
-            self.nonfinite_guard.check_validation_loss(self.trainer, loss)
-        if not self.trainer.sanity_checking and (loss is None or math.isfinite(loss)):
-            self._log_samples()
-
-    def on_test_epoch_end(self) -> None:
-        """Log test/loss, test/ppl and test/bpb."""
-        self._log_eval("test")
-
-    def _log_eval(self, prefix: str) -> Optional[float]:
-        """Log `{prefix}/loss`, `/ppl`, `/bpb` of the accumulated batches; returns the loss (None without tokens)."""
-        metrics = self.eval_metrics.compute(prefix)
-        if not metrics:
-            return None
-        self.log_dict({k: v.float() for k, v in metrics.items()}, prog_bar=True, sync_dist=False)
-        return float(metrics[f"{prefix}/loss"])
-
-    # ------------------------------------------------------------------ sampling
-    def prompt_policy(self) -> PromptPolicy:
-        """How prompts become ids and which ids end a continuation (`llm_lit.generation.prompts`)."""
-        if self.tokenizer is None:
-            raise UserError("The model has no tokenizer; predict from a checkpoint written by llm_lit fit "
-                            "(--ckpt_path PATH).")
-        return PromptPolicy(self.tokenizer, self.config.context_length, self.truncate_prompts,
-                            self.sampling.stop_tokens)
-
-    def continue_texts(self, prompts: list[str]) -> list[dict[str, Any]]:
-        """Continue each prompt with `self.sampling`; returns `{"prompt", "completion", "num_tokens"}` per prompt."""
-        policy = self.prompt_policy()
-        outputs = generate(self.model, policy.encode_all(prompts), self.sampling, stop_tokens=policy.stop_ids())
-        return [{"prompt": p, "completion": self.tokenizer.decode(out), "num_tokens": len(out)}
-                for p, out in zip(prompts, outputs)]
-
-    def predict_step(self, batch: list[str], batch_idx: int) -> list[dict[str, Any]]:
-        """Continue a batch of prompt strings (see `continue_texts`)."""
-        return self.continue_texts(batch)
-
-    def _log_samples(self) -> None:
-        # Every rank generates (sharded models need all ranks in each forward); rank 0 shows them.
-        if not self.sample_prompts or self.tokenizer is None:
-            return
-        log_samples(self, self.continue_texts(self.sample_prompts), f"samples at step {self.trained_steps}")
-
-    @property
-    def trained_steps(self) -> int:
-        """Optimizer steps the weights have had: the trainer's count in fit, the checkpoint's when evaluating one
-        (validate and test start their own count at 0)."""
-        return self.global_step if self.checkpoint_step is None or self.global_step else self.checkpoint_step
-
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Embed the model config and tokenizer (plain JSON-able data) so the checkpoint is self-contained, plus the
-        train loss's running mean a resume restores; refuse non-finite weights (`refuse_nonfinite_weights`)."""
-        trainer = attached_trainer(self)
-        if trainer is not None:
-            refuse_nonfinite_weights(trainer, self.model)
-        checkpoint[CHECKPOINT_KEY] = llm_lit_section(self.config, self.tokenizer, self.skipped_steps)
-        gather = self.all_gather if trainer is not None else (lambda value: value)
-        checkpoint[TRAIN_LOSS_KEY] = running_mean_state(self.train_loss, gather)
+        train loss's running mean a resume restores (`checkpoint_hooks.save_into`)."""
+        save_into(self, checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint of another architecture, take its tokenizer (refusing one that differs from the
-        DataModule's); in fit, restore the train loss's running mean too."""
-        payload = section_of(checkpoint)
-        require_same_architecture(self.config, self.state_dict(), payload.get("model_config"),
-                                  checkpoint.get("state_dict"))  # (the metrics' states are not saved)
-        self.skipped_steps = int(payload.get("skipped_steps", 0))
-        self.checkpoint_step = checkpoint.get("global_step")
-        trainer = attached_trainer(self)
-        if trainer is not None and trainer.state.fn == "fit":
-            refuse_resume_without_ema(checkpoint, self.ema.enabled)
-            if TRAIN_LOSS_KEY in checkpoint:
-                restore_running_mean(self.train_loss, checkpoint[TRAIN_LOSS_KEY], trainer.global_rank,
-                                     trainer.world_size)
-        tokenizer = carried_tokenizer(self.tokenizer, payload)
-        if tokenizer is not None:
-            self.set_tokenizer(tokenizer)
+        DataModule's); in fit, restore the train loss's running mean too (`checkpoint_hooks.load_from`)."""
+        load_from(self, checkpoint)

@@ -1,5 +1,5 @@
 """What a run shows where the user looks: samples on the console and in every logger that takes
-text, the hyperparameters in every logger's hyperparameter view, and a summary when fit ends.
+text, one-time notes (`say_once`), the hyperparameters in every logger's hyperparameter view, and a summary when fit ends.
 
 * Samples (`log_samples`): a framed block on the console (through the progress bar, rank 0),
   TensorBoard's text tab (`add_text`), a W&B table (`log_text`), and `samples.jsonl` beside a
@@ -13,6 +13,7 @@ text, the hyperparameters in every logger's hyperparameter view, and a summary w
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from pathlib import Path
@@ -21,9 +22,16 @@ from typing import Any, Optional
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_info
 
 #: Lines of one sample shown on the console (the loggers get it whole).
 CONSOLE_LINES = 8
+
+
+@functools.lru_cache(maxsize=None)
+def say_once(line: str) -> None:
+    """Print `line` on rank zero, once per process (e.g. the optimizer's notes: it is built more than once per run)."""
+    rank_zero_info(line)
 
 
 def frame(title: str, rows: list[dict[str, Any]]) -> str:
