@@ -82,3 +82,23 @@ def write_mixture(folder: Path, text: str) -> Path:
     - {{name: books, files: [{books}], weight: 0.1}}
 """)
     return config
+
+
+def make_unreadable(monkeypatch, paths: Sequence[str | Path]) -> list[str]:
+    """From now on (for this test), opening any of `paths` with `open` raises PermissionError, as a corpus
+    made unreadable would; returns the list of every path opened after it, for the test to inspect."""
+    import builtins
+    import os
+
+    corpus = {os.path.abspath(p) for p in paths}
+    opened: list[str] = []
+    real_open = builtins.open
+
+    def guarded_open(file, *args, **kwargs):
+        opened.append(os.path.abspath(file) if isinstance(file, (str, os.PathLike)) else str(file))
+        if opened[-1] in corpus:
+            raise PermissionError(13, "Permission denied (the test made the corpus unreadable)", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    return opened

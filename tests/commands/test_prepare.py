@@ -3,12 +3,10 @@ source; a `fit` with the same settings then starts warm, reading no byte of the 
 
 from __future__ import annotations
 
-import builtins
-import os
 from pathlib import Path
 
 from cli_helpers import DEBUG_CONFIG
-from format_helpers import paragraphs, write_records
+from format_helpers import make_unreadable, paragraphs, write_records
 from llm_lit.commands.cli import main
 from llm_lit.data.tokens import BUNDLED_CORPUS
 
@@ -52,15 +50,7 @@ def test_prepare_then_fit_reads_no_source_byte(tmp_path, monkeypatch, capsys):
     data = ["--data.train_files", "[" + ",".join(map(str, files)) + "]"]
     assert main(["prepare", "--config", str(DEBUG_CONFIG), *data]) == 0
     assert "corpus" in capsys.readouterr().out
-    corpus = {os.path.abspath(p) for p in files}
-    real_open = builtins.open
-
-    def guarded_open(file, *a, **k):
-        if isinstance(file, (str, os.PathLike)) and os.path.abspath(file) in corpus:
-            raise PermissionError(13, "Permission denied (the test made the corpus unreadable)", str(file))
-        return real_open(file, *a, **k)
-
-    monkeypatch.setattr(builtins, "open", guarded_open)
+    make_unreadable(monkeypatch, files)
     import pyarrow.parquet as pq
 
     monkeypatch.setattr(pq, "ParquetFile", None)  # pyarrow opens files itself: it must not be asked to

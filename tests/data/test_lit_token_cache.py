@@ -4,13 +4,13 @@ warm start that reads no corpus byte."""
 
 from __future__ import annotations
 
-import builtins
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from format_helpers import make_unreadable
 from llm_lit.data import TextDataModule
 from llm_lit.data.tokens import BUNDLED_CORPUS, prepare_token_cache
 from llm_lit.errors import UserError
@@ -175,16 +175,7 @@ def test_warm_start_reads_no_corpus_byte(three_files, tmp_path, monkeypatch):
     first.prepare_data()
     first.setup("fit")
     corpus = {str(p) for p in three_files}
-    opened: list[str] = []
-    real_open = builtins.open
-
-    def guarded_open(file, *args, **kwargs):
-        opened.append(os.path.abspath(file) if isinstance(file, (str, os.PathLike)) else str(file))
-        if opened[-1] in corpus:
-            raise PermissionError(13, "Permission denied (the test made the corpus unreadable)", str(file))
-        return real_open(file, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "open", guarded_open)
+    opened = make_unreadable(monkeypatch, three_files)
     warm = TextDataModule(**settings)
     warm.prepare_data()
     warm.setup("fit")
@@ -203,15 +194,7 @@ def test_warm_fit_starts_with_the_corpus_unreadable(three_files, tmp_path, monke
             "--trainer.enable_progress_bar", "false", "--model.sample_prompts", "[]"]
     assert main(args) == 0
     assert "encode [" in capsys.readouterr().err  # the cold start showed its progress
-    corpus = {str(p) for p in three_files}
-    real_open = builtins.open
-
-    def guarded_open(file, *a, **k):
-        if isinstance(file, (str, os.PathLike)) and os.path.abspath(file) in corpus:
-            raise PermissionError(13, "Permission denied", str(file))
-        return real_open(file, *a, **k)
-
-    monkeypatch.setattr(builtins, "open", guarded_open)
+    make_unreadable(monkeypatch, three_files)
     assert main(args) == 0
     assert "token cache" not in capsys.readouterr().err  # nothing was built
 

@@ -4,8 +4,6 @@ random inputs, equal under both kernel settings, and off by default."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,7 +14,7 @@ from llm_lit.model.chunked_loss import chunked_linear_cross_entropy
 from llm_lit.model.feedforward import ReluSquaredMLP
 from llm_lit.model.functional import relu_squared, soft_cap
 
-TINY = dict(vocab_size=61, context_length=16, d_model=32, n_layers=2, n_heads=4)
+from model_helpers import TINY, assert_learns, random_ids as _ids
 OPTIONS = {
     "qk_norm": dict(qk_norm=True),
     "relu2": dict(ffn="relu2"),
@@ -37,10 +35,6 @@ def _model(seed: int = 0, **overrides) -> TransformerLM:  # noqa: ANN003
         for p in model.parameters():
             p.copy_(torch.randn_like(p) * 0.2 + (1.0 if p.dim() == 1 else 0.0))
     return model
-
-
-def _ids(batch: int = 2, seq: int = 12, seed: int = 1) -> torch.Tensor:
-    return torch.randint(0, TINY["vocab_size"], (batch, seq), generator=torch.Generator().manual_seed(seed))
 
 
 def test_every_option_is_off_by_default_and_validated() -> None:
@@ -211,17 +205,5 @@ def test_generation_with_a_kv_cache_equals_recomputing(name: str, kernels: str) 
 
 @pytest.mark.parametrize("name", ["all", "softcap"])
 def test_options_train(name: str) -> None:
-    from llm_lit.optim import AdamW, param_groups
-
     torch.manual_seed(0)
-    model = TransformerLM(ModelConfig(**TINY, **OPTIONS[name]))
-    optimizer = AdamW(param_groups(model, 0.1), lr=3e-3)
-    ids = _ids(4, 16)
-    x, y = ids[:, :-1], ids[:, 1:]
-    first = model.loss(x, y).item()
-    assert first == pytest.approx(math.log(61), rel=0.05)  # near-uniform at init
-    for _ in range(15):
-        optimizer.zero_grad()
-        model.loss(x, y).backward()
-        optimizer.step()
-    assert model.loss(x, y).item() < first - 0.5
+    assert_learns(TransformerLM(ModelConfig(**TINY, **OPTIONS[name])))

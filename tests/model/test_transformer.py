@@ -12,7 +12,7 @@ from llm_lit.errors import UserError
 from llm_lit.model import ModelConfig, TransformerLM, head
 
 POSITIONS = ["rope", "alibi", "learned", "sinusoidal", "none"]
-TINY = dict(vocab_size=61, context_length=16, d_model=32, n_layers=2, n_heads=4)
+from model_helpers import TINY, assert_learns, random_ids as _ids
 
 
 def _pair(**overrides) -> tuple[TransformerLM, TransformerLM]:  # noqa: ANN003
@@ -22,10 +22,6 @@ def _pair(**overrides) -> tuple[TransformerLM, TransformerLM]:  # noqa: ANN003
     reference = TransformerLM(ModelConfig(**{**TINY, **overrides, "kernels": "reference"}))
     reference.load_state_dict(fast.state_dict())
     return fast, reference
-
-
-def _ids(batch: int = 2, seq: int = 12, seed: int = 1) -> torch.Tensor:
-    return torch.randint(0, TINY["vocab_size"], (batch, seq), generator=torch.Generator().manual_seed(seed))
 
 
 def test_state_dict_names_and_shapes_llama() -> None:
@@ -105,21 +101,8 @@ def test_explicit_token_positions() -> None:
 @pytest.mark.parametrize("preset", ["gpt2", "llama"])
 @pytest.mark.parametrize("kernels", ["torch", "reference"])
 def test_presets_build_step_and_lower_the_loss(preset: str, kernels: str) -> None:
-    from llm_lit.optim import AdamW, param_groups
-
     torch.manual_seed(0)
-    model = TransformerLM(getattr(ModelConfig, preset)(**TINY, kernels=kernels, dropout=0.1))
-    optimizer = AdamW(param_groups(model, 0.1), lr=3e-3)
-    ids = _ids(4, 16)
-    x, y = ids[:, :-1], ids[:, 1:]
-    first = model.loss(x, y).item()
-    assert first == pytest.approx(math.log(61), rel=0.05)  # near-uniform at init
-    for _ in range(15):
-        optimizer.zero_grad()
-        model.loss(x, y).backward()
-        optimizer.step()
-    model.eval()
-    assert model.loss(x, y).item() < first - 0.5
+    assert_learns(TransformerLM(getattr(ModelConfig, preset)(**TINY, kernels=kernels, dropout=0.1)))
 
 
 def test_loss_equals_cross_entropy_of_logits_and_ignore_index() -> None:
