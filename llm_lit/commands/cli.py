@@ -34,6 +34,7 @@ from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from llm_lit.commands.parsing import check_config_sections, config_files, missing_package_message, unknown_key_message
@@ -190,8 +191,9 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
             raise UserError(message) from None
 
     def before_instantiate_classes(self) -> None:
-        """Apply `torch_threads` before any tensor work."""
-        threads = self._setting(self.config, "torch_threads")
+        """Apply `torch_threads` before any tensor work (one thread per process when a CPU fit runs one process
+        per core and `torch_threads` is unset)."""
+        threads = self._setting(self.config, "torch_threads") or (1 if self.plan.placement else None)
         if threads:
             torch.set_num_threads(threads)
 
@@ -207,6 +209,10 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
         if config.get("precision") is None:
             kwargs["precision"] = default_precision(config.get("accelerator"))
         kwargs.update(trainer_placement(self.plan.version, self.plan.resume, config))
+        if self.plan.placement:
+            kwargs.update(self.plan.placement)
+            rank_zero_info(f"Training on {kwargs['devices']} CPU cores as {kwargs['devices']} data-parallel processes of "
+                           "one thread each (pass --trainer.devices 1 for a single process).")
         callbacks = config.get("callbacks") or []
         callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
         if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):

@@ -68,3 +68,18 @@ def _is_compile_failure(err: Exception) -> bool:
     """Whether an exception was raised while compiling (not by the arithmetic itself)."""
     module = type(err).__module__ or ""
     return module.startswith(("torch._dynamo", "torch._inductor")) or "Compile" in type(err).__name__
+
+
+@cache
+def compile_failure(device_type: str) -> str | None:
+    """None when `torch.compile` can build and run a kernel on `device_type` ('cpu', 'cuda'), else the first line
+    of why not (no C++ compiler, no Triton, ...). Probed once per process with a one-line function."""
+    def probe(x: Tensor) -> Tensor:
+        return torch.sin(x) + 1
+
+    try:
+        torch.compile(probe, fullgraph=True)(torch.zeros(8, device=device_type))
+        return None
+    except Exception as err:  # inductor fails in many places: missing compiler, bad toolchain, ...
+        text = str(err).strip()
+        return (text.splitlines()[0] if text else type(err).__name__)[:200]

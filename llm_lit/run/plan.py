@@ -29,6 +29,7 @@ from llm_lit.run.checkpoint import (CHECKPOINT_DEFINES_MODEL, LoadedCheckpoint, 
                                    require_weights)
 from llm_lit.run.folders import Run, fit_version, resolve_last
 from llm_lit.run.init_from import init_settings, read_initial_weights
+from llm_lit.run.placement import Machine, cpu_data_parallel
 from llm_lit.training.budget import check_time_budget
 from llm_lit.training.guards import require_max_steps
 from llm_lit.training.initial_weights import InitialWeights
@@ -72,6 +73,7 @@ class RunInputs:
         initial_weights: The `--model.init_from` weights, read (None without init_from).
         version: The version folder a fit writes to: its checkpoint's, else the run's next one (None
             for validate, test and predict, which create none).
+        machine: The cores and accelerator of the machine the run is on (`placement.Machine.this_one()`).
     """
 
     run: Run
@@ -79,6 +81,7 @@ class RunInputs:
     checkpoint: Optional[LoadedCheckpoint] = None
     initial_weights: Optional[InitialWeights] = None
     version: Optional[Path] = None
+    machine: Machine = Machine(cores=1, has_accelerator=False)
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,8 @@ class RunPlan:
         initial_weights: The weights the model starts from (`--model.init_from`; a checkpoint resumed or
             evaluated is restored over them), or None.
         time_budget: Wall-clock seconds for a fit (`--time_budget`), or None.
+        placement: Trainer settings that put a CPU fit on every core (`placement.cpu_data_parallel`: devices and
+            strategy), or empty when the config's own stand.
     """
 
     subcommand: Optional[str]
@@ -114,6 +119,7 @@ class RunPlan:
     tokenizer: Optional[AnyTokenizer] = None
     initial_weights: Optional[InitialWeights] = None
     time_budget: Optional[float] = None
+    placement: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def model_config(self) -> Optional[dict[str, Any]]:
@@ -125,14 +131,15 @@ def read_inputs(subcommand: Optional[str], config: Any) -> RunInputs:
     """Read what a subcommand's parsed `config` names: the run folder's versions, the `--ckpt_path` file and
     the `--model.init_from` weights (`UserError` in one line for a missing or bad one)."""
     run = Run.from_config(config)
+    machine = Machine.this_one()
     if subcommand is None:
-        return RunInputs(run, version=fit_version(run, None))
+        return RunInputs(run, version=fit_version(run, None), machine=machine)
     ckpt_path = resolve_last(run, subcommand, config.get("ckpt_path"))
     init_from = config.model.get("init_from") if "model" in config else None
     initial = read_initial_weights(init_from) if init_from else None
     checkpoint = read_given_checkpoint(ckpt_path)  # a bad file stops here, in one line
     version = fit_version(run, ckpt_path) if subcommand in TRAINING else None
-    return RunInputs(run, ckpt_path, checkpoint, initial, version)
+    return RunInputs(run, ckpt_path, checkpoint, initial, version, machine)
 
 
 def plan_run(subcommand: Optional[str], config: Mapping[str, Any], inputs: RunInputs,
@@ -168,7 +175,7 @@ def plan_run(subcommand: Optional[str], config: Mapping[str, Any], inputs: RunIn
         if carried is not None:
             source, tokenizer = "checkpoint", carried
     return RunPlan(subcommand, length, inputs.run, inputs.version, inputs.ckpt_path, checkpoint, settings, source,
-                   tokenizer, initial, budget)
+                   tokenizer, initial, budget, cpu_data_parallel(subcommand, trainer, inputs.machine))
 
 
 def plan_length(trainer: Mapping[str, Any], given_max_steps: Optional[int], stride: Optional[int]) -> RunLength:

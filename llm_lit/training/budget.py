@@ -28,6 +28,10 @@ validation to the next training step, so samples and checkpoint writes are in it
 `UNMEASURED_RESERVE_FRACTION` of the budget (plus the margin). Validating periodically
 (`trainer.val_check_interval`) keeps the estimate measured.
 
+With several processes (DDP), each would measure its own clock (the ranks start seconds apart), and a
+rank that stopped alone, or scheduled another learning rate, would hang or split the run: rank 0's
+horizon and stop decision are broadcast to all ranks after each step, and the schedule reads that.
+
 A time-budgeted run is not reproducible step for step (its length depends on the machine's speed);
 without `--time_budget` nothing here runs and training is bitwise as before, resume included.
 """
@@ -98,6 +102,7 @@ class TimeBudget(L.Callback):
         self._steps_timed = 0
         self._last_step = -1
         self._pause_start: Optional[float] = None
+        self._agreed_horizon: Optional[int] = None  # rank 0's, with several processes (see the module docstring)
 
     # ------------------------------------------------------------------ the estimates
     def elapsed(self) -> float:
@@ -118,7 +123,14 @@ class TimeBudget(L.Callback):
         return RESERVE_FACTOR * self.longest_pause + margin
 
     def horizon(self, step: int, cap: int) -> int:
-        """The number of optimizer steps the run will make, estimated at `step` (at most `cap`)."""
+        """The number of optimizer steps the run will make, estimated at `step` (at most `cap`); with several
+        processes, rank 0's estimate after the last step, which every rank shares."""
+        if self._agreed_horizon is not None:
+            return max(step, min(cap, self._agreed_horizon))
+        return self.estimated_horizon(step, cap)
+
+    def estimated_horizon(self, step: int, cap: int) -> int:
+        """The number of optimizer steps that fit in the budget by this process's clock (at most `cap`)."""
         per_step = self.seconds_per_step()
         if per_step is None:
             return cap
@@ -133,6 +145,7 @@ class TimeBudget(L.Callback):
     # ------------------------------------------------------------------ hooks
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._first_step_end, self._steps_timed, self._last_step = None, 0, trainer.global_step
+        self._agreed_horizon = None
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         if self._pause_start is not None:  # the first step after a validation: its pause is over
@@ -150,7 +163,11 @@ class TimeBudget(L.Callback):
             self._first_step_end = self.clock()
         else:
             self._steps_timed += 1
-        if self.stopped_at is None and self.should_stop():
+        stop = self.stopped_at is None and self.should_stop()
+        if trainer.world_size > 1:  # every rank follows rank 0's clock
+            horizon = self.estimated_horizon(step, 2**62)  # the schedule caps it
+            self._agreed_horizon, stop = trainer.strategy.broadcast((horizon, stop), src=0)
+        if stop:
             self.stopped_at = step
             trainer.should_stop = True  # Lightning validates and fit ends; `RunEnd` leaves last.ckpt at this step
             if trainer.is_global_zero:

@@ -28,6 +28,7 @@ from llm_lit.training.budget import time_budget_of
 from llm_lit.training.callbacks import SpeedMonitor, TrainMetricsWriter
 from llm_lit.training.checkpoint_hooks import load_from, save_into
 from llm_lit.training.checkpoint_section import require_same_architecture
+from llm_lit.training.compilation import compile_model, runnable_optimizer
 from llm_lit.training.ema import EmaCallback, EmaSettings
 from llm_lit.training.eval_metrics import EvalMetrics, token_byte_lengths
 from llm_lit.training.evaluation import EvaluationHooks
@@ -40,6 +41,7 @@ from llm_lit.training.reporting import RunReport, say_once
 from llm_lit.training.resume import ValidationAfterResume
 from llm_lit.training.run_end import RunEnd
 from llm_lit.training.sampling import SamplingHooks
+from llm_lit.training.wall_clock import ElapsedTime
 from tokenizer import AnyTokenizer
 
 
@@ -147,20 +149,26 @@ class LanguageModel(EvaluationHooks, SamplingHooks, L.LightningModule):
             self.prompt_policy().encode_all(self.sample_prompts, "model.sample_prompts")  # refuse too-long ones now
 
     def configure_model(self) -> None:
-        """Turn on activation checkpointing and compile the transformer (forward and loss) when asked;
-        state-dict names are unchanged."""
+        """Turn on activation checkpointing and compile the transformer (forward and loss) when asked, or say in
+        one line why it trains eagerly (no compiler: `compile_failure`); state-dict names are unchanged."""
         self.model.set_activation_checkpointing(self.activation_checkpointing)
         if self.compile_transformer and not self._compiled:
-            self.model.compile()
+            compile_model(self.model, self._device_type())
             self._compiled = True
+
+    def _device_type(self) -> str:
+        """The device type the model trains on: the strategy's once attached to a Trainer, else its parameters'."""
+        trainer = attached_trainer(self)
+        return trainer.strategy.root_device.type if trainer is not None else self.device.type
 
     def configure_callbacks(self) -> list[L.Callback]:
         """Dropout seeds and RNG states a resume reproduces, train metrics written before each checkpoint, a pending
         validation run after a resume, tokens/s and MFU, a validation and last.ckpt at the run's last step
-        (`run_end`), the run report (`reporting`), the non-finite guard, and the weight average when model.ema is on."""
+        (`run_end`), the run report (`reporting`), the wall time at each validation (`wall_clock`), the
+        non-finite guard, and the weight average when model.ema is on."""
         self.nonfinite_guard = NonFiniteGuard(skip=self.skip_nonfinite)
         return ([ReproducibleRandomness(), TrainMetricsWriter(), ValidationAfterResume(), SpeedMonitor(), RunEnd(),
-                 RunReport(), self.nonfinite_guard]
+                 RunReport(), ElapsedTime(), self.nonfinite_guard]
                 + ([EmaCallback(self.ema.decay)] if self.ema.enabled else []))
 
     # ------------------------------------------------------------------ training
@@ -212,7 +220,8 @@ class LanguageModel(EvaluationHooks, SamplingHooks, L.LightningModule):
         sharded = isinstance(self.trainer.strategy, (FSDPStrategy, ModelParallelStrategy))  # FSDP 1 or 2 (DTensor)
         budget = time_budget_of(self.trainer)  # with --time_budget the schedule lasts the steps that fit
         horizon = (lambda step: budget.horizon(step, max_steps)) if budget is not None else None
-        optimizer, schedule = build_optimizer(self.optimizer_config, self.model, max_steps, sharded=sharded, note=say_once,
+        config = runnable_optimizer(self.optimizer_config, self._device_type())
+        optimizer, schedule = build_optimizer(config, self.model, max_steps, sharded=sharded, note=say_once,
                                               hidden_matrices=muon_matrices(self.model), horizon=horizon)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step", "frequency": 1}}
 

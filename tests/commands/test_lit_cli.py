@@ -39,6 +39,9 @@ def test_fit_logs_falling_losses_and_all_metrics(debug_run):
     assert 0 < bpb[-1][1] < val[-1][1] / math.log(2)  # every token holds at least one byte
     for tag in ("lr", "grad_norm", "perf/tokens_per_s"):
         assert scalars(logs, tag), tag
+    elapsed = scalars(logs, "time/elapsed_s")  # the wall time of each validation, from the command's start
+    assert [step for step, _ in elapsed] == [step for step, _ in val]
+    assert 0 < elapsed[0][1] < elapsed[1][1] < elapsed[2][1] < 600
     assert not scalars(logs, "perf/mfu")  # unknown peak on CPU: omitted, not guessed
 
 

@@ -13,9 +13,9 @@ which must equal the reference too (the sweep reports how many kills landed).
 
 What "equal" means: every tensor anywhere in each checkpoint file (weights, optimizer state, schedule,
 RNG states, the train loss's running mean, ...) is bitwise equal, and so is everything else in it but
-the loops' progress counters (they count the batches a killed process had fetched too) and the
-checksum of "everything else", which covers them; the same checkpoint files exist; every logged
-scalar has the same steps and, except the wall-clock `perf/*` rates, the same values (a step logged
+the loops' progress counters (they count the batches a killed process had fetched too), the run's
+wall time (`ElapsedTime`) and the checksum of "everything else", which covers them; the same checkpoint files exist; every logged
+scalar has the same steps and, except the wall-clock `perf/*` rates and `time/*`, the same values (a step logged
 by a killed attempt and again after the resume must hold the same value both times).
 """
 
@@ -49,9 +49,9 @@ DDP = ["fit", "--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "f
        "--trainer.max_steps", "20", "--trainer.log_every_n_steps", "4", "--model.config.dropout", "0.1",
        "--trainer.devices", "2", "--trainer.strategy", "ddp", "--data.batch_size", "8", "--model.sample_prompts", "[]"]
 #: Checkpoint entries that may differ between an interrupted and an uninterrupted run (see the module docstring).
-NOT_COMPARED = {"loops", "llm_lit_checksums"}
+NOT_COMPARED = {"loops", "llm_lit_checksums", "ElapsedTime"}
 #: Logged tags whose values are wall-clock rates (only their steps are compared).
-TIMED = ("perf/",)
+TIMED = ("perf/", "time/")
 
 
 @dataclass

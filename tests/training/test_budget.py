@@ -28,8 +28,9 @@ class FakeClock:
         return self.now
 
 
-def fake_trainer() -> SimpleNamespace:
-    return SimpleNamespace(global_step=0, should_stop=False, sanity_checking=False, is_global_zero=False)
+def fake_trainer(world_size: int = 1, strategy: object = None) -> SimpleNamespace:
+    return SimpleNamespace(global_step=0, should_stop=False, sanity_checking=False, is_global_zero=False,
+                           world_size=world_size, strategy=strategy)
 
 
 def take_step(budget: TimeBudget, trainer: SimpleNamespace, clock: FakeClock, seconds: float) -> None:
@@ -64,6 +65,36 @@ def test_horizon_and_stop_follow_their_formulas() -> None:
     for step in range(6, 30):
         take_step(budget, trainer, clock, 0.5)
         assert budget.horizon(step, cap=5000) in (expected - 1, expected)
+
+
+class RankZeroSays:
+    """A strategy's `broadcast` whose rank 0 said `said` (another process's decision, in a two-rank run)."""
+
+    def __init__(self) -> None:
+        self.said: tuple[int, bool] = (0, False)
+        self.calls = 0
+
+    def broadcast(self, obj: object, src: int = 0) -> object:
+        assert src == 0 and isinstance(obj, tuple) and len(obj) == 2  # (horizon, stop) of this rank
+        self.calls += 1
+        return self.said
+
+
+def test_every_rank_follows_rank_zeros_horizon_and_stop() -> None:
+    # A rank whose own clock would plan another horizon (it started later) takes rank 0's, so the ranks
+    # keep one learning rate and stop at the same step.
+    clock, rank_zero = FakeClock(0.0), RankZeroSays()
+    trainer = fake_trainer(world_size=2, strategy=rank_zero)
+    budget = TimeBudget(100.0, clock=clock)
+    budget.on_train_start(trainer, None)
+    rank_zero.said = (1234, False)
+    for _ in range(3):
+        take_step(budget, trainer, clock, 0.5)
+    assert rank_zero.calls == 3 and budget.horizon(3, cap=5000) == 1234 and budget.horizon(3, cap=1000) == 1000
+    assert budget.estimated_horizon(3, cap=5000) != 1234  # its own clock says otherwise
+    rank_zero.said = (1500, True)
+    take_step(budget, trainer, clock, 0.5)
+    assert trainer.should_stop and budget.stopped_at == 4  # with 95 s left, because rank 0 stopped
 
 
 def test_stops_when_one_more_step_and_the_reserve_would_overrun() -> None:
