@@ -32,6 +32,7 @@ from llm_lit.data.sources import DataSource, check_sources
 from llm_lit.data.token_array import TokenArray
 from llm_lit.data.tokens import (
     BUNDLED_CORPUS,
+    BUNDLED_MAX_MERGES,
     DEFAULT_TOKENIZER_SAMPLE_BYTES,
     TokenCache,
     check_num_proc,
@@ -265,7 +266,20 @@ class TextDataModule(L.LightningDataModule):
             self._require_test_files()
         if self._needs_corpus():
             self._build_char_tokenizer()
+            self._check_bundled_vocab_size()
             self.cache = self._prepare(self._stage())
+
+    def _check_bundled_vocab_size(self) -> None:
+        """Refuse, before any tokenizer is trained, a BPE vocabulary larger than the bundled corpus can give (it runs
+        out of pairs to merge; `_check_trained_vocab_size` would refuse it only after training and encoding)."""
+        if self.given_tokenizer is not None or self.tokenizer_kind != "bpe" or self.train_files != [str(BUNDLED_CORPUS)]:
+            return
+        _, special_tokens, _ = with_roles(None, self.special_tokens, self.roles)
+        most = 256 + BUNDLED_MAX_MERGES + len(special_tokens)
+        if self._requested_vocab_size > most:
+            raise UserError(f"data.vocab_size {self._requested_vocab_size} is more than the bundled tinyshakespeare "
+                            f"corpus can give a BPE tokenizer (at most {most:,} tokens); point --data.train_files at a "
+                            f"larger corpus, or pass --data.vocab_size {most} or less.")
 
     def corpus_prompts(self) -> list[str]:
         """Prompts to sample from at each validation when none are configured: 'ROMEO:' and 'JULIET:' for the

@@ -65,6 +65,10 @@ from tokenizer import Tokenizer
 from tokenizer.workers import available_cores
 
 BUNDLED_CORPUS = Path(__file__).parent / "corpora" / "tinyshakespeare.txt"
+#: Merges a byte-level BPE can learn from all of the bundled corpus before its text has no pair left to merge
+#: (measured by a slow test in tests/data/test_lit_token_cache.py; its default 90% training split gives 20,066), so
+#: no tokenizer trained on it has more than 256 + this + its special tokens.
+BUNDLED_MAX_MERGES = 21_276
 #: Default of `tokenizer_sample_bytes`: see the README ("Real corpora") for the measurement behind it.
 DEFAULT_TOKENIZER_SAMPLE_BYTES = 32_000_000
 LAYOUT = 2  # of the cache folder; part of its key
@@ -434,7 +438,7 @@ def _logger(enabled: bool) -> Callable[[str], None]:
     return log
 
 
-__all__ = ["BUNDLED_CORPUS", "DEFAULT_TOKENIZER_SAMPLE_BYTES", "CachePlan", "CacheRequest", "TokenCache",
+__all__ = ["BUNDLED_CORPUS", "BUNDLED_MAX_MERGES", "DEFAULT_TOKENIZER_SAMPLE_BYTES", "CachePlan", "CacheRequest", "TokenCache",
            "cache_folder", "cache_settings", "check_num_proc", "document_replacements", "fits_cache", "hash_range",
            "open_token_cache", "plan_cache", "prepare_test_cache", "prepare_token_cache", "separator_policy",
            "test_cache_folder", "with_roles"]

@@ -262,3 +262,10 @@ def test_validate_from_a_checkpoint_finds_fits_cache_whatever_its_test_files(thr
     assert len(list((tmp_path / "cache").iterdir())) == 1  # no new folder, no test split encoded to validate
     assert np.array_equal(np.asarray(validate.val_tokens), np.asarray(fit.val_tokens))
 
+
+@pytest.mark.slow
+def test_the_bundled_corpus_gives_at_most_its_recorded_merges():
+    from llm_lit.data.tokens import BUNDLED_MAX_MERGES
+
+    vocab, merges = train_bpe(BUNDLED_CORPUS, 60_000, [EOT])
+    assert len(merges) == BUNDLED_MAX_MERGES and len(vocab) == 256 + BUNDLED_MAX_MERGES + 1
