@@ -141,7 +141,7 @@ class CacheBuilder:
                 raise UserError(f"Cannot write the tokenizer into the token cache '{self.folder}' ({e}); "
                                 "pass a writable --data.cache_dir.") from None
             tokenizer_record["size"], tokenizer_record["mtime_ns"] = _stat(self.folder / TOKENIZER)
-        notes = {"sources": [part.name for part in self.parts]} if self.parts[0].name else {}
+        notes = {"sources": [part.name for part in self.parts]} if self.parts and self.parts[0].name else {}
         manifest = Manifest(self.key, self.settings, tokenizer_record, separator_policy(tok), splits,
                             built_by=f"{socket.gethostname()}:{os.getpid()}", notes=notes)
         try:

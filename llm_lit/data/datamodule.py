@@ -32,12 +32,11 @@ from llm_lit.data.sources import DataSource, check_sources
 from llm_lit.data.token_array import TokenArray
 from llm_lit.data.tokens import (
     BUNDLED_CORPUS,
+    BUNDLED_MAX_MERGES,
     DEFAULT_TOKENIZER_SAMPLE_BYTES,
     TokenCache,
-    cache_folder,
-    cache_settings,
     check_num_proc,
-    open_token_cache,
+    prepare_test_cache,
     prepare_token_cache,
     with_roles,
 )
@@ -251,13 +250,36 @@ class TextDataModule(L.LightningDataModule):
         trainer = self.trainer
         return trainer is None or not trainer.predicting
 
+    def _stage(self) -> Optional[str]:
+        """The stage the attached Trainer runs ("fit", "validate", "test"), or None without a Trainer."""
+        trainer = self.trainer
+        if trainer is None:
+            return None
+        return "test" if trainer.testing else "validate" if trainer.validating else "fit"
+
     def prepare_data(self) -> None:
-        """Find the token cache, or build it: train the tokenizer (unless given) and encode the corpus (with progress)."""
+        """Find the token cache, or build it: train the tokenizer (unless given) and encode the corpus (with progress).
+
+        Only what the stage scores is prepared: fit and validate the corpus cache (fit's, found by the tokenizer's
+        fingerprint), test with a given tokenizer (a checkpoint's) the test files alone; without a Trainer, all."""
         if self.trainer is not None and self.trainer.testing:
             self._require_test_files()
         if self._needs_corpus():
             self._build_char_tokenizer()
-            self.cache = self._prepare()
+            self._check_bundled_vocab_size()
+            self.cache = self._prepare(self._stage())
+
+    def _check_bundled_vocab_size(self) -> None:
+        """Refuse, before any tokenizer is trained, a BPE vocabulary larger than the bundled corpus can give (it runs
+        out of pairs to merge; `_check_trained_vocab_size` would refuse it only after training and encoding)."""
+        if self.given_tokenizer is not None or self.tokenizer_kind != "bpe" or self.train_files != [str(BUNDLED_CORPUS)]:
+            return
+        _, special_tokens, _ = with_roles(None, self.special_tokens, self.roles)
+        most = 256 + BUNDLED_MAX_MERGES + len(special_tokens)
+        if self._requested_vocab_size > most:
+            raise UserError(f"data.vocab_size {self._requested_vocab_size} is more than the bundled tinyshakespeare "
+                            f"corpus can give a BPE tokenizer (at most {most:,} tokens); point --data.train_files at a "
+                            f"larger corpus, or pass --data.vocab_size {most} or less.")
 
     def corpus_prompts(self) -> list[str]:
         """Prompts to sample from at each validation when none are configured: 'ROMEO:' and 'JULIET:' for the
@@ -273,22 +295,28 @@ class TextDataModule(L.LightningDataModule):
             raise UserError("test scores a separate test split; pass --data.test_files FILE, or a list "
                             "'[A, B]' (the validation split is scored by llm_lit validate).")
 
-    def _prepare(self) -> TokenCache:
+    def _prepare(self, stage: Optional[str]) -> TokenCache:
+        """The cache `stage` scores: with a given tokenizer, test's is the test files' own cache (the corpus is not
+        read); otherwise the corpus cache, with the test split when the stage is test (or unknown)."""
+        if stage == "test" and self.given_tokenizer is not None:
+            return prepare_test_cache(self.test_files, self.given_tokenizer, self.cache_dir, utf8_errors=self.utf8_errors,
+                                      num_proc=self.num_proc, verify=self.verify, progress=True, roles=self.roles,
+                                      text_field=self.text_field, token_dtype=self.token_dtype)
         return prepare_token_cache(self.train_files or None, self.val_files, self.val_fraction,
                                    self._requested_vocab_size, self.special_tokens, self.cache_dir,
                                    tokenizer=self.given_tokenizer, utf8_errors=self.utf8_errors, num_proc=self.num_proc,
                                    tokenizer_sample_bytes=self.tokenizer_sample_bytes, verify=self.verify, progress=True,
-                                   roles=self.roles, test_files=self.test_files, sources=self.sources,
-                                   text_field=self.text_field, token_dtype=self.token_dtype)
+                                   roles=self.roles, test_files=self.test_files if stage in (None, "test") else None,
+                                   sources=self.sources, text_field=self.text_field, token_dtype=self.token_dtype)
 
-    def _cache_folder(self) -> Path:
-        given, special_tokens, roles = with_roles(self.given_tokenizer, self.special_tokens, self.roles)
-        plain_val = None if self.sources or self.val_files else self.val_fraction
-        settings = cache_settings(self._requested_vocab_size, special_tokens, plain_val, given,
-                                  self.utf8_errors, self.tokenizer_sample_bytes, roles, self.text_field,
-                                  self.token_dtype)
-        sources = [s.resolved(self.val_fraction, self.text_field) for s in self.sources] if self.sources else None
-        return cache_folder(self.cache_dir, self.train_files, self.val_files, settings, self.test_files, sources)[0]
+    def _serves(self, stage: str) -> bool:
+        """Whether the cache prepared so far holds what `stage` reads (test: the test split; else the corpus)."""
+        if self.cache is None:
+            return False
+        test_only = set(self.cache.manifest.splits) == {"test"}
+        if stage == "test":
+            return test_only or self.cache.test is not None
+        return not test_only
 
     @property
     def mixture(self) -> bool:
@@ -298,19 +326,24 @@ class TextDataModule(L.LightningDataModule):
     def setup(self, stage: str) -> None:
         """Open the cache's tokenizer and memory-map its shards (read-only); predict opens nothing.
 
-        Reuses what `prepare_data` found in this process; other ranks read the manifest once.
+        Reuses what `prepare_data` found in this process; other ranks find the cache it built (a manifest read
+        and a `stat` per file).
         """
         if stage == "test":
             self._require_test_files()
-        if stage == "predict" or self.train_tokens is not None:
+        if stage == "predict":
             return
         self._build_char_tokenizer()
-        if self.cache is None:
-            self.cache = open_token_cache(self._cache_folder()) or self._prepare()
+        if not self._serves(stage):
+            self.cache = self._prepare(stage)
         self.tokenizer, _, _ = with_roles(self.given_tokenizer or _load_tokenizer(str(self.cache.tokenizer_path)),
                                           self.special_tokens, self.roles)
         self._check_trained_vocab_size()
         self._check_ids()
+        if set(self.cache.manifest.splits) == {"test"}:  # test with a given tokenizer: the test split alone
+            self.test_tokens = self.cache.split("test")
+            self._check_lengths([("test split", self.test_tokens)])
+            return
         names = self.cache.source_names
         self.source_names = [name for name in names if name]
         self.train_splits = [self.cache.source_split("train", name) for name in names]
@@ -319,10 +352,13 @@ class TextDataModule(L.LightningDataModule):
             [p for split in self.train_splits for p in split.parts])
         self.val_tokens = self.val_splits[0] if len(names) == 1 else TokenArray(
             [p for split in self.val_splits for p in split.parts])
-        self.test_tokens = self.cache.split("test") if self.test_files else None
+        self.test_tokens = self.cache.split("test") if self.cache.test is not None else None
         splits = [(f"training split{_of(name)}", t) for name, t in zip(names, self.train_splits)]
         splits += [(f"validation split{_of(name)}", t) for name, t in zip(names, self.val_splits)]
-        splits.append(("test split", self.test_tokens))
+        self._check_lengths(splits + [("test split", self.test_tokens)])
+
+    def _check_lengths(self, splits: list[tuple[str, Optional[TokenArray]]]) -> None:
+        """Refuse a split shorter than one window, naming it."""
         for what, tokens in splits:
             if tokens is None:
                 continue
@@ -344,15 +380,16 @@ class TextDataModule(L.LightningDataModule):
         """Refuse a token file of the user's holding ids the tokenizer does not have, naming it. (The cache's own
         shards never get here: building or checking the cache re-encodes a shard whose ids are out of range.)"""
         vocab = self.tokenizer.vocab_size
-        if self.cache.manifest.max_id() < vocab:
-            return
-        given = [s.source.path for shards in self.cache.manifest.splits.values() for s in shards
-                 if s.max_id >= vocab and s.source.kind == "tokens"]
-        if given:
-            raise UserError(f"The token file '{given[0]}' holds ids beyond the tokenizer's {vocab}; encode its text "
-                            "again with this tokenizer (python -m tokenizer encode --tokenizer ...).")
-        raise UserError(f"The token cache '{self.cache.folder}' holds id {self.cache.manifest.max_id()}, outside the "
-                        f"tokenizer's {vocab} ids; delete that folder so that it is rebuilt.")
+        for cache in (self.cache, self.cache.test):
+            if cache is None or cache.manifest.max_id() < vocab:
+                continue
+            given = [s.source.path for shards in cache.manifest.splits.values() for s in shards
+                     if s.max_id >= vocab and s.source.kind == "tokens"]
+            if given:
+                raise UserError(f"The token file '{given[0]}' holds ids beyond the tokenizer's {vocab}; encode its "
+                                "text again with this tokenizer (python -m tokenizer encode --tokenizer ...).")
+            raise UserError(f"The token cache '{cache.folder}' holds id {cache.manifest.max_id()}, outside the "
+                            f"tokenizer's {vocab} ids; delete that folder so that it is rebuilt.")
 
     # ------------------------------------------------------------------ loaders
     def _rank_and_world(self) -> tuple[int, int]:

@@ -9,13 +9,19 @@ remote; one list of files or several weighted sources) into a folder
         train-00000-<file>-<id>.bin    one shard per document (+ .bin.json sidecar), see splits.py
         val-00000-<file>-<id>.bin      (with sources: train-<name>-..., split "train/<name>")
         .build.lock                    while a process builds it (build_lock.py)
+    <cache_dir>/<first test file's stem>-test-<key>/
+        manifest.json, test-00000-<file>-<id>.bin, ...   the test split alone (`prepare_test_cache`)
 
 No copy of the corpus is ever written: each document (a text file or its part in a split, a
 whole record file, a remote object) is read once, straight into its shard, by `num_proc`
 processes, and hashed (sha256) on the way where it is read in order.
 
 The folder's `key` hashes the settings and the entries as given (absolute paths, globs and URLs
-unexpanded), so it is found with nothing read. What a later start trusts, without reading the
+unexpanded), so it is found with nothing read. A given tokenizer (a checkpoint's) is part of the settings
+by its fingerprint; the cache a fit built when it trained that very tokenizer is found first (`fits_cache`),
+so validate and test from a checkpoint encode nothing again. The test split lives in a folder of its own,
+keyed by the tokenizer's fingerprint and the test files, so a new list of test files encodes those files
+only, and the training corpus is not read for it. What a later start trusts, without reading the
 corpus or the tokens (a `stat` per local file, one listing per remote glob):
 
 * a file whose size and modification time (remote: size and ETag) are those the manifest
@@ -36,6 +42,7 @@ under the build lock, the others wait and then open what it wrote.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -51,13 +58,17 @@ from llm_lit.data.formats.remote import is_remote
 from llm_lit.data.manifest import Manifest, read_manifest
 from llm_lit.data.separators import document_replacements, separator_policy
 from llm_lit.data.sources import DataSource, default_source, split_name
-from llm_lit.data.splits import inspect_inputs
+from llm_lit.data.splits import InputFile, inspect_inputs
 from llm_lit.data.token_array import TokenArray
 from llm_lit.errors import UserError
 from tokenizer import Tokenizer
 from tokenizer.workers import available_cores
 
 BUNDLED_CORPUS = Path(__file__).parent / "corpora" / "tinyshakespeare.txt"
+#: Merges a byte-level BPE can learn from all of the bundled corpus before its text has no pair left to merge
+#: (measured by a slow test in tests/data/test_lit_token_cache.py; its default 90% training split gives 20,066), so
+#: no tokenizer trained on it has more than 256 + this + its special tokens.
+BUNDLED_MAX_MERGES = 21_276
 #: Default of `tokenizer_sample_bytes`: see the README ("Real corpora") for the measurement behind it.
 DEFAULT_TOKENIZER_SAMPLE_BYTES = 32_000_000
 LAYOUT = 2  # of the cache folder; part of its key
@@ -70,6 +81,8 @@ class TokenCache:
     folder: Path
     manifest: Manifest
     report: Optional[BuildReport] = field(default=None, compare=False)
+    #: The test split's own cache (keyed by the tokenizer's fingerprint and the test files), when there is one.
+    test: Optional["TokenCache"] = field(default=None, compare=False)
 
     @property
     def tokenizer_path(self) -> Path:
@@ -84,7 +97,9 @@ class TokenCache:
     def split(self, name: str) -> TokenArray:
         """The tokens of split `name` ("train", "val", "test", or a source's "train/<name>", "val/<name>"): its
         shards memory-mapped, with the separators between; every read checks its ids are the tokenizer's (a shard
-        damaged on disk is named)."""
+        damaged on disk is named). "test" is read from the test split's own cache."""
+        if name == "test" and self.test is not None:
+            return self.test.split(name)
         documents = [shard.open(self.folder) for shard in self.manifest.splits[name]]
         return TokenArray(self.manifest.separator.parts(documents), id_limit=int(self.manifest.tokenizer["vocab_size"]))
 
@@ -94,6 +109,8 @@ class TokenCache:
 
     def shard_paths(self, name: str) -> list[Path]:
         """The token files of split `name`, in order."""
+        if name == "test" and self.test is not None:
+            return self.test.shard_paths(name)
         return [shard.path(self.folder) for shard in self.manifest.splits[name]]
 
 
@@ -122,9 +139,9 @@ def cache_settings(vocab_size: int, special_tokens: Sequence[str], val_fraction:
 
 def cache_folder(cache_dir: str | os.PathLike, train_files: Sequence[str | os.PathLike],
                  val_files: Optional[Sequence[str | os.PathLike]], settings: dict[str, Any],
-                 test_files: Optional[Sequence[str | os.PathLike]] = None,
                  sources: Optional[Sequence[DataSource]] = None) -> tuple[Path, str]:
-    """The cache folder of these files (or sources) and settings, and its key; reads nothing.
+    """The cache folder of these files (or sources) and settings, and its key; reads nothing. (The test split has
+    a folder of its own, `test_cache_folder`.)
 
     With `sources` (resolved, see `DataSource.resolved`) the key holds each source's name, entries, validation
     part and text field, and its weight when the tokenizer is trained (the weights share out its sample;
@@ -138,8 +155,18 @@ def cache_folder(cache_dir: str | os.PathLike, train_files: Sequence[str | os.Pa
         payload["train"] = [entry_key(str(p)) for p in train_files]
         payload["val"] = [entry_key(str(p)) for p in val_files or []]
         stem = _stem(str(train_files[0]))
-    if test_files:  # (only then: the key of a cache without a test split is unchanged)
-        payload["test"] = [entry_key(str(p)) for p in test_files]
+    return _keyed(cache_dir, stem, payload)
+
+
+def test_cache_folder(cache_dir: str | os.PathLike, test_files: Sequence[str | os.PathLike],
+                      settings: dict[str, Any]) -> tuple[Path, str]:
+    """The folder of a test split's own cache, and its key: `<first file's stem>-test-<key>`, the key hashing the
+    settings (which hold the tokenizer's fingerprint) and the test files as given; reads nothing."""
+    payload = {"layout": LAYOUT, "settings": settings, "test": [entry_key(str(p)) for p in test_files]}
+    return _keyed(cache_dir, f"{_stem(str(test_files[0]))}-test", payload)
+
+
+def _keyed(cache_dir: str | os.PathLike, stem: str, payload: dict[str, Any]) -> tuple[Path, str]:
     key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
     return Path(cache_dir).expanduser() / f"{stem}-{key}", key
 
@@ -212,40 +239,132 @@ def prepare_token_cache(
         text_field: the column or key of a record's text (the default of each source's).
         token_dtype: "uint16" or "uint32", the ids of headerless token files (nanoGPT's); None refuses them.
     """
-    if utf8_errors not in ("strict", "replace"):
-        raise UserError(f"utf8_errors must be 'strict' or 'replace' (got {utf8_errors!r}); fix --data.utf8_errors.")
-    if verify not in ("stat", "full"):
-        raise UserError(f"verify must be 'stat' or 'full' (got {verify!r}); fix --data.verify.")
+    _check_options(utf8_errors, verify, tokenizer_sample_bytes)
     num_proc = check_num_proc(num_proc)
-    if not (isinstance(tokenizer_sample_bytes, int) and tokenizer_sample_bytes >= 1):
-        raise UserError(f"tokenizer_sample_bytes must be a positive number of bytes (got {tokenizer_sample_bytes!r}); "
-                        "fix --data.tokenizer_sample_bytes.")
     named = [s.resolved(val_fraction, text_field) for s in sources] if sources else None
+    request = CacheRequest(Path(cache_dir).expanduser(), list(train_files or []), val_files, named,
+                           None if named or val_files else val_fraction, vocab_size, list(special_tokens), roles,
+                           utf8_errors, tokenizer_sample_bytes, text_field, token_dtype)
     resolved = named or [default_source(train_files, val_files, val_fraction, text_field)]
-    plain_val = None if named else (None if val_files else val_fraction)
     parts = [_inspect_source(s, token_dtype) for s in resolved]
-    test = inspect_inputs(test_files, "test", "--data.test_files", token_dtype, text_field) if test_files else []
+    build = _BuildOptions(num_proc, verify == "full", progress)
+    cache = (fits_cache(request, tokenizer, parts, build) if tokenizer is not None else None) or \
+        _up_to_date(_builder(plan_cache(request, tokenizer), request, parts, [], build))
+    if not test_files:
+        return cache
+    tok = tokenizer or Tokenizer.load(cache.tokenizer_path)
+    test = prepare_test_cache(test_files, tok, cache_dir, utf8_errors=utf8_errors, num_proc=num_proc, verify=verify,
+                              progress=progress, roles=roles, text_field=text_field, token_dtype=token_dtype)
+    return dataclasses.replace(cache, test=test)
 
-    def planned(given: Optional[Tokenizer]) -> tuple[Optional[Tokenizer], list[str], dict[str, str], dict[str, Any],
-                                                       Path, str]:
-        tok, specials, in_effect = with_roles(given, list(special_tokens), roles)
-        settings = cache_settings(vocab_size, specials, plain_val, tok, utf8_errors, tokenizer_sample_bytes,
-                                  in_effect, text_field, token_dtype)
-        return (tok, specials, in_effect, settings, *cache_folder(cache_dir, train_files or [], val_files, settings,
-                                                                  test_files, named))
 
-    if tokenizer is not None:  # the cache a fit with these settings built when it trained this very tokenizer
-        _, specials, in_effect, settings, folder, key = planned(None)
-        manifest = read_manifest(folder)
-        if manifest is not None and manifest.tokenizer.get("fingerprint") == tokenizer.fingerprint():
-            builder = CacheBuilder(folder, key, settings, parts, test, vocab_size, specials, None, utf8_errors,
-                                   num_proc, tokenizer_sample_bytes, verify == "full", False, _logger(False), in_effect)
-            if builder.why_not_current(manifest) is None:
-                return TokenCache(folder, manifest)
-    tokenizer, special_tokens, roles, settings, folder, key = planned(tokenizer)
-    every = [f for part in parts for f in part.train + part.val] + test
-    if tokenizer is None and any(f.kind == "tokens" for f in every):
-        first = next(f for f in every if f.kind == "tokens")
+def prepare_test_cache(
+    test_files: Sequence[str | os.PathLike],
+    tokenizer: Tokenizer,
+    cache_dir: str | os.PathLike,
+    utf8_errors: str = "strict",
+    num_proc: Optional[int] = None,
+    verify: str = "stat",
+    progress: bool = False,
+    roles: Optional[dict[str, str]] = None,
+    text_field: str = "text",
+    token_dtype: Optional[str] = None,
+) -> TokenCache:
+    """Build, update or reuse the cache of a test split alone: `test_files` encoded with `tokenizer`, in a folder
+    keyed by the tokenizer's fingerprint and the files as given (see `test_cache_folder`), so that `llm_lit test`
+    from a checkpoint encodes those files only, once, and never reads the training corpus.
+
+    The arguments are those of `prepare_token_cache`; the cache's split is "test".
+    """
+    _check_options(utf8_errors, verify, DEFAULT_TOKENIZER_SAMPLE_BYTES)
+    tok, _, in_effect = with_roles(tokenizer, list(tokenizer.special_tokens), roles)
+    settings = cache_settings(0, tok.special_tokens, None, tok, utf8_errors, DEFAULT_TOKENIZER_SAMPLE_BYTES, in_effect,
+                              text_field, token_dtype)
+    folder, key = test_cache_folder(cache_dir, test_files, settings)
+    plan = CachePlan(tok, list(tok.special_tokens), in_effect, settings, folder, key)
+    request = CacheRequest(Path(cache_dir).expanduser(), [], None, None, None, tok.vocab_size, list(tok.special_tokens),
+                           roles, utf8_errors, DEFAULT_TOKENIZER_SAMPLE_BYTES, text_field, token_dtype)
+    test = inspect_inputs(test_files, "test", "--data.test_files", token_dtype, text_field)
+    return _up_to_date(_builder(plan, request, [], test, _BuildOptions(check_num_proc(num_proc), verify == "full",
+                                                                       progress)))
+
+
+@dataclass(frozen=True)
+class CacheRequest:
+    """What decides a corpus cache's folder and tokens, but the tokenizer: the arguments of `prepare_token_cache`
+    (`sources` resolved; `plain_val` the validation share of a plain file list without validation files, else None)."""
+
+    cache_dir: Path
+    train_files: Sequence[str | os.PathLike]
+    val_files: Optional[Sequence[str | os.PathLike]]
+    sources: Optional[list[DataSource]]
+    plain_val: Optional[float]
+    vocab_size: int
+    special_tokens: list[str]
+    roles: Optional[dict[str, str]]
+    utf8_errors: str
+    sample_bytes: int
+    text_field: str
+    token_dtype: Optional[str]
+
+
+@dataclass(frozen=True)
+class CachePlan:
+    """Where a cache lives and what builds it: the tokenizer (a given one with its roles set, or None to train one),
+    the special tokens to train with, the roles in effect, the settings of its key, its folder and key."""
+
+    tokenizer: Optional[Tokenizer]
+    special_tokens: list[str]
+    roles: dict[str, str]
+    settings: dict[str, Any]
+    folder: Path
+    key: str
+
+
+@dataclass(frozen=True)
+class _BuildOptions:
+    num_proc: int
+    verify_full: bool
+    progress: bool
+
+
+def plan_cache(request: CacheRequest, tokenizer: Optional[Tokenizer]) -> CachePlan:
+    """The cache of `request` with `tokenizer` given (None: trained into the cache); reads nothing."""
+    tok, specials, in_effect = with_roles(tokenizer, list(request.special_tokens), request.roles)
+    settings = cache_settings(request.vocab_size, specials, request.plain_val, tok, request.utf8_errors,
+                              request.sample_bytes, in_effect, request.text_field, request.token_dtype)
+    folder, key = cache_folder(request.cache_dir, request.train_files, request.val_files, settings,
+                               sources=request.sources)
+    return CachePlan(tok, specials, in_effect, settings, folder, key)
+
+
+def fits_cache(request: CacheRequest, tokenizer: Tokenizer, parts: list[Part], build: "_BuildOptions"
+               ) -> Optional[TokenCache]:
+    """The cache that a fit of `request` built when it trained `tokenizer` (the same fingerprint), when it is
+    current; None otherwise. This is how validate, test and predict from a checkpoint find fit's cache."""
+    plan = plan_cache(request, None)
+    manifest = read_manifest(plan.folder)
+    if manifest is None or manifest.tokenizer.get("fingerprint") != tokenizer.fingerprint():
+        return None
+    quiet = _BuildOptions(build.num_proc, build.verify_full, False)
+    return TokenCache(plan.folder, manifest) if _builder(plan, request, parts, [], quiet).why_not_current(manifest) \
+        is None else None
+
+
+def _builder(plan: CachePlan, request: CacheRequest, parts: list[Part], test: list[InputFile],
+             build: _BuildOptions) -> CacheBuilder:
+    """The builder of `plan`'s folder from these inputs."""
+    return CacheBuilder(plan.folder, plan.key, plan.settings, parts, test, request.vocab_size, plan.special_tokens,
+                        plan.tokenizer, request.utf8_errors, build.num_proc, request.sample_bytes, build.verify_full,
+                        build.progress, _logger(build.progress), plan.roles)
+
+
+def _up_to_date(builder: CacheBuilder) -> TokenCache:
+    """The builder's cache as it stands when current, else brought up to date under the build lock (another process
+    may have built it while this one waited; the manifest is written last, so nothing half-built is ever read)."""
+    folder, log = builder.folder, builder.log
+    if builder.given is None and any(f.kind == "tokens" for f in builder.inputs):
+        first = next(f for f in builder.inputs if f.kind == "tokens")
         raise UserError(f"The token file '{first.path}' can only be used with the tokenizer that wrote it; pass that "
                         "tokenizer with --data.tokenizer_path.")
     try:
@@ -253,18 +372,26 @@ def prepare_token_cache(
     except OSError as e:
         raise UserError(f"Cannot create the token cache folder '{folder}' ({e.strerror}); "
                         "pass a writable --data.cache_dir.") from e
-    log = _logger(progress)
-    builder = CacheBuilder(folder, key, settings, parts, test, vocab_size, list(special_tokens), tokenizer,
-                           utf8_errors, num_proc, tokenizer_sample_bytes, verify == "full", progress, log, roles)
     manifest = read_manifest(folder)
     if manifest is not None and builder.why_not_current(manifest) is None:
         return TokenCache(folder, manifest)
     with BuildLock(folder, log=log):
-        manifest = read_manifest(folder)  # another process may have built it while this one waited
+        manifest = read_manifest(folder)
         reason = builder.why_not_current(manifest) if manifest is not None else "no cache yet"
         if reason is None:
             return TokenCache(folder, manifest)
         return TokenCache(folder, builder.build(manifest, reason), builder.report)
+
+
+def _check_options(utf8_errors: str, verify: str, tokenizer_sample_bytes: int) -> None:
+    """One sentence for a bad utf8_errors, verify or tokenizer_sample_bytes."""
+    if utf8_errors not in ("strict", "replace"):
+        raise UserError(f"utf8_errors must be 'strict' or 'replace' (got {utf8_errors!r}); fix --data.utf8_errors.")
+    if verify not in ("stat", "full"):
+        raise UserError(f"verify must be 'stat' or 'full' (got {verify!r}); fix --data.verify.")
+    if not (isinstance(tokenizer_sample_bytes, int) and tokenizer_sample_bytes >= 1):
+        raise UserError(f"tokenizer_sample_bytes must be a positive number of bytes (got {tokenizer_sample_bytes!r}); "
+                        "fix --data.tokenizer_sample_bytes.")
 
 
 def _inspect_source(source: DataSource, token_dtype: Optional[str]) -> Part:
@@ -311,6 +438,7 @@ def _logger(enabled: bool) -> Callable[[str], None]:
     return log
 
 
-__all__ = ["BUNDLED_CORPUS", "DEFAULT_TOKENIZER_SAMPLE_BYTES", "TokenCache", "cache_folder", "cache_settings",
-           "check_num_proc", "document_replacements", "hash_range", "open_token_cache", "prepare_token_cache",
-           "separator_policy", "with_roles"]
+__all__ = ["BUNDLED_CORPUS", "BUNDLED_MAX_MERGES", "DEFAULT_TOKENIZER_SAMPLE_BYTES", "CachePlan", "CacheRequest", "TokenCache",
+           "cache_folder", "cache_settings", "check_num_proc", "document_replacements", "fits_cache", "hash_range",
+           "open_token_cache", "plan_cache", "prepare_test_cache", "prepare_token_cache", "separator_policy",
+           "test_cache_folder", "with_roles"]

@@ -202,3 +202,70 @@ def test_warm_fit_starts_with_the_corpus_unreadable(three_files, tmp_path, monke
 def test_num_proc_below_one_is_refused():
     with pytest.raises(UserError, match=r"num_proc must be a whole number >= 1 \(got 0\); pass --data.num_proc 1"):
         TextDataModule(num_proc=0)
+
+
+def _evaluation(stage: str, tokenizer, settings: dict, **more) -> TextDataModule:
+    """A DataModule as `llm_lit validate|test --ckpt_path` makes it: the checkpoint's tokenizer, a Trainer at `stage`."""
+    from types import SimpleNamespace
+
+    dm = TextDataModule(**settings, **more)
+    dm.use_tokenizer(tokenizer)
+    dm.trainer = SimpleNamespace(testing=stage == "test", validating=stage == "validate", predicting=False)
+    return dm
+
+
+def test_test_from_a_checkpoint_encodes_its_test_files_only_once(three_files, tmp_path, monkeypatch):
+    settings = dict(train_files=[str(p) for p in three_files], vocab_size=300, context_length=32,
+                    cache_dir=str(tmp_path / "cache"))
+    fit = TextDataModule(**settings)
+    fit.prepare_data()
+    fit.setup("fit")
+    (fit_folder,) = (tmp_path / "cache").iterdir()
+    hamlet, lear = tmp_path / "hamlet.txt", tmp_path / "lear.txt"
+    hamlet.write_text(TEXT[80_000:84_000], encoding="utf-8")
+    lear.write_text(TEXT[90_000:93_000], encoding="utf-8")
+    opened = make_unreadable(monkeypatch, three_files)  # the training corpus is never read for a test split
+
+    test = _evaluation("test", fit.tokenizer, settings, test_files=str(hamlet))
+    test.prepare_data()
+    test.setup("test")
+    assert np.asarray(test.test_tokens[:]).tolist() == fit.tokenizer.encode(hamlet.read_text(encoding="utf-8"))
+    assert test.cache.report is not None and not {str(p) for p in three_files} & set(opened)
+    folders = sorted((tmp_path / "cache").iterdir())
+    (test_folder,) = [f for f in folders if f != fit_folder]
+    assert test_folder.name.startswith("hamlet-test-")
+    assert not list(test_folder.glob("train-*")) and not list(test_folder.glob("val-*"))
+
+    again = _evaluation("test", fit.tokenizer, settings, test_files=str(hamlet))
+    again.prepare_data()
+    again.setup("test")
+    assert again.cache.report is None and again.cache.folder == test_folder  # reused, nothing encoded
+
+    other = _evaluation("test", fit.tokenizer, settings, test_files=[str(lear)])
+    other.prepare_data()
+    other.setup("test")
+    (lear_folder,) = set((tmp_path / "cache").iterdir()) - set(folders)
+    assert sorted(p.name.split("-")[0] for p in lear_folder.glob("*.bin")) == ["test"]  # that file alone
+
+
+def test_validate_from_a_checkpoint_finds_fits_cache_whatever_its_test_files(three_files, tmp_path):
+    settings = dict(train_files=[str(p) for p in three_files], vocab_size=300, context_length=32,
+                    cache_dir=str(tmp_path / "cache"))
+    fit = TextDataModule(**settings)
+    fit.prepare_data()
+    fit.setup("fit")
+    (tmp_path / "t.txt").write_text(TEXT[80_000:84_000], encoding="utf-8")
+    validate = _evaluation("validate", fit.tokenizer, settings, test_files=[str(tmp_path / "t.txt")])
+    validate.prepare_data()
+    validate.setup("validate")
+    assert validate.cache.folder == fit.cache.folder and validate.cache.report is None
+    assert len(list((tmp_path / "cache").iterdir())) == 1  # no new folder, no test split encoded to validate
+    assert np.array_equal(np.asarray(validate.val_tokens), np.asarray(fit.val_tokens))
+
+
+@pytest.mark.slow
+def test_the_bundled_corpus_gives_at_most_its_recorded_merges():
+    from llm_lit.data.tokens import BUNDLED_MAX_MERGES
+
+    vocab, merges = train_bpe(BUNDLED_CORPUS, 60_000, [EOT])
+    assert len(merges) == BUNDLED_MAX_MERGES and len(vocab) == 256 + BUNDLED_MAX_MERGES + 1

@@ -85,6 +85,17 @@ def test_vocab_size_beyond_what_the_corpus_yields_is_refused_naming_the_size_it_
     assert "fewer than --data.vocab_size 100000" in err and f"pass --data.vocab_size {have} or less" in err
 
 
+def test_gpt2_small_on_the_bundled_corpus_is_refused_before_any_tokenizer_is_trained(workdir, capsys):
+    # its 50,304-token vocabulary is more than tinyshakespeare yields; said before the data step, nothing built
+    on_cpu = ["--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.precision", "32-true",
+              "--model.compile", "false", "--model.config.n_layers", "1", "--model.config.d_model", "48"]  # (fast)
+    config = Path(__file__).resolve().parents[2] / "configs" / "gpt2-small.yaml"
+    err = one_line_error(["fit", "--config", str(config), *on_cpu], capsys)
+    assert "data.vocab_size 50304 is more than the bundled tinyshakespeare corpus can give" in err
+    assert "pass --data.vocab_size 21533 or less" in err
+    assert not (workdir / ".llm_lit_cache").exists() or not any((workdir / ".llm_lit_cache").iterdir())
+
+
 def test_tokenizer_vocab_larger_than_the_model(tmp_path):
     (tmp_path / "c.txt").write_text(BUNDLED_CORPUS.read_text()[:20_000])
     vocab, merges = train_bpe(tmp_path / "c.txt", 300, special_tokens=["<|endoftext|>"])
