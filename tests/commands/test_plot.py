@@ -90,3 +90,39 @@ def test_without_matplotlib_the_message_names_the_extra(runs, monkeypatch, capsy
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # import fails as if not installed
     assert main(["plot", str(runs)]) == 2
     assert "pip install 'llm_lit[plot]'" in capsys.readouterr().err
+
+
+def test_several_runs_are_overlaid_one_legend_entry_each(runs, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _log(runs / "c" / "version_0", {**LOSSES, "val/bpb": [(10, 2.6), (20, 2.4)]}, mtime=4_000)
+    assert main(["plot", str(runs / "a"), str(runs / "c")]) == 0
+    assert _png(tmp_path / "runs" / "comparison.png")
+    assert "val/bpb of a/version_0, c/version_0" in capsys.readouterr().out
+    from llm_lit.commands import plot as plot_module
+
+    drawn = {}
+    monkeypatch.setattr(plot_module, "draw_overlay", lambda runs, metric, out, title, x_label: drawn.update(
+        runs=runs, metric=metric, x_label=x_label))
+    assert main(["plot", str(runs / "a"), str(runs / "c"), "--metric", "val/loss"]) == 0
+    assert list(drawn["runs"]) == ["a/version_0", "c/version_0"] and drawn["metric"] == "val/loss"
+
+
+def test_against_wall_time_each_validation_sits_at_its_elapsed_seconds(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    timed = _log(tmp_path / "runs" / "t" / "version_0", {**LOSSES, "time/elapsed_s": [(10, 31.5), (20, 58.0)]}, 1_000)
+    from llm_lit.commands.plot import against_time
+
+    moved = against_time(read_scalars(timed), "t")
+    assert moved["val/bpb"] == [(31.5, 2.75), (58.0, 2.5)]
+    assert moved["train/loss"] == [(31.5, 4.0), (58.0, 3.0)]  # only the steps that have a time
+    assert main(["plot", str(timed), "--x", "time"]) == 0 and _png(timed / "curves.png")
+    untimed = _log(tmp_path / "runs" / "u" / "version_0", LOSSES, 2_000)
+    assert main(["plot", str(untimed), "--x", "time"]) == 2
+    assert "hold no time/elapsed_s" in capsys.readouterr().err
+
+
+def test_a_metric_one_run_lacks_is_one_line(runs, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["plot", str(runs / "a"), str(runs / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "hold no val/bpb" in err and "--metric" in err
