@@ -5,6 +5,7 @@
         events.out.tfevents.*, hparams.yaml        TensorBoard logs
         config.yaml                                the fit's full config
         predictions.jsonl                          what `predict` wrote from one of its checkpoints
+        predictions-1.jsonl, ...                   what later predicts wrote (none is overwritten)
         curves.png                                 what `llm_lit plot` drew
 
 * `--out_dir` (default `runs`) moves all of it. `--run_name` names it; by default the name
@@ -16,7 +17,8 @@
   `fit --ckpt_path FILE` continues in the version FILE belongs to (`<version>/checkpoints/FILE`):
   a resumed run's logs and checkpoints land in the version it continues.
 * `validate`, `test` and `predict` create no version and write no logs (they print their
-  metrics); `predict` writes its continuations into the version of its checkpoint.
+  metrics); `predict` writes its continuations into the version of its checkpoint (beside a checkpoint
+  of no run, e.g. `/tmp/x/last.ckpt`), in a new file each time (`predictions-1.jsonl`, ...).
 """
 
 from __future__ import annotations
@@ -166,8 +168,24 @@ def fit_version(run: Run, ckpt_path: Optional[str]) -> Path:
 
 
 def prediction_path(run: Run, ckpt_path: Optional[str]) -> Path:
-    """Where `predict` writes by default: `predictions.jsonl` in the checkpoint's version (else the run folder)."""
-    return (checkpoint_version(ckpt_path) or run.folder) / PREDICTIONS
+    """Where `predict` writes by default: into the checkpoint's version; beside a checkpoint that belongs to no
+    version (`/tmp/x/last.ckpt`, an imported model); into the run folder without a checkpoint. The file is the
+    first of `predictions.jsonl`, `predictions-1.jsonl`, `predictions-2.jsonl`, ... that does not exist yet, so
+    an earlier predict's continuations are never overwritten."""
+    if ckpt_path:
+        folder = checkpoint_version(ckpt_path) or Path(ckpt_path).expanduser().parent
+    else:
+        folder = run.folder
+    return first_free(folder / PREDICTIONS)
+
+
+def first_free(path: Path) -> Path:
+    """`path` if nothing is there yet, else the first free `<stem>-<N><suffix>` beside it (N = 1, 2, ...)."""
+    candidate, number = path, 0
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
+    return candidate
 
 
 def trainer_placement(version: Optional[Path], ckpt_path: Optional[str], trainer_config: Any) -> dict[str, Any]:
