@@ -31,8 +31,8 @@ from llm_lit.commands.parsing import check_config_sections, config_files, missin
 from llm_lit.data import TextDataModule
 from llm_lit.errors import UserError, one_line
 from llm_lit.run.checkpoint_io import AtomicCheckpointIO, remove_stale_temporary_checkpoints
-from llm_lit.run.folders import (LeaveNoTrace, SaveConfigOfFit, add_run_arguments, place_checkpoints, prediction_path,
-                                 trainer_placement)
+from llm_lit.run.folders import (LeaveNoTrace, SaveConfigOfFit, add_run_arguments, place_checkpoints, place_logger_files,
+                                 prediction_path, trainer_placement)
 from llm_lit.run.interrupts import InterruptCheckpoint
 from llm_lit.run.lock import RunLock
 from llm_lit.run.plan import DEFAULT_MAX_STEPS, RunPlan, plan_run, read_inputs
@@ -134,6 +134,8 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
         self.plan = plan_run(subcommand, config.as_dict(), read_inputs(subcommand, config), max_steps_given=given)
         if self.plan.length is not None:
             config.trainer.max_steps = self.plan.length.max_steps
+        if self.plan.version is not None:
+            place_logger_files(config.trainer, self.plan.version)
         if not subcommand:  # LLMLitCLI(run=False): the Trainer is built as for fit
             return
         if config.get("weights_only") is None and "weights_only" in config:
@@ -191,6 +193,9 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
             trainer.callbacks.append(TimeBudget(self.plan.time_budget))
         if self.version is not None:
             place_checkpoints(trainer, self.version)
+            for callback in trainer.callbacks:
+                if isinstance(callback, SaveConfigOfFit):
+                    callback.version = self.version  # config.yaml in the version, whichever logger the run has
             if self.subcommand == "fit":  # a fit refused after its logger was set up leaves nothing behind
                 trainer.callbacks.append(LeaveNoTrace(self.version))
         return trainer

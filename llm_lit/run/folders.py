@@ -223,6 +223,18 @@ def place_checkpoints(trainer: L.Trainer, version: Path) -> None:
             callback.dirpath = folder
 
 
+def place_logger_files(trainer_config: Any, version: Path) -> None:
+    """Point a W&B logger of `trainer_config` (parsed, before instantiation) that names no folder of its own at
+    `version`, so its `wandb/` folder lands in the run's version rather than in the current folder."""
+    loggers = trainer_config.get("logger")
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        if not str(getattr(logger, "class_path", "") or "").endswith(".WandbLogger"):
+            continue
+        init_args = logger.get("init_args")
+        if init_args is not None and init_args.get("save_dir") in (None, ".") and init_args.get("dir") is None:
+            init_args.save_dir = str(version)
+
+
 class SaveConfigOfFit(SaveConfigCallback):
     """LightningCLI's config saver (`config.yaml` in the log folder, the run's version), once training starts.
 
@@ -231,7 +243,12 @@ class SaveConfigOfFit(SaveConfigCallback):
 
     It records what was built: `data.vocab_size` is the model's vocabulary, which a given tokenizer
     (`data.tokenizer_path`, a char alphabet, an `init_from` source) sets instead of the number asked for.
+    With `version` set (the fit's version folder) the file goes there, whichever logger the run has (Lightning
+    would put it in the logger's folder: the current folder for W&B).
     """
+
+    #: The fit's version folder, set by the CLI once the Trainer is built (None: the logger's folder).
+    version: Optional[Path] = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Nothing yet: see `on_train_start`."""
@@ -241,7 +258,20 @@ class SaveConfigOfFit(SaveConfigCallback):
         if built is not None and self.config.get("data") is not None and self.config.data.get("vocab_size") != built:
             self.config = self.config.clone()
             self.config.data.vocab_size = built
-        super().setup(trainer, pl_module, "fit")
+        if self.version is None:
+            super().setup(trainer, pl_module, "fit")
+        elif not self.already_saved:
+            self._save_into_version(trainer, pl_module)
+
+    def _save_into_version(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Write `config.yaml` into the version folder (on rank zero), as Lightning's `setup` writes it into
+        the logger's."""
+        if trainer.is_global_zero:
+            Path(self.version).mkdir(parents=True, exist_ok=True)
+            self.parser.save(self.config, str(Path(self.version) / self.config_filename), skip_none=False,
+                             overwrite=self.overwrite, multifile=self.multifile)
+            self.save_config(trainer, pl_module, "fit")
+        self.already_saved = trainer.strategy.broadcast(True)
 
 
 class LeaveNoTrace(L.Callback):
