@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from llm_lit.commands.cli import LLMLitCLI
+from llm_lit.commands.lightning_cli import LLMLitCLI
 from llm_lit.data import TextDataModule
 from llm_lit.data.report import format_table, source_stats
 from llm_lit.run.init_from import read_initial_weights

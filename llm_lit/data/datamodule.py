@@ -108,7 +108,7 @@ class TextDataModule(L.LightningDataModule):
             cache_dir: Folder of the token caches (a tokenizer and one token shard per file, found by the settings and the files' paths); on a file system all nodes share, one process in the whole job builds it.
             prompts: Prompts for `predict`, e.g. '["ROMEO:"]'.
             prompts_file: A text file of prompts for `predict`, one per line (or a JSONL file of {"prompt": ...} objects).
-            predictions_path: JSONL file `predict` writes its continuations to (default: predictions.jsonl in the checkpoint's run folder, see llm_lit.run.folders).
+            predictions_path: JSONL file `predict` writes its continuations to (default: predictions.jsonl in the checkpoint's run version, or beside a checkpoint of no run, numbered predictions-1.jsonl, ... when taken; see llm_lit.run.folders).
             predict_batch_size: Prompts generated together in one batch by `predict`.
             utf8_errors: 'strict' refuses a corpus that is not UTF-8 (naming the byte offset); 'replace' replaces invalid bytes with U+FFFD.
             num_proc: Processes that count pre-tokens (tokenizer training) and encode the corpus (default: every core).

@@ -5,6 +5,7 @@
         events.out.tfevents.*, hparams.yaml        TensorBoard logs
         config.yaml                                the fit's full config
         predictions.jsonl                          what `predict` wrote from one of its checkpoints
+        predictions-1.jsonl, ...                   what later predicts wrote (none is overwritten)
         curves.png                                 what `llm_lit plot` drew
 
 * `--out_dir` (default `runs`) moves all of it. `--run_name` names it; by default the name
@@ -16,7 +17,8 @@
   `fit --ckpt_path FILE` continues in the version FILE belongs to (`<version>/checkpoints/FILE`):
   a resumed run's logs and checkpoints land in the version it continues.
 * `validate`, `test` and `predict` create no version and write no logs (they print their
-  metrics); `predict` writes its continuations into the version of its checkpoint.
+  metrics); `predict` writes its continuations into the version of its checkpoint (beside a checkpoint
+  of no run, e.g. `/tmp/x/last.ckpt`), in a new file each time (`predictions-1.jsonl`, ...).
 """
 
 from __future__ import annotations
@@ -166,8 +168,24 @@ def fit_version(run: Run, ckpt_path: Optional[str]) -> Path:
 
 
 def prediction_path(run: Run, ckpt_path: Optional[str]) -> Path:
-    """Where `predict` writes by default: `predictions.jsonl` in the checkpoint's version (else the run folder)."""
-    return (checkpoint_version(ckpt_path) or run.folder) / PREDICTIONS
+    """Where `predict` writes by default: into the checkpoint's version; beside a checkpoint that belongs to no
+    version (`/tmp/x/last.ckpt`, an imported model); into the run folder without a checkpoint. The file is the
+    first of `predictions.jsonl`, `predictions-1.jsonl`, `predictions-2.jsonl`, ... that does not exist yet, so
+    an earlier predict's continuations are never overwritten."""
+    if ckpt_path:
+        folder = checkpoint_version(ckpt_path) or Path(ckpt_path).expanduser().parent
+    else:
+        folder = run.folder
+    return first_free(folder / PREDICTIONS)
+
+
+def first_free(path: Path) -> Path:
+    """`path` if nothing is there yet, else the first free `<stem>-<N><suffix>` beside it (N = 1, 2, ...)."""
+    candidate, number = path, 0
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
+    return candidate
 
 
 def trainer_placement(version: Optional[Path], ckpt_path: Optional[str], trainer_config: Any) -> dict[str, Any]:
@@ -205,6 +223,18 @@ def place_checkpoints(trainer: L.Trainer, version: Path) -> None:
             callback.dirpath = folder
 
 
+def place_logger_files(trainer_config: Any, version: Path) -> None:
+    """Point a W&B logger of `trainer_config` (parsed, before instantiation) that names no folder of its own at
+    `version`, so its `wandb/` folder lands in the run's version rather than in the current folder."""
+    loggers = trainer_config.get("logger")
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        if not str(getattr(logger, "class_path", "") or "").endswith(".WandbLogger"):
+            continue
+        init_args = logger.get("init_args")
+        if init_args is not None and init_args.get("save_dir") in (None, ".") and init_args.get("dir") is None:
+            init_args.save_dir = str(version)
+
+
 class SaveConfigOfFit(SaveConfigCallback):
     """LightningCLI's config saver (`config.yaml` in the log folder, the run's version), once training starts.
 
@@ -213,7 +243,12 @@ class SaveConfigOfFit(SaveConfigCallback):
 
     It records what was built: `data.vocab_size` is the model's vocabulary, which a given tokenizer
     (`data.tokenizer_path`, a char alphabet, an `init_from` source) sets instead of the number asked for.
+    With `version` set (the fit's version folder) the file goes there, whichever logger the run has (Lightning
+    would put it in the logger's folder: the current folder for W&B).
     """
+
+    #: The fit's version folder, set by the CLI once the Trainer is built (None: the logger's folder).
+    version: Optional[Path] = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Nothing yet: see `on_train_start`."""
@@ -223,7 +258,20 @@ class SaveConfigOfFit(SaveConfigCallback):
         if built is not None and self.config.get("data") is not None and self.config.data.get("vocab_size") != built:
             self.config = self.config.clone()
             self.config.data.vocab_size = built
-        super().setup(trainer, pl_module, "fit")
+        if self.version is None:
+            super().setup(trainer, pl_module, "fit")
+        elif not self.already_saved:
+            self._save_into_version(trainer, pl_module)
+
+    def _save_into_version(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Write `config.yaml` into the version folder (on rank zero), as Lightning's `setup` writes it into
+        the logger's."""
+        if trainer.is_global_zero:
+            Path(self.version).mkdir(parents=True, exist_ok=True)
+            self.parser.save(self.config, str(Path(self.version) / self.config_filename), skip_none=False,
+                             overwrite=self.overwrite, multifile=self.multifile)
+            self.save_config(trainer, pl_module, "fit")
+        self.already_saved = trainer.strategy.broadcast(True)
 
 
 class LeaveNoTrace(L.Callback):

@@ -1,6 +1,6 @@
 """The precision a run gets when its config sets none: bf16-mixed on GPUs that have bfloat16, else fp32.
 
-Chosen once, when the Trainer is built (`llm_lit.commands.cli`), from the accelerator the run will use:
+Chosen once, when the Trainer is built (`llm_lit.commands.lightning_cli`), from the accelerator the run will use:
 `auto` (the shakespeare config's default) means a CUDA GPU when one is present, as in Lightning.
 Setting `trainer.precision` (in a config or with `--trainer.precision`) always wins.
 """

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from llm_lit.commands.cli import main
 from llm_lit.data import TextDataModule
 from llm_lit.data.tokens import BUNDLED_CORPUS
 
-from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG, finished_run, run_cli, scalars
+from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG, DEBUG_RUN, finished_run, run_cli, scalars
 
 ARGS = ["fit", "--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "false", "--trainer.max_steps", "10",
         "--model.optimizer.warmup_steps", "2", "--torch_threads", "1", "--data.tokenizer_kind", "char"]
@@ -41,6 +42,8 @@ def test_fit_saves_the_char_tokenizer_and_predict_uses_it(char_run, tmp_path):
     checkpoint = torch.load(char_run / LAST, map_location="cpu", weights_only=True)
     assert checkpoint["llm_lit"]["tokenizer"]["kind"] == "char"
     assert checkpoint["llm_lit"]["model_config"]["vocab_size"] == 66
+    saved = yaml.safe_load((char_run / DEBUG_RUN / "config.yaml").read_text())
+    assert saved["data"]["vocab_size"] == 66  # what the model has, not the 300 debug.yaml asks for
     assert scalars(char_run / "runs", "val/bpb")
     out = tmp_path / "p.jsonl"
     result = run_cli(["predict", "--ckpt_path", str(char_run / LAST), "--data.prompts", '["ROMEO:"]',

@@ -162,7 +162,7 @@ def test_missing_tokenizer_file(tmp_path):
     ("--data.test_files", "hamlet.txt", ["hamlet.txt"]),
 ])
 def test_every_files_setting_takes_one_path_or_a_list(tmp_path, monkeypatch, flag, value, expected):
-    from llm_lit.commands.cli import LLMLitCLI
+    from llm_lit.commands.lightning_cli import LLMLitCLI
     from cli_helpers import DEBUG_CONFIG
 
     monkeypatch.chdir(tmp_path)

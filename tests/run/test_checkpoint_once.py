@@ -13,7 +13,8 @@ import torch
 
 from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG, run_cli
 from llm_lit.run.checkpoint import LoadedCheckpoint
-from llm_lit.commands.cli import LLMLitCLI, main
+from llm_lit.commands.cli import main
+from llm_lit.commands.lightning_cli import LLMLitCLI
 from llm_lit.data.tokens import BUNDLED_CORPUS
 from llm_lit.run.checkpoint_io import AtomicCheckpointIO
 

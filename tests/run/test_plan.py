@@ -148,7 +148,7 @@ class _Planned(Exception):
      RunLength(DEFAULT_MAX_STEPS, 2, DEFAULT_MAX_STEPS)),  # a given one does, even when it equals the default
 ], ids=["steps", "epochs", "epochs-capped"])
 def test_the_cli_plans_from_what_was_given(tmp_path, monkeypatch, flags, length):
-    from llm_lit.commands.cli import LLMLitCLI
+    from llm_lit.commands.lightning_cli import LLMLitCLI
 
     class PlanOnly(LLMLitCLI):
         def before_instantiate_classes(self) -> None:

@@ -60,7 +60,23 @@ def test_where_fit_and_predict_write(tmp_path):
     assert fit_version(run, str(v0 / "checkpoints" / "last.ckpt")) == v0  # a resume: the checkpoint's version
     assert fit_version(run, "imported/model.ckpt") == run.folder / "version_1"  # from a file of no run: a new one
     assert prediction_path(run, str(v0 / "checkpoints" / "last.ckpt")) == v0 / "predictions.jsonl"
-    assert prediction_path(run, "imported/model.ckpt") == run.folder / "predictions.jsonl"
+    assert prediction_path(run, None) == run.folder / "predictions.jsonl"
+
+
+def test_predictions_of_a_checkpoint_of_no_run_go_beside_it(tmp_path):
+    run = Run(tmp_path / "runs", "tinyshakespeare")
+    assert prediction_path(run, str(tmp_path / "x" / "last.ckpt")) == tmp_path / "x" / "predictions.jsonl"
+    assert prediction_path(run, "imported/model.ckpt") == Path("imported") / "predictions.jsonl"
+
+
+def test_predict_never_overwrites_earlier_predictions(tmp_path):
+    run = Run(tmp_path / "runs", "debug")
+    v0 = _version(run, 0, last=True)
+    last = str(v0 / "checkpoints" / "last.ckpt")
+    (v0 / "predictions.jsonl").write_text("{}\n")
+    assert prediction_path(run, last) == v0 / "predictions-1.jsonl"
+    (v0 / "predictions-1.jsonl").write_text("{}\n")
+    assert prediction_path(run, last) == v0 / "predictions-2.jsonl"
 
 
 def test_ckpt_path_last(tmp_path, capsys):

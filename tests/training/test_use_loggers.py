@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import types
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -18,6 +19,8 @@ from llm_lit.model import ModelConfig
 from llm_lit.training.module import LanguageModel
 from llm_lit.optim import OptimizerConfig
 from llm_lit.training.reporting import frame
+
+from cli_helpers import DEBUG_CONFIG
 
 
 class FakeRun:
@@ -96,3 +99,16 @@ def test_wandb_logger_without_wandb_is_one_line(tmp_path, monkeypatch, capsys):
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert code == 2 and err == ["error: WandbLogger needs the 'wandb' package, which is not installed; "
                                  "pip install 'llm_lit[wandb]' (or pip install wandb), or choose another class."]
+
+
+def test_a_wandb_run_keeps_its_files_and_its_config_in_the_run_version(tmp_path, monkeypatch, fake_wandb):
+    from llm_lit.commands.lightning_cli import LLMLitCLI
+    from llm_lit.run.folders import SaveConfigOfFit
+
+    monkeypatch.chdir(tmp_path)
+    cli = LLMLitCLI(args=["--config", str(DEBUG_CONFIG), "--trainer.logger", "lightning.pytorch.loggers.WandbLogger"],
+                    run=False)
+    assert cli.version == Path("runs") / "debug" / "version_0"
+    assert cli.trainer.logger.save_dir == str(cli.version)  # wandb/ goes there, not into the current folder
+    [saver] = [c for c in cli.trainer.callbacks if isinstance(c, SaveConfigOfFit)]
+    assert saver.version == cli.version  # and config.yaml too
