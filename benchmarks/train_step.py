@@ -4,7 +4,8 @@ One step = forward + cross-entropy + backward + optimizer step at batch 8 x cont
 The reference is `benchmarks/reference_model.py`'s `ReferenceLM` at the GPT-2 preset (LayerNorm,
 GELU MLP, learned positions, tied embeddings, biases), made of `nn.Linear`, `nn.Embedding`,
 `nn.LayerNorm`, `F.scaled_dot_product_attention`, with fused `torch.optim.AdamW`. Ours runs the same GPT-2 preset with
-`kernels='torch'` (the headline ratio), plus `kernels='reference'` and the Llama preset.
+`kernels='torch'` and our AdamW's one-pass compiled update (`compile=True`, its fast path, as fused is torch's:
+the headline ratio), plus the eager update, `kernels='reference'` and the Llama preset. The warm-up steps compile.
 Variants are timed in interleaved rounds; medians of tokens/s are printed.
 
     python benchmarks/train_step.py [--repeats 5] [--steps 3] [--batch 8]
@@ -37,14 +38,16 @@ def make_variants(args: argparse.Namespace) -> dict[str, tuple[nn.Module, torch.
     torch.manual_seed(0)
     ref = ReferenceLM(ModelConfig.gpt2(**shape))
     variants["reference (torch.nn + torch AdamW)"] = (ref, reference_optimizer(ref, lr=1e-4))
-    for name, config in [
-        ("ours gpt2 kernels=torch", ModelConfig.gpt2(**shape, kernels="torch")),
-        ("ours gpt2 kernels=reference", ModelConfig.gpt2(**shape, kernels="reference")),
-        ("ours llama kernels=torch", ModelConfig.llama(**shape, kernels="torch")),
+    for name, config, compiled in [
+        ("ours gpt2 kernels=torch", ModelConfig.gpt2(**shape, kernels="torch"), True),
+        ("ours gpt2 kernels=torch, eager update", ModelConfig.gpt2(**shape, kernels="torch"), False),
+        ("ours gpt2 kernels=reference", ModelConfig.gpt2(**shape, kernels="reference"), True),
+        ("ours llama kernels=torch", ModelConfig.llama(**shape, kernels="torch"), True),
     ]:
         torch.manual_seed(0)
         model = TransformerLM(config)
-        variants[name] = (model, AdamW(param_groups(model, 0.1), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1))
+        variants[name] = (model, AdamW(param_groups(model, 0.1), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1,
+                                       compile=compiled))
     return variants
 
 

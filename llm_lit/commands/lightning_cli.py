@@ -36,6 +36,7 @@ from llm_lit.run.folders import (LeaveNoTrace, SaveConfigOfFit, add_run_argument
                                  prediction_path, trainer_placement)
 from llm_lit.run.interrupts import InterruptCheckpoint
 from llm_lit.run.lock import RunLock
+from llm_lit.run.placement import cpu_ddp_strategy
 from llm_lit.run.plan import DEFAULT_MAX_STEPS, RunPlan, plan_run, read_inputs
 from llm_lit.run.writable import check_writable_dir, check_writable_file
 from llm_lit.training.budget import TimeBudget
@@ -182,7 +183,7 @@ class LLMLitCLI(NoHyperparametersInCheckpoints, LightningCLI):
             kwargs["precision"] = default_precision(config.get("accelerator"))
         kwargs.update(trainer_placement(self.plan.version, self.plan.resume, config))
         if self.plan.placement:
-            kwargs.update(self.plan.placement)
+            kwargs.update(self.plan.placement, strategy=cpu_ddp_strategy())
             rank_zero_info(f"Training on {kwargs['devices']} CPU cores as {kwargs['devices']} data-parallel processes of "
                            "one thread each (pass --trainer.devices 1 for a single process).")
         callbacks = config.get("callbacks") or []

@@ -8,6 +8,13 @@ grows almost `n`-fold while the gradients' all-reduce costs a few milliseconds a
 with `devices: auto` and no strategy chosen therefore runs one process per usable core; any explicit
 `trainer.devices` or `trainer.strategy` is kept as given, and validate, test and predict stay in one
 process. `data.batch_size` is per process, as everywhere in Lightning.
+
+Two DDP settings differ from Lightning's defaults, each measured on a 2-core machine at the default
+config's size (`benchmarks/cpu_scaling.py`): the processes do not broadcast the model's buffers at
+each forward (`broadcast_buffers=False`; the only buffers are constants, RoPE's frequencies, and that
+collective made each step wait for the slower rank once more: a fifth of a step), and the gradients
+live in DDP's all-reduce buckets (`gradient_as_bucket_view=True`) instead of being copied into them
+and back (another fifth). Nothing else is shared per step but the gradients.
 """
 
 from __future__ import annotations
@@ -52,3 +59,11 @@ def cpu_data_parallel(subcommand: Optional[str], trainer: Mapping[str, Any], mac
     if subcommand != "fit" or not on_cpu or chosen_by_user or processes < 2:
         return {}
     return {"devices": processes, "strategy": "ddp"}
+
+
+def cpu_ddp_strategy() -> Any:
+    """The DDP strategy of `cpu_data_parallel`'s "ddp": Lightning's, without the per-step buffer broadcast and
+    with the gradients kept in the all-reduce buckets (see the module docstring)."""
+    from lightning.pytorch.strategies import DDPStrategy
+
+    return DDPStrategy(broadcast_buffers=False, gradient_as_bucket_view=True)

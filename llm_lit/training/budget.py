@@ -30,7 +30,10 @@ validation to the next training step, so samples and checkpoint writes are in it
 
 With several processes (DDP), each would measure its own clock (the ranks start seconds apart), and a
 rank that stopped alone, or scheduled another learning rate, would hang or split the run: rank 0's
-horizon and stop decision are broadcast to all ranks after each step, and the schedule reads that.
+horizon and stop decision are broadcast to all ranks, and the schedule reads that. A broadcast is a
+collective that makes every rank wait for the slowest (on small CPU models it costs a tenth of a step),
+so it happens every `SYNC_EVERY` steps, and rank 0 stops at a broadcast when the steps until the next one
+would not fit.
 
 A time-budgeted run is not reproducible step for step (its length depends on the machine's speed);
 without `--time_budget` nothing here runs and training is bitwise as before, resume included.
@@ -55,6 +58,8 @@ RESERVE_MARGIN_S = 2.0
 RESERVE_MARGIN_FRACTION = 0.01
 #: Share of the budget kept for the final validation before any validation has been timed.
 UNMEASURED_RESERVE_FRACTION = 0.05
+#: With several processes, rank 0's horizon and stop decision are shared every this many steps.
+SYNC_EVERY = 25
 
 
 def seconds_since_process_start() -> float:
@@ -137,15 +142,16 @@ class TimeBudget(L.Callback):
         left = self.seconds - self.elapsed() - self.reserve()
         return max(step, min(cap, step + math.floor(max(left, 0.0) / per_step)))
 
-    def should_stop(self) -> bool:
-        """Whether one more step and the final validation would overrun the budget."""
+    def should_stop(self, steps: int = 1) -> bool:
+        """Whether `steps` more steps and the final validation would overrun the budget."""
         per_step = self.seconds_per_step() or 0.0
-        return self.elapsed() + per_step + self.reserve() >= self.seconds
+        return self.elapsed() + steps * per_step + self.reserve() >= self.seconds
 
     # ------------------------------------------------------------------ hooks
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._first_step_end, self._steps_timed, self._last_step = None, 0, trainer.global_step
-        self._agreed_horizon = None
+        # with several processes, no rank's own clock counts: the cap until rank 0's first estimate arrives
+        self._agreed_horizon = 2**62 if trainer.world_size > 1 else None
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         if self._pause_start is not None:  # the first step after a validation: its pause is over
@@ -163,10 +169,14 @@ class TimeBudget(L.Callback):
             self._first_step_end = self.clock()
         else:
             self._steps_timed += 1
-        stop = self.stopped_at is None and self.should_stop()
-        if trainer.world_size > 1:  # every rank follows rank 0's clock
+        if trainer.world_size == 1:
+            stop = self.stopped_at is None and self.should_stop()
+        elif step % SYNC_EVERY == 0:  # every rank follows rank 0's clock, read every SYNC_EVERY steps
+            stop = self.stopped_at is None and self.should_stop(SYNC_EVERY)
             horizon = self.estimated_horizon(step, 2**62)  # the schedule caps it
             self._agreed_horizon, stop = trainer.strategy.broadcast((horizon, stop), src=0)
+        else:
+            return
         if stop:
             self.stopped_at = step
             trainer.should_stop = True  # Lightning validates and fit ends; `RunEnd` leaves last.ckpt at this step

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from cli_helpers import DEBUG_CKPTS, DEBUG_CONFIG, DEBUG_RUN, run_cli, scalars
-from llm_lit.training.budget import (RESERVE_FACTOR, RESERVE_MARGIN_FRACTION, RESERVE_MARGIN_S, UNMEASURED_RESERVE_FRACTION, TimeBudget, check_time_budget, seconds_since_process_start, time_budget_of)
+from llm_lit.training.budget import (RESERVE_FACTOR, RESERVE_MARGIN_FRACTION, RESERVE_MARGIN_S, SYNC_EVERY, UNMEASURED_RESERVE_FRACTION, TimeBudget, check_time_budget, seconds_since_process_start, time_budget_of)
 from llm_lit.errors import UserError
 from llm_lit.optim import OptimizerConfig, WsdSettings
 from llm_lit.optim.config import schedule_function
@@ -88,13 +88,28 @@ def test_every_rank_follows_rank_zeros_horizon_and_stop() -> None:
     budget = TimeBudget(100.0, clock=clock)
     budget.on_train_start(trainer, None)
     rank_zero.said = (1234, False)
-    for _ in range(3):
+    for _ in range(SYNC_EVERY - 1):
         take_step(budget, trainer, clock, 0.5)
-    assert rank_zero.calls == 3 and budget.horizon(3, cap=5000) == 1234 and budget.horizon(3, cap=1000) == 1000
-    assert budget.estimated_horizon(3, cap=5000) != 1234  # its own clock says otherwise
-    rank_zero.said = (1500, True)
+        assert budget.horizon(trainer.global_step, cap=5000) == 5000  # the cap until rank 0 has said
     take_step(budget, trainer, clock, 0.5)
-    assert trainer.should_stop and budget.stopped_at == 4  # with 95 s left, because rank 0 stopped
+    # one collective every SYNC_EVERY steps (each makes every rank wait for the slowest)
+    assert rank_zero.calls == 1 and budget.horizon(SYNC_EVERY, cap=5000) == 1234
+    assert budget.horizon(SYNC_EVERY, cap=1000) == 1000
+    assert budget.estimated_horizon(SYNC_EVERY, cap=5000) != 1234  # its own clock says otherwise
+    rank_zero.said = (1500, True)
+    for _ in range(SYNC_EVERY - 1):
+        take_step(budget, trainer, clock, 0.5)
+    assert rank_zero.calls == 1 and not trainer.should_stop  # no step of its own decides
+    take_step(budget, trainer, clock, 0.5)
+    assert rank_zero.calls == 2 and trainer.should_stop and budget.stopped_at == 2 * SYNC_EVERY  # rank 0 stopped
+
+
+def test_with_several_processes_rank_zero_stops_when_the_steps_to_the_next_broadcast_would_not_fit() -> None:
+    clock = FakeClock(0.0)
+    budget = TimeBudget(100.0, clock=clock)
+    clock.now = 100.0 - budget.reserve() - 2.0  # 2 s left: one 0.5 s step fits, SYNC_EVERY of them do not
+    budget._first_step_end, budget._steps_timed = 0.0, max(1, int(clock.now / 0.5))
+    assert not budget.should_stop() and budget.should_stop(SYNC_EVERY)
 
 
 def test_stops_when_one_more_step_and_the_reserve_would_overrun() -> None:
