@@ -8,6 +8,7 @@ owns the tokenizer and the sampling settings.)
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -109,7 +110,17 @@ class TrainMetricsWriter(L.Callback):
             return
         metrics = pl_module.train_step_metrics()
         pl_module.log("loss", metrics["train/loss"], on_step=True, on_epoch=False, prog_bar=True, logger=False)
-        write_step_metrics(trainer, pl_module, {**metrics, "epoch": float(trainer.current_epoch)})
+        write_step_metrics(trainer, pl_module, {**metrics, "epoch": logged_epoch(trainer)})
+
+
+def logged_epoch(trainer: L.Trainer) -> float:
+    """The `epoch` logged beside the metrics: Lightning's `current_epoch` in a run of epochs; 0 in a run of steps
+    on endless random windows, which is one epoch however often it is stopped and resumed (Lightning counts the
+    epoch a stopped run ends in as completed, so a resumed run would otherwise log the next one from its first
+    step on, and another at each resume)."""
+    if trainer.max_epochs not in (None, -1) or math.isfinite(trainer.num_training_batches):
+        return float(trainer.current_epoch)
+    return 0.0
 
 
 def write_step_metrics(trainer: L.Trainer, pl_module: L.LightningModule, metrics: dict[str, Any]) -> None:

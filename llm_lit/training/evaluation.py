@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from llm_lit.data.datasets import IGNORE_INDEX
+from llm_lit.training.callbacks import logged_epoch
 from llm_lit.training.eval_metrics import EvalMetrics
 
 
@@ -51,6 +52,8 @@ class EvaluationHooks:
         val/<name>/loss, /ppl, /bpb, then a few sampled continuations; during fit, a loss that is not finite
         stops the run first (`NonFiniteGuard.check_validation_loss`)."""
         loss = self._log_eval("val")
+        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
+            self.log("epoch", logged_epoch(self.trainer), sync_dist=False)  # else Lightning adds current_epoch
         for name, metrics in zip(self.source_names, self.source_metrics):
             values = metrics.compute(f"val/{name}")
             if values:

@@ -56,3 +56,15 @@ def test_a_sigkill_right_after_a_checkpoint_loses_no_tag_of_its_step(tmp_path):
     assert stopped.returncode == -signal.SIGKILL, stopped.stderr[-3000:]
     for tag in TAGS:
         assert sorted(logged(tmp_path / "runs", tag)) == [4, 9, 14], tag
+
+
+def test_a_run_of_steps_resumed_from_its_end_logs_the_epoch_it_is_in(tmp_path):
+    # Lightning counts the epoch a stopped run ends in as completed; the resumed run's batches are still in it
+    common = ["--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "false", "--torch_threads", "1",
+              "--trainer.log_every_n_steps", "5", "--trainer.val_check_interval", "10"]
+    first = run_cli(["fit", *common, "--trainer.max_steps", "10"], cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = run_cli(["fit", *common, "--trainer.max_steps", "20", "--ckpt_path", "last"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    epochs = logged(tmp_path / "runs", "epoch")
+    assert {4, 9, 14, 19} <= set(epochs) and all(set(values) == {0.0} for values in epochs.values()), epochs

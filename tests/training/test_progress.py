@@ -41,7 +41,7 @@ def _budget_run(steps: int) -> SimpleNamespace:
     10 s of start-up (a fake clock, moved by the steps)."""
     clock = SimpleNamespace(now=10.0)
     budget = TimeBudget(590.0, clock=lambda: clock.now)
-    trainer = SimpleNamespace(global_step=0, should_stop=False, sanity_checking=False, is_global_zero=False,
+    trainer = SimpleNamespace(global_step=0, should_stop=False, sanity_checking=False, is_global_zero=False, world_size=1,
                               max_steps=100_000, accumulate_grad_batches=1, callbacks=[budget], logger=None,
                               progress_bar_metrics={}, loggers=[])
     budget.on_train_start(trainer, None)
