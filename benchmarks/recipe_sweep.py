@@ -6,7 +6,8 @@ and nanoGPT's char-level CPU recipe as the anchor, given the same time.
     python benchmarks/recipe_sweep.py --steps 700 --options default,no-muon     # a fixed step budget instead
     python benchmarks/recipe_sweep.py --list                                   # the options
 
-Every run is `llm_lit fit --config configs/shakespeare.yaml --time_budget B [option overrides]` in its own
+Every run is `llm_lit fit --config configs/shakespeare.yaml --trainer.devices 1 --data.batch_size 16
+--time_budget B [option overrides]` (one process, 16 windows a step, as the recipe was tuned) in its own
 folder with its own token cache, so the budget includes training the tokenizer and encoding the corpus;
 the run stops itself and validates on the whole val split (the last 10% of the corpus, nanoGPT's split).
 With a budget, `trainer.max_steps` is lifted so that every run is given the whole budget. With `--steps`,
@@ -42,6 +43,9 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from nanogpt_anchor import run_anchor  # noqa: E402
 
 CONFIG = REPO / "configs" / "shakespeare.yaml"
+#: Each run is one process with the config's steps of 16 windows, as the recipe was tuned (the config itself
+#: runs one process per core, 8 windows each); options that set these override them.
+ONE_PROCESS = ["--trainer.devices", "1", "--data.batch_size", "16"]
 
 #: name -> (what it changes, the llm_lit overrides on top of the config). Each is compared with `default`.
 OPTIONS: dict[str, tuple[str, list[str]]] = {
@@ -85,7 +89,7 @@ def run_ours(name: str, overrides: list[str], seed: int, workdir: Path, budget: 
     cache = run_dir / "cache" if budget is not None else workdir / "cache"
     command = [sys.executable, "-m", "llm_lit", "fit", "--config", str(config), "--data.cache_dir", str(cache),
                "--seed_everything", str(seed), "--data.seed", str(seed), "--trainer.enable_progress_bar", "false",
-               "--torch_threads", str(threads), *length, *overrides]
+               "--torch_threads", str(threads), *ONE_PROCESS, *length, *overrides]
     if pin is not None:
         command = ["taskset", "-c", str(pin), *command]
     if nice:

@@ -16,6 +16,7 @@ from typing import Any, Optional
 import lightning as L
 import torch
 from torch import nn
+from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 from torchmetrics import MeanMetric
 
@@ -157,9 +158,9 @@ class LanguageModel(EvaluationHooks, SamplingHooks, L.LightningModule):
             self._compiled = True
 
     def _device_type(self) -> str:
-        """The device type the model trains on: the strategy's once attached to a Trainer, else its parameters'."""
-        trainer = attached_trainer(self)
-        return trainer.strategy.root_device.type if trainer is not None else self.device.type
+        """The device type the model trains on: 'cuda' on a Trainer's CUDA accelerator, else its parameters'."""
+        accelerator = getattr(attached_trainer(self), "accelerator", None)
+        return "cuda" if isinstance(accelerator, CUDAAccelerator) else self.device.type
 
     def configure_callbacks(self) -> list[L.Callback]:
         """Dropout seeds and RNG states a resume reproduces, train metrics written before each checkpoint, a pending
