@@ -31,9 +31,13 @@ RESUME_FOLDER_NOT_EMPTY = r"Checkpoint directory .* exists and is not empty\."
 DIRPATH_CHANGED = r"The dirpath has changed from .* won't be reloaded"
 
 # Under DDP, val/* and test/* (loss, ppl, bpb) are reduced over all ranks by torchmetrics before they
-# are logged (`LanguageModel._log_eval`), so every rank logs the same, exact value: sync_dist would
-# only average equal numbers again.
-EVAL_SYNC_DIST = r"It is recommended to use `self\.log\('(val|test)/(loss|ppl|bpb)', \.\.\., sync_dist=True\)`"
+# are logged (`EvaluationHooks._log_eval`; each source's too), so every rank logs the same, exact
+# value: sync_dist would only average equal numbers again.
+EVAL_SYNC_DIST = r"It is recommended to use `self\.log\('(val|test)/([^']+/)?(loss|ppl|bpb)', \.\.\., sync_dist=True\)`"
+
+# Logged at each validation, the same on every rank by construction: `epoch` (a function of the loop's counters)
+# and `time/elapsed_s` (rank 0's clock, logged by rank 0 only); averaging them over ranks would change nothing.
+RUN_SYNC_DIST = r"It is recommended to use `self\.log\('(epoch|time/elapsed_s)', \.\.\., sync_dist=True\)`"
 
 # Our validation IterableDataset has an exact __len__ (it never uses workers), so this warning is noise.
 ITERABLE_WITH_LEN = r".*IterableDataset.*has `__len__` defined"
@@ -74,6 +78,7 @@ def silence_lightning_noise(args_from_python: bool = False) -> None:
     warnings.filterwarnings("ignore", message=PYTREE_DEPRECATION, category=FutureWarning)
     warnings.filterwarnings("ignore", message=DIRPATH_CHANGED)
     warnings.filterwarnings("ignore", message=EVAL_SYNC_DIST)
+    warnings.filterwarnings("ignore", message=RUN_SYNC_DIST)
     warnings.filterwarnings("ignore", message=ITERABLE_WITH_LEN)
     warnings.filterwarnings("ignore", message=CKPT_CALLBACKS_MISSING)
     warnings.filterwarnings("ignore", message=SUMMARY_PRECISION)
