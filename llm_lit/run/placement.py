@@ -64,6 +64,11 @@ def cpu_data_parallel(subcommand: Optional[str], trainer: Mapping[str, Any], mac
 def cpu_ddp_strategy() -> Any:
     """The DDP strategy of `cpu_data_parallel`'s "ddp": Lightning's, without the per-step buffer broadcast and
     with the gradients kept in the all-reduce buckets (see the module docstring)."""
+    import inspect
+
     from lightning.pytorch.strategies import DDPStrategy
 
-    return DDPStrategy(broadcast_buffers=False, gradient_as_bucket_view=True)
+    # newer torch names the per-forward buffer sync `forward_sync_buffers` (and warns on the old name)
+    accepted = inspect.signature(torch.nn.parallel.DistributedDataParallel.__init__).parameters
+    no_sync = "forward_sync_buffers" if "forward_sync_buffers" in accepted else "broadcast_buffers"
+    return DDPStrategy(gradient_as_bucket_view=True, **{no_sync: False})

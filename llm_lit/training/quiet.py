@@ -35,9 +35,11 @@ DIRPATH_CHANGED = r"The dirpath has changed from .* won't be reloaded"
 # value: sync_dist would only average equal numbers again.
 EVAL_SYNC_DIST = r"It is recommended to use `self\.log\('(val|test)/([^']+/)?(loss|ppl|bpb)', \.\.\., sync_dist=True\)`"
 
-# Logged at each validation, the same on every rank by construction: `epoch` (a function of the loop's counters)
-# and `time/elapsed_s` (rank 0's clock, logged by rank 0 only); averaging them over ranks would change nothing.
-RUN_SYNC_DIST = r"It is recommended to use `self\.log\('(epoch|time/elapsed_s)', \.\.\., sync_dist=True\)`"
+# Logged at each validation, the same on every rank by construction: `epoch` (a function of the loop's counters),
+# `time/elapsed_s` (rank 0's clock, logged by rank 0 only) and a multiple-choice eval's eval/<name>/acc and
+# acc_norm (each rank's counts summed over all ranks first); averaging them over ranks would change nothing.
+RUN_SYNC_DIST = (r"It is recommended to use `self\.log\('(epoch|time/elapsed_s|eval/[^']+/(acc|acc_norm))', \.\.\., "
+                 r"sync_dist=True\)`")
 
 # Our validation IterableDataset has an exact __len__ (it never uses workers), so this warning is noise.
 ITERABLE_WITH_LEN = r".*IterableDataset.*has `__len__` defined"

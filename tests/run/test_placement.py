@@ -33,3 +33,11 @@ def test_a_cpu_fit_runs_one_process_per_core_unless_told_otherwise(subcommand, t
 def test_this_machine_has_at_least_one_core() -> None:
     machine = Machine.this_one()
     assert machine.cores >= 1 and isinstance(machine.has_accelerator, bool)
+
+
+def test_the_cpu_strategy_keeps_gradients_in_buckets_and_broadcasts_no_buffers_per_step(recwarn) -> None:
+    from llm_lit.run.placement import cpu_ddp_strategy
+
+    kwargs = cpu_ddp_strategy()._ddp_kwargs
+    assert kwargs["gradient_as_bucket_view"] is True
+    assert [kwargs[k] for k in ("forward_sync_buffers", "broadcast_buffers") if k in kwargs] == [False]
