@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import signal
 
+import pytest
+
 from cli_helpers import DEBUG_CONFIG, run_cli
 from fault_helpers import faults_env, logged
 
@@ -58,6 +60,7 @@ def test_a_sigkill_right_after_a_checkpoint_loses_no_tag_of_its_step(tmp_path):
         assert sorted(logged(tmp_path / "runs", tag)) == [4, 9, 14], tag
 
 
+@pytest.mark.slow
 def test_a_run_of_steps_resumed_from_its_end_logs_the_epoch_it_is_in(tmp_path):
     # Lightning counts the epoch a stopped run ends in as completed; the resumed run's batches are still in it
     common = ["--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "false", "--torch_threads", "1",
