@@ -60,6 +60,8 @@ RESERVE_MARGIN_FRACTION = 0.01
 UNMEASURED_RESERVE_FRACTION = 0.05
 #: With several processes, rank 0's horizon and stop decision are shared every this many steps.
 SYNC_EVERY = 25
+#: A horizon no run reaches: the schedule's own cap then decides (`horizon` takes the smaller).
+UNCAPPED = 2**62
 
 
 def seconds_since_process_start() -> float:
@@ -151,7 +153,7 @@ class TimeBudget(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._first_step_end, self._steps_timed, self._last_step = None, 0, trainer.global_step
         # with several processes, no rank's own clock counts: the cap until rank 0's first estimate arrives
-        self._agreed_horizon = 2**62 if trainer.world_size > 1 else None
+        self._agreed_horizon = UNCAPPED if trainer.world_size > 1 else None
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         if self._pause_start is not None:  # the first step after a validation: its pause is over
@@ -173,7 +175,7 @@ class TimeBudget(L.Callback):
             stop = self.stopped_at is None and self.should_stop()
         elif step % SYNC_EVERY == 0:  # every rank follows rank 0's clock, read every SYNC_EVERY steps
             stop = self.stopped_at is None and self.should_stop(SYNC_EVERY)
-            horizon = self.estimated_horizon(step, 2**62)  # the schedule caps it
+            horizon = self.estimated_horizon(step, UNCAPPED)  # the schedule caps it
             self._agreed_horizon, stop = trainer.strategy.broadcast((horizon, stop), src=0)
         else:
             return

@@ -168,12 +168,18 @@ def test_the_cache_of_the_previous_format_is_named_in_one_line(three_files, tmp_
     assert len(lines) == 1 and str(old) in lines[0] and "delete the old folder" in lines[0]
 
 
-def test_warm_start_reads_no_corpus_byte(three_files, tmp_path, monkeypatch):
+def _fitted(three_files, tmp_path) -> tuple[dict, TextDataModule]:
+    """The settings of a fit over `three_files` (cache in tmp_path/cache), and its DataModule, prepared and set up."""
     settings = dict(train_files=[str(p) for p in three_files], vocab_size=300, context_length=32,
                     cache_dir=str(tmp_path / "cache"))
-    first = TextDataModule(**settings)
-    first.prepare_data()
-    first.setup("fit")
+    fit = TextDataModule(**settings)
+    fit.prepare_data()
+    fit.setup("fit")
+    return settings, fit
+
+
+def test_warm_start_reads_no_corpus_byte(three_files, tmp_path, monkeypatch):
+    settings, first = _fitted(three_files, tmp_path)
     corpus = {str(p) for p in three_files}
     opened = make_unreadable(monkeypatch, three_files)
     warm = TextDataModule(**settings)
@@ -215,11 +221,7 @@ def _evaluation(stage: str, tokenizer, settings: dict, **more) -> TextDataModule
 
 
 def test_test_from_a_checkpoint_encodes_its_test_files_only_once(three_files, tmp_path, monkeypatch):
-    settings = dict(train_files=[str(p) for p in three_files], vocab_size=300, context_length=32,
-                    cache_dir=str(tmp_path / "cache"))
-    fit = TextDataModule(**settings)
-    fit.prepare_data()
-    fit.setup("fit")
+    settings, fit = _fitted(three_files, tmp_path)
     (fit_folder,) = (tmp_path / "cache").iterdir()
     hamlet, lear = tmp_path / "hamlet.txt", tmp_path / "lear.txt"
     hamlet.write_text(TEXT[80_000:84_000], encoding="utf-8")
@@ -249,11 +251,7 @@ def test_test_from_a_checkpoint_encodes_its_test_files_only_once(three_files, tm
 
 
 def test_validate_from_a_checkpoint_finds_fits_cache_whatever_its_test_files(three_files, tmp_path):
-    settings = dict(train_files=[str(p) for p in three_files], vocab_size=300, context_length=32,
-                    cache_dir=str(tmp_path / "cache"))
-    fit = TextDataModule(**settings)
-    fit.prepare_data()
-    fit.setup("fit")
+    settings, fit = _fitted(three_files, tmp_path)
     (tmp_path / "t.txt").write_text(TEXT[80_000:84_000], encoding="utf-8")
     validate = _evaluation("validate", fit.tokenizer, settings, test_files=[str(tmp_path / "t.txt")])
     validate.prepare_data()
