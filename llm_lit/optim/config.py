@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from llm_lit.optim.adamw import AdamW, OptimizerConfigError, param_groups
+from llm_lit.optim.data_parallel_muon import DataParallelMuon
 from llm_lit.optim.muon import NS_DTYPES, SHARDED_REFUSAL, Muon
 from llm_lit.optim.schedule import WsdShape, inverse_time_lr_at, lr_at, peak_relative_scheduler, wsd_lr_at
 from llm_lit.optim.sgd import SGD
@@ -204,8 +205,8 @@ def _plain(value: Any) -> Any:
 
 # ---------------------------------------------------------------------- building
 def build_optimizer(config: OptimizerConfig, model: nn.Module, max_steps: int, hidden_matrices: Sequence[Tensor] = (),
-                    sharded: bool = False, horizon: Optional[Callable[[int], int]] = None,
-                    note: Callable[[str], None] = lambda line: None,
+                    sharded: bool = False, data_parallel: bool = False,
+                    horizon: Optional[Callable[[int], int]] = None, note: Callable[[str], None] = lambda line: None,
                     ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """The optimizer over `model`'s trainable parameters and its scheduler (step it once per optimizer step).
 
@@ -220,6 +221,8 @@ def build_optimizer(config: OptimizerConfig, model: nn.Module, max_steps: int, h
         max_steps: optimizer steps of the run: the schedule's length.
         hidden_matrices: Muon's parameters (with muon), each 2-D.
         sharded: the parameters are sharded (FSDP), which Muon refuses.
+        data_parallel: the run has several data-parallel ranks (DDP): Muon's ranks share its Newton–Schulz work
+            (`DataParallelMuon`, bitwise the same updates).
         horizon: `step -> planned number of steps` when the run's length is not known in advance (a time
             budget): the schedule is then re-planned at every step (see `schedule_function`).
         note: where a line about a setting fitted to the run goes (a warmup longer than the run, `fitted_to_run`).
@@ -234,17 +237,18 @@ def build_optimizer(config: OptimizerConfig, model: nn.Module, max_steps: int, h
         optimizer = SGD(groups, lr=config.lr, momentum=config.sgd.momentum, nesterov=config.sgd.nesterov,
                         weight_decay=config.weight_decay)
     else:
-        optimizer = _muon(config, groups, hidden_matrices)
+        optimizer = _muon(config, groups, hidden_matrices, DataParallelMuon if data_parallel else Muon)
     return optimizer, peak_relative_scheduler(optimizer, schedule_function(config, max_steps, horizon, note), config.lr)
 
 
-def _muon(config: OptimizerConfig, groups: list[dict[str, Any]], hidden_matrices: Sequence[Tensor]) -> Muon:
-    """Muon over `hidden_matrices`, AdamW over the rest of `groups` (each keeping its weight decay)."""
+def _muon(config: OptimizerConfig, groups: list[dict[str, Any]], hidden_matrices: Sequence[Tensor],
+          kind: type[Muon] = Muon) -> Muon:
+    """Muon (of class `kind`) over `hidden_matrices`, AdamW over the rest of `groups` (each keeping its weight decay)."""
     matrices = {id(p): p for p in hidden_matrices if p.requires_grad}
     adamw_groups = [{**g, "params": [p for p in g["params"] if id(p) not in matrices], "muon": False} for g in groups]
     muon_groups = [{"params": list(matrices.values()), "muon": True}] if matrices else []
     m = config.muon
-    return Muon([g for g in adamw_groups if g["params"]] + muon_groups, lr=m.lr, momentum=m.momentum,
+    return kind([g for g in adamw_groups if g["params"]] + muon_groups, lr=m.lr, momentum=m.momentum,
                 nesterov=m.nesterov, ns_steps=m.ns_steps, ns_dtype=m.ns_dtype, weight_decay=config.weight_decay,
                 adamw_lr=config.lr, betas=config.betas, eps=config.eps, compile=config.compile)
 

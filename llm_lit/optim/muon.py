@@ -172,7 +172,7 @@ class Muon(torch.optim.Optimizer):
 
     def _update_muon_group(self, group: dict[str, Any]) -> None:
         lr, momentum, weight_decay = float(group["lr"]), group["momentum"], group["weight_decay"]
-        dtype = NS_DTYPES[group["ns_dtype"]]
+        params, updates = [], []
         for p in group["params"]:
             if p.grad is None:
                 continue
@@ -183,11 +183,16 @@ class Muon(torch.optim.Optimizer):
                 state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             buffer = state["momentum_buffer"]
             buffer.lerp_(p.grad, 1.0 - momentum)
-            update = torch.lerp(p.grad, buffer, momentum) if group["nesterov"] else buffer
-            orthogonal = orthogonalise(update, group["ns_steps"], dtype).to(p.dtype)
+            params.append(p)
+            updates.append(torch.lerp(p.grad, buffer, momentum) if group["nesterov"] else buffer)
+        for p, orthogonal in zip(params, self.orthogonalised(updates, group["ns_steps"], NS_DTYPES[group["ns_dtype"]])):
             if weight_decay != 0.0:
                 p.mul_(1.0 - lr * weight_decay)
-            p.add_(orthogonal, alpha=-lr * shape_scale(*p.shape))
+            p.add_(orthogonal.to(p.dtype), alpha=-lr * shape_scale(*p.shape))
+
+    def orthogonalised(self, updates: list[Tensor], steps: int, dtype: torch.dtype) -> list[Tensor]:
+        """`orthogonalise(u, steps, dtype)` of every update `u` (each `(rows, cols)`), in order."""
+        return [orthogonalise(update, steps, dtype) for update in updates]
 
 
 def _check_matrices(params: list[Tensor]) -> None:

@@ -17,7 +17,7 @@ import lightning as L
 import torch
 from torch import nn
 from lightning.pytorch.accelerators import CUDAAccelerator
-from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
+from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, ModelParallelStrategy
 from torchmetrics import MeanMetric
 
 from llm_lit.errors import UserError
@@ -219,10 +219,12 @@ class LanguageModel(EvaluationHooks, SamplingHooks, L.LightningModule):
             steps = int(estimated) if math.isfinite(estimated) else None
         max_steps = require_max_steps(steps)
         sharded = isinstance(self.trainer.strategy, (FSDPStrategy, ModelParallelStrategy))  # FSDP 1 or 2 (DTensor)
+        data_parallel = isinstance(self.trainer.strategy, DDPStrategy) and self.trainer.world_size > 1
         budget = time_budget_of(self.trainer)  # with --time_budget the schedule lasts the steps that fit
         horizon = (lambda step: budget.horizon(step, max_steps)) if budget is not None else None
         config = runnable_optimizer(self.optimizer_config, self._device_type())
-        optimizer, schedule = build_optimizer(config, self.model, max_steps, sharded=sharded, note=say_once,
+        optimizer, schedule = build_optimizer(config, self.model, max_steps, sharded=sharded,
+                                              data_parallel=data_parallel, note=say_once,
                                               hidden_matrices=muon_matrices(self.model), horizon=horizon)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step", "frequency": 1}}
 
