@@ -110,6 +110,7 @@ class TimeBudget(L.Callback):
         self._last_step = -1
         self._pause_start: Optional[float] = None
         self._agreed_horizon: Optional[int] = None  # rank 0's, with several processes (see the module docstring)
+        self._planned: Optional[int] = None  # the horizon last given to the schedule (a resume starts from it)
 
     # ------------------------------------------------------------------ the estimates
     def elapsed(self) -> float:
@@ -133,14 +134,16 @@ class TimeBudget(L.Callback):
         """The number of optimizer steps the run will make, estimated at `step` (at most `cap`); with several
         processes, rank 0's estimate after the last step, which every rank shares."""
         if self._agreed_horizon is not None:
-            return max(step, min(cap, self._agreed_horizon))
-        return self.estimated_horizon(step, cap)
+            self._planned = max(step, min(cap, self._agreed_horizon))
+        else:
+            self._planned = self.estimated_horizon(step, cap)
+        return self._planned
 
     def estimated_horizon(self, step: int, cap: int) -> int:
         """The number of optimizer steps that fit in the budget by this process's clock (at most `cap`)."""
         per_step = self.seconds_per_step()
-        if per_step is None:
-            return cap
+        if per_step is None:  # nothing timed yet in this process: the plan it resumed (or the cap)
+            return cap if self._planned is None else max(step, min(cap, self._planned))
         left = self.seconds - self.elapsed() - self.reserve()
         return max(step, min(cap, step + math.floor(max(left, 0.0) / per_step)))
 
@@ -152,8 +155,12 @@ class TimeBudget(L.Callback):
     # ------------------------------------------------------------------ hooks
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._first_step_end, self._steps_timed, self._last_step = None, 0, trainer.global_step
-        # with several processes, no rank's own clock counts: the cap until rank 0's first estimate arrives
-        self._agreed_horizon = UNCAPPED if trainer.world_size > 1 else None
+        # with several processes, no rank's own clock counts: until rank 0's next estimate arrives, the plan the
+        # run resumed (every rank restored the same one), or the cap in a new run
+        if trainer.world_size > 1:
+            self._agreed_horizon = UNCAPPED if self._planned is None else self._planned
+        else:
+            self._agreed_horizon = None
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         if self._pause_start is not None:  # the first step after a validation: its pause is over
@@ -192,8 +199,9 @@ class TimeBudget(L.Callback):
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
-        """The seconds used so far and the longest validation pause (both travel to a resumed run)."""
-        return {"seconds_used": self.elapsed(), "longest_pause": self.longest_pause}
+        """The seconds used so far, the longest validation pause and the schedule's planned horizon (all travel to a
+        resumed run, which follows that horizon until its own clock, or rank 0's, has timed a step)."""
+        return {"seconds_used": self.elapsed(), "longest_pause": self.longest_pause, "planned_horizon": self._planned}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Continue a run: the seconds its earlier processes used count against the budget. A run with no time
@@ -201,6 +209,7 @@ class TimeBudget(L.Callback):
         learning rate its schedule never meant."""
         self.seconds_before = float(state_dict.get("seconds_used", 0.0))
         self.longest_pause = state_dict.get("longest_pause")
+        self._planned = state_dict.get("planned_horizon")
         if self.seconds - self.elapsed() - self.reserve() <= 0:
             raise UserError(
                 f"This run has used {self.seconds_before:.0f} s of its {self.seconds:.0f} s time budget, so a resume "

@@ -162,13 +162,17 @@ def test_state_travels_to_a_resumed_run() -> None:
     clock = FakeClock(40.0)
     budget = TimeBudget(100.0, clock=clock)
     budget.longest_pause = 2.5
+    assert budget.horizon(10, cap=1000) == 1000  # nothing timed yet: the cap
+    budget._planned = 700  # as planned from a timed step
     state = budget.state_dict()
-    assert state == {"seconds_used": 40.0, "longest_pause": 2.5}
+    assert state == {"seconds_used": 40.0, "longest_pause": 2.5, "planned_horizon": 700}
     resumed_clock = FakeClock(5.0)
     resumed = TimeBudget(100.0, clock=resumed_clock)
     resumed.load_state_dict(state)
     assert resumed.elapsed() == pytest.approx(45.0)
     assert resumed.reserve() == pytest.approx(RESERVE_FACTOR * 2.5 + margin(100))
+    # until the resumed process has timed a step of its own, the schedule follows the plan it resumed, not the cap
+    assert resumed.horizon(11, cap=1000) == 700
 
 
 def test_a_run_that_used_its_budget_is_not_resumed_for_a_step_but_a_larger_budget_extends_it() -> None:
