@@ -19,11 +19,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-LABELS = {"default": "llm_lit: configs/shakespeare.yaml", "old-default": "llm_lit: the earlier AdamW + cosine config",
+LABELS = {"default": "llm_lit: the default recipe", "old-default": "llm_lit: the earlier AdamW + cosine config",
           "nanoGPT": "nanoGPT char-level CPU recipe"}
 
 
-def plot(results: dict, names: list[str], out: Path, target: float) -> None:
+def plot(results: dict, names: list[str], out: Path, target: float | None, title: str) -> None:
     """One colour per run name, one line per seed; the budget and the target as guides."""
     fig, ax = plt.subplots(figsize=(8, 4.8), dpi=120)
     budget = results["meta"].get("budget_s")
@@ -34,7 +34,8 @@ def plot(results: dict, names: list[str], out: Path, target: float) -> None:
             ys = [p["bpb"] for p in run["curve"]]
             label = f"{LABELS.get(name, name)}: {run['final_bpb']:.3f}" if j == 0 else None
             ax.plot(xs, ys, "o-", ms=3, lw=1.2, color=f"C{i}", alpha=1.0 if j == 0 else 0.45, label=label)
-    ax.axhline(target, color="gray", lw=0.8, ls=":", label=f"target {target:.2f} bpb")
+    if target is not None:
+        ax.axhline(target, color="gray", lw=0.8, ls=":", label=f"target {target:.2f} bpb")
     if budget:
         ax.axvline(budget, color="gray", lw=0.8, ls="--", label=f"budget {budget:.0f} s")
     meta = results["meta"]
@@ -43,8 +44,7 @@ def plot(results: dict, names: list[str], out: Path, target: float) -> None:
     ax.set_ylim(top=min(3.2, ax.get_ylim()[1]))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(f"tinyshakespeare, last 10% for validation; {meta['parallel']} run(s) at a time, "
-                 f"{meta['threads']} thread(s) each", fontsize=9)
+    ax.set_title(f"{title}; {meta['parallel']} run(s) at a time, {meta['threads']} thread(s) each", fontsize=9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
@@ -56,10 +56,11 @@ def main() -> None:
     p.add_argument("results", type=Path, help="results.json of benchmarks/recipe_sweep.py")
     p.add_argument("--runs", default="default,old-default,nanoGPT", help="comma-separated run names to draw")
     p.add_argument("--out", type=Path, default=Path("docs/recipe_bpb_vs_time.png"))
-    p.add_argument("--target", type=float, default=2.10)
+    p.add_argument("--target", type=float, default=None, help="a val bpb to draw as a guide")
+    p.add_argument("--title", default="tinyshakespeare, last 10% for validation")
     args = p.parse_args()
     results = json.loads(args.results.read_text())
-    plot(results, [n for n in args.runs.split(",") if n], args.out, args.target)
+    plot(results, [n for n in args.runs.split(",") if n], args.out, args.target, args.title)
 
 
 if __name__ == "__main__":

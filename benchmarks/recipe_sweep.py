@@ -57,15 +57,24 @@ OPTIONS: dict[str, tuple[str, list[str]]] = {
     "cosine": ("cosine schedule instead of wsd", ["--model.optimizer.schedule", "cosine"]),
     "no-dropout": ("dropout 0", ["--model.config.dropout", "0.0"]),
     "no-weight-decay": ("weight decay 0", ["--model.optimizer.weight_decay", "0.0"]),
-    "ema": ("EMA of the weights (decay 0.99) for evaluation", ["--model.ema.enabled", "true"]),
+    "no-ema": ("no EMA of the weights: validation on the training weights", ["--model.ema.enabled", "false",
+                                                                            "--model.ema.decay", "0.99"]),
     "qk-norm": ("QK-norm", ["--model.config.qk_norm", "true"]),
+    "alibi": ("ALiBi instead of RoPE", ["--model.config.position", "alibi"]),
+    "learned": ("learned absolute positions instead of RoPE", ["--model.config.position", "learned"]),
+    "sinusoidal": ("sinusoidal absolute positions instead of RoPE", ["--model.config.position", "sinusoidal"]),
+    "nope": ("no position information (causal attention alone)", ["--model.config.position", "none"]),
     "relu2": ("ReLU^2 MLP instead of SwiGLU", ["--model.config.ffn", "relu2"]),
     "zero-init": ("zero-init of the residual projections", ["--model.config.zero_init_residual", "true"]),
     "softcap": ("logit soft-cap 30", ["--model.config.logit_softcap", "30"]),
     "tied": ("tied embedding and head", ["--model.config.tie_embeddings", "true"]),
     "batch-32": ("batch 32 windows", ["--data.batch_size", "32"]),
     "vocab-512": ("512-token BPE", ["--data.vocab_size", "512"]),
-    "vocab-2048": ("2048-token BPE", ["--data.vocab_size", "2048"]),
+    "vocab-1024": ("1024-token BPE", ["--data.vocab_size", "1024"]),
+    "vocab-4096": ("4096-token BPE", ["--data.vocab_size", "4096"]),
+    "ctx-256": ("windows of 256 tokens instead of 128", ["--model.config.context_length", "256"]),
+    "muon-lr-0.03": ("Muon's learning rate 0.03 instead of 0.02", ["--model.optimizer.muon.lr", "0.03"]),
+    "dropout-0.05": ("dropout 0.05 instead of 0.1", ["--model.config.dropout", "0.05"]),
 }
 #: Options run from their own YAML instead of configs/shakespeare.yaml plus overrides.
 OPTION_CONFIGS: dict[str, Path] = {"old-default": REPO / "benchmarks" / "shakespeare_adamw_cosine.yaml"}
@@ -202,11 +211,15 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--nice", type=int, default=0, help="run under nice -n N")
     p.add_argument("--config", type=Path, default=CONFIG)
+    p.add_argument("--train", type=Path, help="a text file that ours and the anchor train on instead of the config's corpus")
+    p.add_argument("--val", type=Path, help="with --train: the validation text of both")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/llm_lit_recipe_sweep"))
     p.add_argument("--out", type=Path, default=Path("recipe_sweep"), help="folder for results.json and table.md")
     p.add_argument("--list", action="store_true", help="print the options and exit")
     args = p.parse_args()
     args.config = args.config.resolve()  # each run's working directory is its own folder
+    corpus = [] if args.train is None else ["--data.train_files", f"[{args.train.resolve()}]"] + (
+        [] if args.val is None else ["--data.val_files", f"[{args.val.resolve()}]"])
     if args.list:
         for name, (what, overrides) in OPTIONS.items():
             print(f"{name:16s} {what}\n{'':16s} {' '.join(overrides)}")
@@ -227,11 +240,12 @@ def main() -> None:
     for seed in seeds:  # seed-major: a partial sweep still has every option once
         for name in names:
             jobs.append({"run": lambda pin, name=name, seed=seed: run_ours(
-                name, OPTIONS[name][1], seed, args.workdir, budget, args.steps, args.threads, pin, args.nice,
+                name, [*corpus, *OPTIONS[name][1]], seed, args.workdir, budget, args.steps, args.threads, pin, args.nice,
                 OPTION_CONFIGS.get(name, args.config))})
     if args.anchor is not None and budget is not None:
         jobs.insert(1, {"run": lambda pin: {**run_anchor(args.anchor, args.workdir / ANCHOR, budget=budget,
-                                                          iters=args.anchor_iters, threads=args.threads, pin=pin),
+                                                          iters=args.anchor_iters, threads=args.threads, pin=pin,
+                                                          train=args.train, val=args.val),
                                              "seed": 0}})
     mode = (f"{args.parallel} at a time" + (", each pinned to one core" if args.parallel > 1 else "")
             + f", {args.threads} torch thread(s) each")

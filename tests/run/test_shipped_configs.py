@@ -20,10 +20,21 @@ CONFIGS = [
     pytest.param("ladder/char-transformer.yaml", marks=SLOW),
     pytest.param("ladder/bpe-transformer.yaml", marks=SLOW),
     pytest.param("llama-small.yaml", marks=SLOW),
+    pytest.param("enwiki.yaml", marks=SLOW),
 ]
 #: Settings a user without a GPU adds to a GPU config (llama-small asks for a GPU and bf16).
 ON_THIS_MACHINE = {"llama-small.yaml": [] if torch.cuda.is_available() else
                    ["--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.precision", "32-true"]}
+
+
+def corpus_of(config: str, folder: Path) -> list[str]:
+    """The files a config that names no bundled corpus is given (enwiki: two slices of the bundled one, in `folder`)."""
+    if config != "enwiki.yaml":
+        return []
+    text = (REPO / "llm_lit" / "data" / "corpora" / "tinyshakespeare.txt").read_bytes()
+    (folder / "train.txt").write_bytes(text[:600_000])
+    (folder / "valid.txt").write_bytes(text[600_000:700_000])
+    return ["--data.train_files", f"[{folder / 'train.txt'}]", "--data.val_files", f"[{folder / 'valid.txt'}]"]
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -31,7 +42,7 @@ def test_a_shipped_config_fits_two_steps_then_validates_and_predicts_from_last(c
     scratch, cache = tmp_path / "scratch", tmp_path / "cache"
     scratch.mkdir()
     common = ["--config", str(REPO / "configs" / config), *ON_THIS_MACHINE.get(config, []), "--data.cache_dir", str(cache),
-              "--torch_threads", "1"]
+              "--torch_threads", "1", *corpus_of(config, tmp_path)]
     fit = run_cli(["fit", *common, "--trainer.max_steps", "2", "--trainer.enable_progress_bar", "false"], scratch,
                   timeout=600)
     assert fit.returncode == 0, fit.stderr[-3000:]
