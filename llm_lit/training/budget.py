@@ -35,6 +35,10 @@ collective that makes every rank wait for the slowest (on small CPU models it co
 so it happens every `SYNC_EVERY` steps, and rank 0 stops at a broadcast when the steps until the next one
 would not fit.
 
+A checkpoint carries the horizon the schedule was following: a resumed process follows it until it has
+timed a step of its own (with several processes, until rank 0's next broadcast), so a resume changes no
+learning rate on its first steps.
+
 A time-budgeted run is not reproducible step for step (its length depends on the machine's speed);
 without `--time_budget` nothing here runs and training is bitwise as before, resume included.
 """
