@@ -25,7 +25,7 @@ def test_every_shipped_config_is_a_preset():
 
 
 def test_an_unknown_preset_names_the_shipped_ones():
-    with pytest.raises(UserError, match="No config 'gpt3'.*pass one of debug, gpt2-small"):
+    with pytest.raises(UserError, match="No config 'gpt3'.*pass one of debug, enwiki, gpt2-small"):
         load_preset("gpt3")
 
 

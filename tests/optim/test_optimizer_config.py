@@ -13,6 +13,7 @@ from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy
 from llm_lit.errors import UserError
 from llm_lit.model import ModelConfig, TransformerLM
 from llm_lit.training.module import LanguageModel
+from llm_lit.optim.data_parallel_muon import DataParallelMuon
 from llm_lit.optim.muon import muon_matrices
 from llm_lit.optim import (SGD, AdamW, InverseTimeSettings, Muon, MuonSettings, OptimizerConfig, OptimizerConfigError,
                            SGDSettings, WsdSettings, build_optimizer, inverse_time_lr_at, lr_at,
@@ -88,10 +89,12 @@ def test_muon_is_refused_for_sharded_parameters() -> None:
 
 def test_the_module_wires_muon_and_refuses_it_under_fsdp() -> None:
     module = LanguageModel(LLAMA, OptimizerConfig(name="muon", warmup_steps=1), sample_prompts=[])
-    module.trainer = SimpleNamespace(estimated_stepping_batches=10, strategy=DDPStrategy())
+    module.trainer = SimpleNamespace(estimated_stepping_batches=10, strategy=DDPStrategy(), world_size=1)
     optimizer = module.configure_optimizers()["optimizer"]
     assert type(optimizer) is Muon and len(optimizer.param_groups[-1]["params"]) == 2 * 7
-    module.trainer = SimpleNamespace(estimated_stepping_batches=10, strategy=FSDPStrategy())
+    module.trainer = SimpleNamespace(estimated_stepping_batches=10, strategy=DDPStrategy(), world_size=2)
+    assert type(module.configure_optimizers()["optimizer"]) is DataParallelMuon  # the ranks share its work
+    module.trainer = SimpleNamespace(estimated_stepping_batches=10, strategy=FSDPStrategy(), world_size=2)
     with pytest.raises(UserError, match="FSDP shards them"):
         module.configure_optimizers()
 
