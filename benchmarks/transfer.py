@@ -27,6 +27,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
@@ -76,7 +78,7 @@ def main() -> None:
     p.add_argument("--png", type=Path, help="draw both curves against wall time into this file")
     args = p.parse_args()
     corpus = ["--data.train_files", f"[{args.train.resolve()}]", "--data.val_files", f"[{args.val.resolve()}]"]
-    every = 500  # the config's val_check_interval
+    every = int(yaml.safe_load(CONFIG.read_text())["trainer"]["val_check_interval"])  # a checkpoint per validation
     results: dict[str, Any] = {}
     print(f"ours and nanoGPT side by side, {args.budget:.0f} s each, one core each; load average before: "
           f"{load_average()}", flush=True)

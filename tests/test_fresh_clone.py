@@ -87,7 +87,7 @@ def test_the_readme_commands_then_predict_and_plot_on_a_fresh_clone(tmp_path):
         assert noise not in printed, noise
     run = clone / "runs" / "shakespeare" / "version_0"
     bpb = scalars(run, "val/bpb")
-    # validations every 500 steps of those that fit in the time budget, and one at the run's last step
+    # validations every 250 steps of those that fit in the time budget, and one at the run's last step
     assert len(bpb) >= 3 and bpb[-1][1] < 2.5, bpb
 
     bash(f". .venv/bin/activate && {PREDICT}", clone, tmp_path / "predict.log", timeout=600)
