@@ -4,6 +4,7 @@ and nanoGPT's char-level CPU recipe as the anchor, given the same time.
     python benchmarks/recipe_sweep.py --budget 600 --seeds 1337,1338 --anchor /path/to/nanoGPT
     python benchmarks/recipe_sweep.py --budget 600 --options default,old-default --parallel 1 --threads 2
     python benchmarks/recipe_sweep.py --steps 700 --options default,no-muon     # a fixed step budget instead
+    python benchmarks/recipe_sweep.py --budget 600 --options default,alibi --resume # keep finished runs of --out
     python benchmarks/recipe_sweep.py --list                                   # the options
 
 Every run is `llm_lit fit --config configs/shakespeare.yaml --trainer.devices 1 --data.batch_size 16
@@ -19,7 +20,9 @@ The anchor (`--anchor`, see `benchmarks/nanogpt_anchor.py`) runs under the same 
 
 Writes `OUT/results.json` (every run: settings, final val bpb, steps, wall time, the val bpb curve against
 seconds since the process started) and `OUT/table.md` (medians over the seeds, and each option's change
-against `default`), and prints the table. `benchmarks/plot_recipe.py` draws the curves.
+against `default`), and prints the table. `benchmarks/plot_recipe.py` draws the curves. With `--resume`, the
+runs already in `OUT/results.json` of the same length (budget or steps) are kept and only the others are run;
+the table covers all of them.
 """
 
 from __future__ import annotations
@@ -188,6 +191,17 @@ def _median(runs: dict[int, dict[str, Any]]) -> Optional[float]:
     return statistics.median(values) if values else None
 
 
+def finished_runs(results_path: Path, budget: Optional[float], steps: Optional[int]) -> list[dict[str, Any]]:
+    """The runs of an earlier sweep's results.json that finished (a val bpb) with the same budget or steps."""
+    if not results_path.exists():
+        return []
+    earlier = json.loads(results_path.read_text())
+    meta = earlier.get("meta", {})
+    if meta.get("budget_s") != budget or meta.get("steps") != steps:
+        return []
+    return [r for r in earlier.get("runs", []) if not math.isnan(r.get("final_bpb", math.nan))]
+
+
 def load_average() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -215,6 +229,8 @@ def main() -> None:
     p.add_argument("--val", type=Path, help="with --train: the validation text of both")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/llm_lit_recipe_sweep"))
     p.add_argument("--out", type=Path, default=Path("recipe_sweep"), help="folder for results.json and table.md")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the finished runs of OUT/results.json of the same length; run only the others")
     p.add_argument("--list", action="store_true", help="print the options and exit")
     args = p.parse_args()
     args.config = args.config.resolve()  # each run's working directory is its own folder
@@ -236,13 +252,18 @@ def main() -> None:
         raise SystemExit(f"Unknown options {unknown}; see --list.")
     seeds = [int(s) for s in args.seeds.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
+    results_path = args.out / "results.json"
+    kept = finished_runs(results_path, budget, args.steps) if args.resume else []
+    kept_keys = {(r["name"], r.get("seed", 0)) for r in kept}
     jobs = []
     for seed in seeds:  # seed-major: a partial sweep still has every option once
         for name in names:
+            if (name, seed) in kept_keys:
+                continue
             jobs.append({"run": lambda pin, name=name, seed=seed: run_ours(
                 name, [*corpus, *OPTIONS[name][1]], seed, args.workdir, budget, args.steps, args.threads, pin, args.nice,
                 OPTION_CONFIGS.get(name, args.config))})
-    if args.anchor is not None and budget is not None:
+    if args.anchor is not None and budget is not None and (ANCHOR, 0) not in kept_keys:
         jobs.insert(1, {"run": lambda pin: {**run_anchor(args.anchor, args.workdir / ANCHOR, budget=budget,
                                                           iters=args.anchor_iters, threads=args.threads, pin=pin,
                                                           train=args.train, val=args.val),
@@ -250,12 +271,12 @@ def main() -> None:
     mode = (f"{args.parallel} at a time" + (", each pinned to one core" if args.parallel > 1 else "")
             + f", {args.threads} torch thread(s) each")
     length_text = f"{budget:.0f} s wall-time budget per run" if budget is not None else f"{args.steps} steps per run"
-    print(f"{len(jobs)} runs, {length_text}, {mode}; load average before: {load_average()}", flush=True)
-    results_path = args.out / "results.json"
+    print(f"{len(jobs)} runs ({len(kept)} kept from {results_path}), {length_text}, {mode}; "
+          f"load average before: {load_average()}", flush=True)
     meta = {"budget_s": budget, "steps": args.steps, "parallel": args.parallel, "threads": args.threads,
             "seeds": seeds, "load_before": load_average(), "config": str(args.config)}
 
-    done: list[dict[str, Any]] = []
+    done: list[dict[str, Any]] = list(kept)
 
     def on_done(result: dict[str, Any]) -> None:
         done.append(result)
@@ -264,7 +285,7 @@ def main() -> None:
               flush=True)
         results_path.write_text(json.dumps({"meta": meta, "runs": done}, indent=1))  # partial results survive
 
-    results = run_all(jobs, args.parallel, on_done)
+    results = kept + run_all(jobs, args.parallel, on_done)
     meta["load_after"] = load_average()
     results_path.write_text(json.dumps({"meta": meta, "runs": results}, indent=1))
     text = table(results, seeds, f"{length_text}, {mode}; load average {meta['load_before']} before, "

@@ -156,11 +156,15 @@ def draw_overlay(runs: dict[str, dict[str, Points]], metric: str, out: Path, tit
 
 
 def run_labels(folders: list[Path]) -> list[str]:
-    """Short distinct legend labels for run folders: their paths relative to the deepest folder they share."""
+    """Short distinct legend labels for run folders: their paths without the leading and trailing folders that
+    every run shares (`runs/a/version_0`, `runs/c/version_0` -> `a`, `c`)."""
     if len(folders) == 1:
         return [str(folders[0])]
     shared = Path(os.path.commonpath([str(f.resolve()) for f in folders]))
-    labels = [str(f.resolve().relative_to(shared)) for f in folders]
+    parts = [f.resolve().relative_to(shared).parts for f in folders]
+    while all(len(p) > 1 for p in parts) and len({p[-1] for p in parts}) == 1:
+        parts = [p[:-1] for p in parts]
+    labels = [str(Path(*p)) if p else "" for p in parts]
     return labels if all(labels) and len(set(labels)) == len(labels) else [str(f) for f in folders]
 
 

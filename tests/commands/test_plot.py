@@ -97,14 +97,27 @@ def test_several_runs_are_overlaid_one_legend_entry_each(runs, tmp_path, monkeyp
     _log(runs / "c" / "version_0", {**LOSSES, "val/bpb": [(10, 2.6), (20, 2.4)]}, mtime=4_000)
     assert main(["plot", str(runs / "a"), str(runs / "c")]) == 0
     assert _png(tmp_path / "runs" / "comparison.png")
-    assert "val/bpb of a/version_0, c/version_0" in capsys.readouterr().out
+    assert "val/bpb of a, c" in capsys.readouterr().out
     from llm_lit.commands import plot as plot_module
 
     drawn = {}
     monkeypatch.setattr(plot_module, "draw_overlay", lambda runs, metric, out, title, x_label: drawn.update(
         runs=runs, metric=metric, x_label=x_label))
     assert main(["plot", str(runs / "a"), str(runs / "c"), "--metric", "val/loss"]) == 0
-    assert list(drawn["runs"]) == ["a/version_0", "c/version_0"] and drawn["metric"] == "val/loss"
+    assert list(drawn["runs"]) == ["a", "c"] and drawn["metric"] == "val/loss"
+
+
+@pytest.mark.parametrize("folders, labels", [
+    (["sweep/alibi-seed1/lightning_logs/version_0", "sweep/rope-seed1/lightning_logs/version_0"],
+     ["alibi-seed1", "rope-seed1"]),
+    (["runs/a/version_0", "runs/a/version_1"], ["version_0", "version_1"]),
+    (["runs/a/version_0", "runs/b/version_1"], ["a/version_0", "b/version_1"]),
+    (["x/logs", "y/logs"], ["x", "y"]),
+])
+def test_legend_labels_drop_the_folders_every_run_shares(tmp_path, folders, labels):
+    from llm_lit.commands.plot import run_labels
+
+    assert run_labels([tmp_path / f for f in folders]) == labels
 
 
 def test_against_wall_time_each_validation_sits_at_its_elapsed_seconds(tmp_path, monkeypatch, capsys):

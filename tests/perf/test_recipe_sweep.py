@@ -58,3 +58,15 @@ def test_sweep_refuses_more_runs_at_once_than_cores(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, str(SWEEP), "--steps", "1", "--parallel", str((os.cpu_count() or 1) + 1),
                            "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "--parallel must be between 1 and" in proc.stderr
+
+
+def test_resume_keeps_the_finished_runs_of_the_same_length(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from recipe_sweep import finished_runs
+
+    results = tmp_path / "results.json"
+    assert finished_runs(results, 600.0, None) == []  # nothing to keep yet
+    runs = [{"name": "default", "seed": 1, "final_bpb": 2.05}, {"name": "alibi", "seed": 1, "final_bpb": math.nan}]
+    results.write_text(json.dumps({"meta": {"budget_s": 600.0, "steps": None}, "runs": runs}))
+    assert [r["name"] for r in finished_runs(results, 600.0, None)] == ["default"]  # a failed run is run again
+    assert finished_runs(results, 300.0, None) == [] and finished_runs(results, None, 100) == []
