@@ -83,6 +83,8 @@ RULES: list[Rule] = [
     Rule(r"--device cuda", skip="needs a GPU"),
     Rule(r"recipe_final\.sh", skip="needs a nanoGPT checkout and about 25 minutes of a quiet machine"),
     Rule(r"^python -m pytest ", skip="a run of the slow tests themselves; the test suite runs them"),
+    Rule(r"^llm_lit plot sweep/", skip="draws the runs of a recipe_sweep.py sweep (600 s each); tests/commands/test_plot.py "
+                                       "overlays several runs"),
     # -- benchmarks: their flags are checked against their --help
     Rule(r"^python benchmarks/\S+\.py\b", help_only=True),
     # -- llm_lit, on the debug config
