@@ -4,7 +4,11 @@ bitwise equal to the same run uninterrupted: the same stopping step, schedule, w
 The budget reads `step_clock.StepClock` (one second per optimizer step) instead of the wall clock, so that where the
 run stops and the horizon its schedule follows do not depend on the machine's speed. The kill falls between two of
 the budget's broadcasts of rank 0's horizon (every 25 steps), so the resumed run must carry the agreed horizon over
-rather than fall back to the schedule's cap until the next broadcast."""
+rather than fall back to the schedule's cap until the next broadcast.
+
+Each process runs one torch thread, as the default CPU placement does: with several, the compiled backward of the
+embedding adds rows with atomic adds across threads (inductor's CPU scatter-add), whose order, and so whose float
+rounding, varies from run to run."""
 
 from __future__ import annotations
 
@@ -22,7 +26,8 @@ ARGS = ["fit", "--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "
         "4", "--model.config.dropout", "0.1", "--trainer.max_steps", "200", "--time_budget", "70",
         "--trainer.devices", "2", "--trainer.strategy", "ddp", "--data.batch_size", "8", "--model.compile", "true",
         "--model.optimizer.name", "adamw", "--model.optimizer.compile", "true", "--model.sample_prompts", "[]",
-        "--trainer.callbacks+=step_clock.StepClock", "--trainer.callbacks.seconds_per_step", "1"]
+        "--trainer.callbacks+=step_clock.StepClock", "--trainer.callbacks.seconds_per_step", "1",
+        "--torch_threads", "1"]
 STOP = 50
 
 
