@@ -21,8 +21,8 @@ The anchor (`--anchor`, see `benchmarks/nanogpt_anchor.py`) runs under the same 
 Writes `OUT/results.json` (every run: settings, final val bpb, steps, wall time, the val bpb curve against
 seconds since the process started) and `OUT/table.md` (medians over the seeds, and each option's change
 against `default`), and prints the table. `benchmarks/plot_recipe.py` draws the curves. With `--resume`, the
-runs already in `OUT/results.json` of the same length (budget or steps) are kept and only the others are run;
-the table covers all of them.
+runs already in `OUT/results.json` under the same conditions (budget or steps, parallel runs, threads, config)
+are kept and only the others are run; the table covers all of them.
 """
 
 from __future__ import annotations
@@ -191,13 +191,16 @@ def _median(runs: dict[int, dict[str, Any]]) -> Optional[float]:
     return statistics.median(values) if values else None
 
 
-def finished_runs(results_path: Path, budget: Optional[float], steps: Optional[int]) -> list[dict[str, Any]]:
-    """The runs of an earlier sweep's results.json that finished (a val bpb) with the same budget or steps."""
+#: What runs kept by `--resume` must share with the new ones, so that one table compares like with like.
+SAME_CONDITIONS = ("budget_s", "steps", "parallel", "threads", "config")
+
+
+def finished_runs(results_path: Path, meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs of an earlier sweep's results.json that finished (a val bpb) under the conditions of `meta`."""
     if not results_path.exists():
         return []
     earlier = json.loads(results_path.read_text())
-    meta = earlier.get("meta", {})
-    if meta.get("budget_s") != budget or meta.get("steps") != steps:
+    if any(earlier.get("meta", {}).get(key) != meta[key] for key in SAME_CONDITIONS):
         return []
     return [r for r in earlier.get("runs", []) if not math.isnan(r.get("final_bpb", math.nan))]
 
@@ -230,7 +233,7 @@ def main() -> None:
     p.add_argument("--workdir", type=Path, default=Path("/tmp/llm_lit_recipe_sweep"))
     p.add_argument("--out", type=Path, default=Path("recipe_sweep"), help="folder for results.json and table.md")
     p.add_argument("--resume", action="store_true",
-                   help="keep the finished runs of OUT/results.json of the same length; run only the others")
+                   help="keep the finished runs of OUT/results.json under the same conditions; run only the others")
     p.add_argument("--list", action="store_true", help="print the options and exit")
     args = p.parse_args()
     args.config = args.config.resolve()  # each run's working directory is its own folder
@@ -253,7 +256,9 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / "results.json"
-    kept = finished_runs(results_path, budget, args.steps) if args.resume else []
+    meta = {"budget_s": budget, "steps": args.steps, "parallel": args.parallel, "threads": args.threads,
+            "seeds": seeds, "load_before": load_average(), "config": str(args.config)}
+    kept = finished_runs(results_path, meta) if args.resume else []
     kept_keys = {(r["name"], r.get("seed", 0)) for r in kept}
     jobs = []
     for seed in seeds:  # seed-major: a partial sweep still has every option once
@@ -272,9 +277,7 @@ def main() -> None:
             + f", {args.threads} torch thread(s) each")
     length_text = f"{budget:.0f} s wall-time budget per run" if budget is not None else f"{args.steps} steps per run"
     print(f"{len(jobs)} runs ({len(kept)} kept from {results_path}), {length_text}, {mode}; "
-          f"load average before: {load_average()}", flush=True)
-    meta = {"budget_s": budget, "steps": args.steps, "parallel": args.parallel, "threads": args.threads,
-            "seeds": seeds, "load_before": load_average(), "config": str(args.config)}
+          f"load average before: {meta['load_before']}", flush=True)
 
     done: list[dict[str, Any]] = list(kept)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,13 @@ DEBUG_CONFIG = REPO / "configs" / "debug.yaml"
 #: TensorBoard logs and config.yaml in DEBUG_RUN, checkpoints in DEBUG_CKPTS.
 DEBUG_RUN = Path("runs") / "debug" / "version_0"
 DEBUG_CKPTS = DEBUG_RUN / "checkpoints"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a gloo rendezvous or a test server)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def cli_env() -> dict[str, str]:

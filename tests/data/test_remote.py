@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cli_helpers import REPO, cli_env
+from cli_helpers import REPO, cli_env, free_port
 from format_helpers import EOT, paragraphs, write_records
 from llm_lit.data.tokens import BUNDLED_CORPUS, prepare_token_cache
 from llm_lit.errors import UserError
@@ -34,9 +32,7 @@ BUCKET = "llm-lit-corpus"
 def s3_server(tmp_path_factory):
     """moto's S3 server in its own process on a free port, recording the requests it serves (to a file in a
     temporary folder)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     recording = tmp_path_factory.mktemp("moto") / "recording"
     env = dict(os.environ, MOTO_ENABLE_RECORDING="True", MOTO_RECORDER_FILEPATH=str(recording))
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],

@@ -3,13 +3,13 @@ gloo processes: bitwise the same weights and momentum after a few steps."""
 
 from __future__ import annotations
 
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from cli_helpers import free_port
 from llm_lit.optim.data_parallel_muon import DataParallelMuon, owners_by_size
 from llm_lit.optim.muon import Muon
 
@@ -50,9 +50,7 @@ def _rank(rank: int, port: int, dtype: str, failures) -> None:  # noqa: ANN001 -
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
 def test_two_ranks_sharing_the_work_update_bitwise_as_muon(dtype):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     with mp.Manager() as manager:
         failures = manager.list()
         mp.spawn(_rank, args=(port, dtype, failures), nprocs=2, join=True)

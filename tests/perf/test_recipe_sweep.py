@@ -60,13 +60,15 @@ def test_sweep_refuses_more_runs_at_once_than_cores(tmp_path: Path) -> None:
     assert proc.returncode == 1 and "--parallel must be between 1 and" in proc.stderr
 
 
-def test_resume_keeps_the_finished_runs_of_the_same_length(tmp_path: Path) -> None:
+def test_resume_keeps_the_finished_runs_under_the_same_conditions(tmp_path: Path) -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from recipe_sweep import finished_runs
 
+    meta = {"budget_s": 600.0, "steps": None, "parallel": 2, "threads": 1, "config": "shakespeare.yaml"}
     results = tmp_path / "results.json"
-    assert finished_runs(results, 600.0, None) == []  # nothing to keep yet
+    assert finished_runs(results, meta) == []  # nothing to keep yet
     runs = [{"name": "default", "seed": 1, "final_bpb": 2.05}, {"name": "alibi", "seed": 1, "final_bpb": math.nan}]
-    results.write_text(json.dumps({"meta": {"budget_s": 600.0, "steps": None}, "runs": runs}))
-    assert [r["name"] for r in finished_runs(results, 600.0, None)] == ["default"]  # a failed run is run again
-    assert finished_runs(results, 300.0, None) == [] and finished_runs(results, None, 100) == []
+    results.write_text(json.dumps({"meta": meta, "runs": runs}))
+    assert [r["name"] for r in finished_runs(results, meta)] == ["default"]  # a failed run is run again
+    for changed in ({"budget_s": 300.0}, {"budget_s": None, "steps": 100}, {"threads": 2}, {"config": "enwiki.yaml"}):
+        assert finished_runs(results, {**meta, **changed}) == [], changed

@@ -4,13 +4,13 @@ at the same step (the all-reduce of the flags is read a step after it starts); o
 from __future__ import annotations
 
 import signal
-import socket
 from types import SimpleNamespace
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from cli_helpers import free_port
 from llm_lit.run.interrupts import InterruptCheckpoint
 
 SIGNALLED_RANK, SIGNALLED_AT = 1, 3
@@ -50,9 +50,7 @@ def _rank(rank: int, port: int, results) -> None:  # noqa: ANN001 - a multiproce
 
 
 def test_a_signal_on_one_rank_stops_every_rank_one_step_later_at_the_same_step():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     with mp.Manager() as manager:
         results = manager.dict()
         mp.spawn(_rank, args=(port, results), nprocs=2, join=True)

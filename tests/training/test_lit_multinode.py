@@ -5,23 +5,17 @@ it and the other waits and opens it; with a cache folder per node, each node bui
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from cli_helpers import free_port
 from llm_lit.data.tokens import BUNDLED_CORPUS, open_token_cache
 
 REPO = Path(__file__).resolve().parents[2]
 DEBUG_CONFIG = REPO / "configs" / "debug.yaml"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _two_nodes(tmp_path: Path, caches: list[Path]) -> list[str]:
@@ -30,7 +24,7 @@ def _two_nodes(tmp_path: Path, caches: list[Path]) -> list[str]:
     corpus = [tmp_path / "a.txt", tmp_path / "b.txt"]
     corpus[0].write_bytes(data[:300_000])
     corpus[1].write_bytes(data[300_000:500_000])
-    port = str(_free_port())
+    port = str(free_port())
     procs = []
     for rank, cache in enumerate(caches):
         node = tmp_path / f"node{rank}"
