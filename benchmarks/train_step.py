@@ -6,7 +6,10 @@ GELU MLP, learned positions, tied embeddings, biases), made of `nn.Linear`, `nn.
 `nn.LayerNorm`, `F.scaled_dot_product_attention`, with fused `torch.optim.AdamW`. Ours runs the same GPT-2 preset with
 `kernels='torch'` and our AdamW's one-pass compiled update (`compile=True`, its fast path, as fused is torch's:
 the headline ratio), plus the eager update, `kernels='reference'` and the Llama preset. The warm-up steps compile.
-Variants are timed in interleaved rounds; medians of tokens/s are printed.
+Variants are timed in interleaved rounds; medians of tokens/s are printed. Every variant runs in this one
+process with freed memory kept for reuse, as `llm_lit fit` runs (`llm_lit.run.host_memory`): with glibc's
+own thresholds each step maps its large tensors afresh and faults their pages in, which costs both sides
+alike and makes the ratio noisier.
 
     python benchmarks/train_step.py [--repeats 5] [--steps 3] [--batch 8]
 """
@@ -18,10 +21,14 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-from torch import nn
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from llm_lit.run.host_memory import keep_freed_memory  # noqa: E402
+
+KEPT = keep_freed_memory()  # before torch allocates anything, as the command line does
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 from llm_lit.model import ModelConfig, TransformerLM  # noqa: E402
 from llm_lit.optim import AdamW, param_groups  # noqa: E402
@@ -83,7 +90,8 @@ def main() -> None:
                          for name, (model, optimizer) in variants.items()}, args.repeats)
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, batch {args.batch} x ctx {args.context}, "
-          f"{args.layers}L/{args.heads}H/d{args.d_model}/vocab {args.vocab}, {args.repeats} repeats x {args.steps} steps")
+          f"{args.layers}L/{args.heads}H/d{args.d_model}/vocab {args.vocab}, {args.repeats} repeats x {args.steps} steps, "
+          f"freed memory {'kept for reuse' if KEPT else 'returned to the OS (glibc thresholds)'}")
     print_medians(rates, references=["reference (torch.nn + torch AdamW)"], unit="tokens/s", digits=0)
 
 

@@ -25,6 +25,7 @@ from typing import Optional
 
 from llm_lit.commands.command_list import EXTRA_COMMANDS, command_descriptions, help_text
 from llm_lit.errors import UserError, print_error
+from llm_lit.run.host_memory import keep_freed_memory
 from llm_lit.training.quiet import silence_lightning_noise
 from tokenizer.errors import TokenizerError
 
@@ -60,6 +61,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     silence_lightning_noise(args_from_python=argv is not None)
     try:
         check_command(args)
+        if args[0] not in EXTRA_COMMANDS:
+            keep_freed_memory()  # before torch allocates anything
         from llm_lit.run.interrupts import run_until_signal  # (loads torch and Lightning)
 
         if args[0] in EXTRA_COMMANDS:  # (Ctrl-C is theirs: chat stops a continuation with it)
