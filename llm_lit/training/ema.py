@@ -9,6 +9,14 @@ a weighted mean of every step's weights in which step `k` counts `d^(t-k)` as mu
 (the weights sum to 1 at every `t`, so early averages are not pulled towards zero, and the random
 initial weights `w_0` never enter). `1 / (1 - d)` steps is its memory: 100 for `d = 0.99`.
 
+With `gamma` set instead (the power-function average of Karras et al., 2024), the decay of step `t` is
+
+    d_t = (1 - 1/t)^(gamma + 1)
+
+so `d_1 = 0` (no debiasing needed: `a_t = m_t`) and step `k` counts in proportion to about `k^gamma`: the
+memory grows with the run, about the last `t / (gamma + 1)` steps. A fixed decay that suits the end
+of a run lags behind in its middle, and one that suits the middle is too short at the end.
+
 During `fit`, every validation (and the samples logged with it) runs on the averaged weights; the
 training weights are put back before the next step. Checkpoints hold the weights validation
 measured: `state_dict` holds the average, so `validate`, `test`, `predict` and `export` use it with no
@@ -39,17 +47,26 @@ class EmaSettings:
     Args:
         enabled: Keep a debiased EMA of the weights; validation, samples and the checkpoints' weights use it (training continues from the raw weights, which checkpoints keep beside it).
         decay: d in m <- d m + (1 - d) w after every optimizer step (the average remembers about 1 / (1 - d) steps).
+        gamma: Instead of a fixed decay, the power-function average: after step t it remembers about the last t / (gamma + 1) steps (step k counts in proportion to k^gamma).
     """
 
     enabled: bool = False
     decay: float = 0.99
+    gamma: Optional[float] = None
 
     def __post_init__(self) -> None:
         if not 0 < self.decay < 1:
             raise UserError(f"model.ema.decay must be in (0, 1) (got {self.decay}); pass e.g. 0.99.")
-        if not self.enabled and self.decay != EmaSettings.__dataclass_fields__["decay"].default:
-            raise UserError(f"model.ema.decay is set ({self.decay}) but model.ema.enabled is false; pass "
-                            "--model.ema.enabled true, or leave the decay at its default.")
+        if self.gamma is not None and not self.gamma >= 0:
+            raise UserError(f"model.ema.gamma must be >= 0 (got {self.gamma}); pass e.g. 5 (about the last sixth of the steps).")
+        decay_set = self.decay != EmaSettings.__dataclass_fields__["decay"].default
+        if not self.enabled and (decay_set or self.gamma is not None):
+            name, value = ("gamma", self.gamma) if self.gamma is not None else ("decay", self.decay)
+            raise UserError(f"model.ema.{name} is set ({value}) but model.ema.enabled is false; pass "
+                            f"--model.ema.enabled true, or leave the {name} at its default.")
+        if decay_set and self.gamma is not None:
+            raise UserError(f"model.ema.decay ({self.decay}) and model.ema.gamma ({self.gamma}) are both set; set "
+                            "one: gamma replaces the fixed decay.")
 
 
 class WeightAverage:
@@ -58,24 +75,32 @@ class WeightAverage:
     Args:
         params: the parameters to average (each a tensor of any shape).
         decay: d in (0, 1).
+        gamma: when set, the power-function average's exponent (`decay` is then unused).
     """
 
-    def __init__(self, params: list[Tensor], decay: float) -> None:
+    def __init__(self, params: list[Tensor], decay: float, gamma: Optional[float] = None) -> None:
         self.params = list(params)
         self.decay = decay
+        self.gamma = gamma
         self.sums = [torch.zeros_like(p, dtype=torch.float32) for p in self.params]  # m_t
         self.steps = 0  # t
+
+    def decay_at(self, step: int) -> float:
+        """`d_t` of step `t` (from 1): the fixed decay, or `(1 - 1/t)^(gamma + 1)`."""
+        return self.decay if self.gamma is None else (1.0 - 1.0 / step) ** (self.gamma + 1.0)
 
     @torch.no_grad()
     def update(self) -> None:
         """Fold the current weights in as step `t + 1`: `m <- d m + (1 - d) w`."""
-        torch._foreach_lerp_(self.sums, [p.float() for p in self.params], 1.0 - self.decay)
+        torch._foreach_lerp_(self.sums, [p.float() for p in self.params], 1.0 - self.decay_at(self.steps + 1))
         self.steps += 1
 
     def averages(self) -> list[Tensor]:
         """`a_t` for each parameter (float32); the current weights themselves before the first update."""
         if self.steps == 0:
             return [p.detach().float().clone() for p in self.params]
+        if self.gamma is not None:  # d_1 = 0: the sum is a weighted mean already
+            return [m.clone() for m in self.sums]
         scale = 1.0 / (1.0 - self.decay ** self.steps)
         return [m * scale for m in self.sums]
 
@@ -85,11 +110,15 @@ class WeightAverage:
 
     def state_dict(self) -> dict[str, Any]:
         """`m_t` and `t` (tensors and plain numbers, loadable with `weights_only=True`)."""
-        return {"sums": [m.clone() for m in self.sums], "steps": self.steps, "decay": self.decay}
+        return {"sums": [m.clone() for m in self.sums], "steps": self.steps, "decay": self.decay, "gamma": self.gamma}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore `m_t` and `t` saved by `state_dict` (bitwise)."""
         sums = state["sums"]
+        if state.get("gamma") != self.gamma:  # the sums of one kind of average mean nothing to the other
+            kept = "a fixed decay" if state.get("gamma") is None else f"gamma {state['gamma']}"
+            raise UserError(f"The checkpoint's weight average was kept with {kept}; resume with the model.ema "
+                            "settings it was written with.")
         if len(sums) != len(self.sums) or any(a.shape != b.shape for a, b in zip(sums, self.sums)):
             raise UserError("The checkpoint's weight average does not fit this model's parameters; resume with the "
                             "model settings it was written with.")
@@ -124,10 +153,12 @@ class EmaCallback(L.Callback):
 
     Args:
         decay: d of the average.
+        gamma: when set, the power-function average's exponent instead of `decay`.
     """
 
-    def __init__(self, decay: float) -> None:
+    def __init__(self, decay: float, gamma: Optional[float] = None) -> None:
         self.decay = decay
+        self.gamma = gamma
         self.average: Optional[WeightAverage] = None
         self._loaded: Optional[dict[str, Any]] = None
         self._last_step = -1
@@ -135,7 +166,7 @@ class EmaCallback(L.Callback):
 
     def _ensure(self, pl_module: L.LightningModule) -> WeightAverage:
         if self.average is None:
-            self.average = WeightAverage(list(pl_module.model.parameters()), self.decay)
+            self.average = WeightAverage(list(pl_module.model.parameters()), self.decay, self.gamma)
         return self.average
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -206,7 +237,9 @@ def refuse_resume_without_ema(checkpoint: dict[str, Any], ema_enabled: bool) -> 
     """A checkpoint written with model.ema holds the average as its weights: refuse to resume training from
     it without the EMA, which would continue from the average instead of the training weights."""
     if EMA_KEY in checkpoint and not ema_enabled:
+        saved = checkpoint[EMA_KEY]
+        setting = (f"--model.ema.gamma {saved['gamma']}" if saved.get("gamma") is not None
+                   else f"--model.ema.decay {saved.get('decay', 0.99)}")
         raise UserError("This checkpoint was written with model.ema on (its weights are the average, the training "
-                        "weights are kept beside it); resume with --model.ema.enabled true "
-                        f"--model.ema.decay {checkpoint[EMA_KEY].get('decay', 0.99)}.")
+                        f"weights are kept beside it); resume with --model.ema.enabled true {setting}.")
 

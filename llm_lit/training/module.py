@@ -170,7 +170,7 @@ class LanguageModel(EvaluationHooks, SamplingHooks, L.LightningModule):
         self.nonfinite_guard = NonFiniteGuard(skip=self.skip_nonfinite)
         return ([ReproducibleRandomness(), TrainMetricsWriter(), ValidationAfterResume(), SpeedMonitor(), RunEnd(),
                  RunReport(), ElapsedTime(), self.nonfinite_guard]
-                + ([EmaCallback(self.ema.decay)] if self.ema.enabled else []))
+                + ([EmaCallback(self.ema.decay, self.ema.gamma)] if self.ema.enabled else []))
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:

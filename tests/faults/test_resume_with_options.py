@@ -42,12 +42,14 @@ def _same_muon_state(reference: Path, root: Path) -> None:
 #: option -> (its flags, what else must be equal after the resume)
 OPTIONS = {
     "ema": (["--model.ema.enabled", "true", "--model.ema.decay", "0.8"], _same_average),
+    "power-ema": (["--model.ema.enabled", "true", "--model.ema.gamma", "3"], _same_average),
     "muon": (["--model.optimizer.name", "muon", "--model.optimizer.schedule", "wsd",
               "--model.optimizer.wsd.decay_fraction", "0.5"], _same_muon_state),
 }
 
 
-@pytest.fixture(scope="module", params=["muon", pytest.param("ema", marks=pytest.mark.slow)])
+@pytest.fixture(scope="module", params=["muon", pytest.param("ema", marks=pytest.mark.slow),
+                                        pytest.param("power-ema", marks=pytest.mark.slow)])
 def option(request) -> str:
     return request.param
 

@@ -39,6 +39,40 @@ def test_the_average_matches_its_formula(decay: float) -> None:
             torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
 
 
+def power_formula(history: list[list[torch.Tensor]], gamma: float) -> list[torch.Tensor]:
+    """The power-function average in closed form: step k of t counts (k^(g+1) - (k-1)^(g+1)) / t^(g+1), float64."""
+    t = len(history)
+    total = [torch.zeros_like(w, dtype=torch.float64) for w in history[0]]
+    for k, weights in enumerate(history, start=1):
+        for acc, w in zip(total, weights):
+            acc += (k ** (gamma + 1) - (k - 1) ** (gamma + 1)) / t ** (gamma + 1) * w.double()
+    return total
+
+
+@pytest.mark.parametrize("gamma", [0.0, 1.0, 5.0, 16.97])
+def test_the_power_average_matches_its_closed_form(gamma: float) -> None:
+    generator = torch.Generator().manual_seed(3)
+    params = [torch.randn(4, 6, generator=generator), torch.randn(5, generator=generator)]
+    average = WeightAverage(params, 0.99, gamma=gamma)
+    history = []
+    for _ in range(60):
+        for p in params:
+            p.add_(torch.randn(p.shape, generator=generator))
+        history.append([p.clone() for p in params])
+        average.update()
+        for got, want in zip(average.averages(), power_formula(history, gamma)):
+            torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+    if gamma == 0.0:  # gamma 0: the plain mean of every step's weights
+        mean = torch.stack([h[0] for h in history]).double().mean(0)
+        torch.testing.assert_close(average.averages()[0].double(), mean, rtol=1e-5, atol=1e-5)
+
+
+def test_the_power_average_remembers_a_fixed_share_of_the_run() -> None:
+    average = WeightAverage([torch.zeros(1)], 0.99, gamma=5.0)
+    for t in (600, 1200, 2400):  # d_t is about 1 - (gamma + 1) / t: a memory of t / 6 steps
+        assert 1.0 / (1.0 - average.decay_at(t)) == pytest.approx(t / 6, rel=0.01)
+
+
 def test_the_average_of_constant_weights_is_the_weights() -> None:
     params = [torch.full((4,), 3.0)]
     average = WeightAverage(params, 0.9)
@@ -74,6 +108,7 @@ def test_state_round_trip_is_bitwise() -> None:
     restored = WeightAverage([params[0].clone()], 0.95)
     restored.load_state_dict(state)
     assert restored.steps == 7 and torch.equal(restored.sums[0], average.sums[0])
+    assert state["gamma"] is None
     params[0].add_(1.0)
     average.update()
     restored.params[0].add_(1.0)
@@ -81,6 +116,11 @@ def test_state_round_trip_is_bitwise() -> None:
     assert torch.equal(restored.averages()[0], average.averages()[0])
     with pytest.raises(UserError, match="does not fit this model"):
         WeightAverage([torch.zeros(2, 2)], 0.95).load_state_dict(state)
+    with pytest.raises(UserError, match="kept with a fixed decay; resume with the model.ema settings"):
+        WeightAverage([params[0].clone()], 0.95, gamma=5.0).load_state_dict(state)
+    power = WeightAverage([params[0].clone()], 0.99, gamma=5.0)
+    with pytest.raises(UserError, match="kept with gamma 5.0; resume with the model.ema settings"):
+        WeightAverage([params[0].clone()], 0.99).load_state_dict(power.state_dict())
 
 
 def test_bad_settings_are_refused_in_one_sentence() -> None:
@@ -93,6 +133,15 @@ def test_bad_settings_are_refused_in_one_sentence() -> None:
     with pytest.raises(UserError, match="resume with --model.ema.enabled true --model.ema.decay 0.9"):
         refuse_resume_without_ema({EMA_KEY: {"decay": 0.9}}, ema_enabled=False)
     refuse_resume_without_ema({EMA_KEY: {"decay": 0.9}}, ema_enabled=True)
+    with pytest.raises(UserError, match="resume with --model.ema.enabled true --model.ema.gamma 5.0"):
+        refuse_resume_without_ema({EMA_KEY: {"decay": 0.99, "gamma": 5.0}}, ema_enabled=False)
+    with pytest.raises(UserError, match=r"model.ema.gamma must be >= 0 \(got -1.0\)"):
+        EmaSettings(enabled=True, gamma=-1.0)
+    with pytest.raises(UserError, match=r"model.ema.gamma is set \(5.0\) but model.ema.enabled is false"):
+        EmaSettings(gamma=5.0)
+    with pytest.raises(UserError, match="are both set; set one"):
+        EmaSettings(enabled=True, decay=0.998, gamma=5.0)
+    assert EmaSettings(enabled=True, gamma=5.0).gamma == 5.0
     refuse_resume_without_ema({}, ema_enabled=False)
 
 
