@@ -28,14 +28,8 @@ GLIBC_DEFAULTS = {"GLIBC_TUNABLES": "glibc.malloc.tcache_count=7"}
 
 def run(workdir: Path, args: list[str], environ: dict[str, str]) -> tuple[float, int]:
     """One fit with `environ` added; returns its median tokens/s and the page faults of its processes."""
-    saved = {name: os.environ.get(name) for name in environ}
-    os.environ.update(environ)
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt
-    try:
-        _, scalars = fit(workdir, args)
-    finally:
-        for name, value in saved.items():
-            os.environ.pop(name) if value is None else os.environ.__setitem__(name, value)
+    _, scalars = fit(workdir, args, environ=environ)
     faults = resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt - before
     return statistics.median(value for _, value in scalars["perf/tokens_per_s"][1:]), faults
 

@@ -84,7 +84,7 @@ def test_user_chose_malloc_settings(environ, chose):
     assert user_chose_malloc_settings(environ) is chose
 
 
-def test_fit_validate_test_predict_keep_freed_memory_and_other_commands_do_not(monkeypatch):
+def test_lightning_commands_keep_freed_memory_and_other_commands_do_not(monkeypatch):
     calls = []
     monkeypatch.setattr(cli, "keep_freed_memory", lambda: calls.append("kept"))
     monkeypatch.setattr(cli, "_lightning_command", lambda argv: 0)
