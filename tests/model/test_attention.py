@@ -60,6 +60,11 @@ def test_torch_sdpa_attention_equals_reference(n_kv_heads: int) -> None:
     x = torch.randn(2, 9, 32)
     rope = RotaryEmbedding(8).cos_sin(torch.arange(9))
     torch.testing.assert_close(sdpa(x, rope), reference(x, rope))
+    # the one-matmul projection gives each of the three weights and biases its own gradient
+    sdpa(x, rope).square().sum().backward()
+    reference(x, rope).square().sum().backward()
+    for name, param in reference.named_parameters():
+        torch.testing.assert_close(sdpa.get_parameter(name).grad, param.grad, msg=name)
     bias = alibi_bias(alibi_slopes(4), torch.arange(9), torch.arange(9)).masked_fill(~causal_mask(9, 9), float("-inf"))
     torch.testing.assert_close(sdpa(x, mask=bias, is_causal=False), reference(x, mask=bias, is_causal=False))
 

@@ -13,6 +13,13 @@ from llm_lit.optim.compiled_update import CompiledUpdateError
 SHAPES = [(7, 5), (5,), (3, 4, 2), (1,), (64, 64), (300, 257)]
 
 
+@pytest.fixture(autouse=True)
+def compile_every_size(monkeypatch) -> None:
+    """These tests compare the compiled pass with the eager one on small shapes, so every size compiles
+    (by default parameters below `COMPILE_MIN_ELEMENTS` stay eager; the last test covers that)."""
+    monkeypatch.setattr(adamw, "COMPILE_MIN_ELEMENTS", 1)
+
+
 def _twin_params(dtype: torch.dtype, non_contiguous: bool = False, values_of: torch.dtype | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     g = torch.Generator().manual_seed(0)
     first = [torch.randn(s, generator=g).to(values_of or dtype).to(dtype) for s in SHAPES]
@@ -112,3 +119,29 @@ def test_an_error_that_is_not_the_compilers_passes_through(monkeypatch) -> None:
     p.grad = torch.ones(3)
     with pytest.raises(torch.OutOfMemoryError):
         AdamW([p], compile=True).step()
+
+
+def test_small_parameters_take_the_eager_path_and_large_ones_the_compiled_pass(monkeypatch) -> None:
+    monkeypatch.setattr(adamw, "COMPILE_MIN_ELEMENTS", 2**14)  # the default, which the fixture lowered
+    compiled_sizes = []
+    update = adamw.compiled_adamw_update()
+
+    def spy(*args, **kwargs):
+        compiled_sizes.append(args[0].numel())
+        update(*args, **kwargs)
+
+    monkeypatch.setattr(adamw, "compiled_adamw_update", lambda: spy)
+    g = torch.Generator().manual_seed(0)
+    shapes = [(384,), (128, 128), (384, 1536), (1536,), (127, 129)]  # 2**14 = 128 x 128 is the first compiled size
+    eager_params = [torch.randn(s, generator=g).requires_grad_() for s in shapes]
+    compiled_params = [p.detach().clone().requires_grad_() for p in eager_params]
+    eager = AdamW(eager_params, lr=3e-2, weight_decay=0.1)
+    compiled = AdamW(compiled_params, lr=3e-2, weight_decay=0.1, compile=True)
+    for _ in range(3):
+        for a, b in zip(eager_params, compiled_params):
+            a.grad = torch.randn(a.shape, generator=g)
+            b.grad = a.grad.clone()
+        eager.step(), compiled.step()
+    assert compiled_sizes == [128 * 128, 384 * 1536] * 3
+    for a, b in zip(eager_params, compiled_params):
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-6)

@@ -172,6 +172,7 @@ def test_compile_runs_the_adamw_groups_through_the_compiled_update(monkeypatch) 
         adamw_update_(*args, **kwargs)
 
     monkeypatch.setattr(adamw, "compiled_adamw_update", lambda: spy)
+    monkeypatch.setattr(adamw, "COMPILE_MIN_ELEMENTS", 1)  # these test parameters are small
     params = [p.detach().float().requires_grad_() for p in _model_params(0)]
     twins = [p.detach().clone().requires_grad_() for p in params]
     compiled = Muon([{"params": params[4:], "muon": False}, {"params": params[:4]}], compile=True)
