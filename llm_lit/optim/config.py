@@ -31,7 +31,7 @@ from llm_lit.optim.sgd import SGD
 
 OptimizerName = Literal["adamw", "sgd", "muon"]
 ScheduleName = Literal["cosine", "wsd", "inverse_time"]
-NsDtype = Literal["bfloat16", "float32", "float64"]
+NsDtype = Literal["auto", "bfloat16", "float32", "float64"]
 
 
 @dataclass
@@ -56,14 +56,14 @@ class MuonSettings:
         momentum: Momentum coefficient mu in [0, 1) of the matrices' update (b <- mu b + (1 - mu) g).
         nesterov: Orthogonalise (1 - mu) g + mu b instead of the buffer b.
         ns_steps: Newton-Schulz steps per update (5 puts the singular values in [0.47, 1.21]).
-        ns_dtype: Dtype of the Newton-Schulz iteration: bfloat16 (fast on GPUs and recent CPUs), float32 or float64.
+        ns_dtype: Dtype of the Newton-Schulz iteration: auto (bfloat16 on GPUs and CPUs with bfloat16 arithmetic, float32 on other CPUs, where emulated bfloat16 is several times slower), bfloat16, float32 or float64.
     """
 
     lr: float = 0.02
     momentum: float = 0.95
     nesterov: bool = True
     ns_steps: int = 5
-    ns_dtype: NsDtype = "bfloat16"
+    ns_dtype: NsDtype = "auto"
 
 
 @dataclass

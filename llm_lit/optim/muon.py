@@ -5,7 +5,8 @@ parameter (embeddings, output head, norms, biases), in one optimizer.
 Why: the gradient of a weight matrix tends to be dominated by a few directions (it is nearly
 low rank); replacing the update `U = P S Q^T` by its orthogonal factor `P Q^T` gives every
 direction the same step size, so the rare directions learn as fast as the common ones. An SVD
-per step is too slow; a few steps of an odd matrix polynomial, run in bfloat16, come close enough.
+per step is too slow; a few steps of an odd matrix polynomial, run in bfloat16 (float32 on a CPU
+without bfloat16 arithmetic), come close enough.
 
 Which parameters are Muon's is the caller's choice (`llm_lit.training.module` marks the matrices inside
 the transformer blocks); this file knows nothing about the model. The tests check the update
@@ -15,6 +16,7 @@ bitwise against `torch.optim.Muon` (torch >= 2.9) in bfloat16.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any, Iterable
 
 import torch
@@ -37,8 +39,47 @@ NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 SHARDED_REFUSAL = ("Muon orthogonalises whole weight matrices, but FSDP shards them across devices; train with "
                    "--trainer.strategy ddp (or one device), or choose model.optimizer.name adamw or sgd.")
 
-#: The dtypes the Newton–Schulz iteration may run in, by name (names keep checkpoints plain data).
-NS_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
+#: The dtypes the Newton–Schulz iteration may run in, by name (names keep checkpoints plain data);
+#: 'auto' is chosen per device by `ns_dtype_on`.
+NS_DTYPES = {"auto": None, "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
+
+#: CPU feature flags (Linux's /proc/cpuinfo) of bfloat16 matrix arithmetic in hardware: x86's
+#: AVX512-BF16 and AMX, Arm's BF16 extension.
+NATIVE_BFLOAT16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def ns_dtype_on(name: str, device: torch.device) -> torch.dtype:
+    """The dtype the Newton–Schulz iteration runs in for `ns_dtype=name` on `device`.
+
+    'auto' is bfloat16 where the device multiplies bfloat16 matrices in hardware (CUDA GPUs from
+    Ampere on, CPUs with AVX512-BF16, AMX or Arm's BF16, other accelerators), else float32: an
+    emulated bfloat16 matmul is several times slower than a float32 one (3.7x for the shakespeare
+    config's matrices on an AVX-512 CPU without BF16).
+    """
+    if name != "auto":
+        return NS_DTYPES[name]
+    if device.type == "cuda":
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+    elif device.type == "cpu":
+        native = bool(cpu_flags() & NATIVE_BFLOAT16_CPU_FLAGS)
+    else:
+        native = True
+    return torch.bfloat16 if native else torch.float32
+
+
+@cache
+def cpu_flags() -> frozenset[str]:
+    """This CPU's feature flags as Linux lists them in /proc/cpuinfo ('flags' on x86, 'Features' on Arm);
+    empty where there is no such file."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return frozenset(value.split())
+    except OSError:
+        pass
+    return frozenset()
 
 
 def orthogonalise(update: Tensor, steps: int = 5, dtype: torch.dtype = torch.bfloat16) -> Tensor:
@@ -113,7 +154,8 @@ class Muon(torch.optim.Optimizer):
         momentum: momentum coefficient `mu` in [0, 1).
         nesterov: use the Nesterov form of the momentum.
         ns_steps: Newton–Schulz steps per update.
-        ns_dtype: dtype of the Newton–Schulz iteration: 'bfloat16', 'float32' or 'float64'.
+        ns_dtype: dtype of the Newton–Schulz iteration: 'auto' (bfloat16 where the device has it in
+            hardware, else float32; see `ns_dtype_on`), 'bfloat16', 'float32' or 'float64'.
         weight_decay: decoupled weight decay of every group (a group's own value wins).
         adamw_lr: learning rate of the AdamW groups that do not set their own.
         betas, eps: the AdamW groups' moment decay rates and denominator epsilon.
@@ -121,7 +163,7 @@ class Muon(torch.optim.Optimizer):
     """
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float = 0.02, momentum: float = 0.95,
-                 nesterov: bool = True, ns_steps: int = 5, ns_dtype: str = "bfloat16", weight_decay: float = 0.0,
+                 nesterov: bool = True, ns_steps: int = 5, ns_dtype: str = "auto", weight_decay: float = 0.0,
                  adamw_lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8,
                  compile: bool = False) -> None:  # noqa: A002 - named like AdamW's
         problems = [f"adamw_{p}" if p.startswith("lr") else p for p in adamw_problems(adamw_lr, betas, eps, weight_decay)]
@@ -185,7 +227,10 @@ class Muon(torch.optim.Optimizer):
             buffer.lerp_(p.grad, 1.0 - momentum)
             params.append(p)
             updates.append(torch.lerp(p.grad, buffer, momentum) if group["nesterov"] else buffer)
-        for p, orthogonal in zip(params, self.orthogonalised(updates, group["ns_steps"], NS_DTYPES[group["ns_dtype"]])):
+        if not params:
+            return
+        dtype = ns_dtype_on(group["ns_dtype"], params[0].device)
+        for p, orthogonal in zip(params, self.orthogonalised(updates, group["ns_steps"], dtype)):
             if weight_decay != 0.0:
                 p.mul_(1.0 - lr * weight_decay)
             p.add_(orthogonal.to(p.dtype), alpha=-lr * shape_scale(*p.shape))

@@ -5,6 +5,7 @@ trip, refusals."""
 from __future__ import annotations
 
 import math
+import platform
 
 import pytest
 import torch
@@ -190,7 +191,7 @@ def test_compile_runs_the_adamw_groups_through_the_compiled_update(monkeypatch) 
     (dict(lr=-1.0), r"lr must be >= 0 \(got -1.0\)"),
     (dict(momentum=1.0), r"momentum must be in \[0, 1\)"),
     (dict(ns_steps=0), "ns_steps must be an integer >= 1"),
-    (dict(ns_dtype="float16"), "ns_dtype must be one of bfloat16, float32, float64"),
+    (dict(ns_dtype="float16"), "ns_dtype must be one of auto, bfloat16, float32, float64"),
     (dict(adamw_lr=-1.0), r"adamw_lr must be >= 0"),
     (dict(betas=(0.9, 1.0)), r"betas must be two numbers in \[0, 1\)"),
 ])
@@ -226,3 +227,33 @@ def test_muon_refuses_sharded_dtensor_parameters() -> None:
             Muon([sharded])
     finally:
         dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (frozenset({"avx2", "avx512f"}), torch.float32),        # bfloat16 only emulated: float32 is faster
+    (frozenset({"avx512f", "avx512_bf16"}), torch.bfloat16),
+    (frozenset({"amx_bf16", "amx_tile"}), torch.bfloat16),
+    (frozenset({"fp", "asimd", "bf16"}), torch.bfloat16),  # Arm's BF16 extension
+    (frozenset(), torch.float32),                           # no /proc/cpuinfo
+])
+def test_auto_ns_dtype_is_bfloat16_only_on_cpus_that_have_it(monkeypatch, flags, expected) -> None:
+    import llm_lit.optim.muon as muon
+
+    monkeypatch.setattr(muon, "cpu_flags", lambda: flags)
+    assert muon.ns_dtype_on("auto", torch.device("cpu")) == expected
+    assert muon.ns_dtype_on("float64", torch.device("cpu")) == torch.float64  # a named dtype is kept as it is
+    seen = []
+    monkeypatch.setattr(Muon, "orthogonalised", lambda self, updates, steps, dtype: seen.append(dtype) or updates)
+    p = torch.zeros(4, 3, requires_grad=True)
+    p.grad = torch.ones(4, 3)
+    Muon([p]).step()  # the default is auto
+    assert seen == [expected]
+
+
+def test_cpu_flags_reads_this_machines_cpuinfo() -> None:
+    from llm_lit.optim.muon import cpu_flags
+
+    flags = cpu_flags()
+    assert isinstance(flags, frozenset)
+    if platform.system() == "Linux" and platform.machine() in ("x86_64", "AMD64"):
+        assert "sse2" in flags  # every x86-64 CPU has it

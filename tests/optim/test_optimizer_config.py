@@ -161,7 +161,7 @@ def test_a_warmup_longer_than_the_run_is_shortened_with_a_note(config: Optimizer
     (dict(name="muon", muon=MuonSettings(momentum=-0.1)), "muon.momentum must be in [0, 1) (got -0.1)"),
     (dict(name="muon", muon=MuonSettings(ns_steps=0)), "muon.ns_steps must be >= 1 (got 0)"),
     (dict(name="muon", muon=MuonSettings(ns_dtype="float16")),
-     "muon.ns_dtype must be one of bfloat16, float32, float64 (got 'float16')"),
+     "muon.ns_dtype must be one of auto, bfloat16, float32, float64 (got 'float16')"),
     (dict(schedule="wsd", wsd=WsdSettings(decay_fraction=1.5)), "wsd.decay_fraction must be in [0, 1] (got 1.5)"),
     (dict(schedule="wsd", wsd=WsdSettings(decay_shape="cosine")),
      "wsd.decay_shape must be linear or 1-sqrt (got 'cosine')"),
