@@ -129,10 +129,9 @@ class CausalSelfAttention(nn.Module):
             layer: index of this layer in the cache.
         """
         batch, seq, _ = x.shape
-        q, k, v = self.project_qkv(x)
-        q = q.view(batch, seq, self.n_heads, self.d_head).transpose(1, 2)
-        k = k.view(batch, seq, self.n_kv_heads, self.d_head).transpose(1, 2)
-        v = v.view(batch, seq, self.n_kv_heads, self.d_head).transpose(1, 2)
+        q = self.q_proj(x).view(batch, seq, self.n_heads, self.d_head).transpose(1, 2)
+        k = self.k_proj(x).view(batch, seq, self.n_kv_heads, self.d_head).transpose(1, 2)
+        v = self.v_proj(x).view(batch, seq, self.n_kv_heads, self.d_head).transpose(1, 2)
         q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             q = RotaryEmbedding.rotate(q, *rope)
@@ -146,11 +145,6 @@ class CausalSelfAttention(nn.Module):
         dropout_p = self.dropout if self.training else 0.0
         out = self.attend(q, k, v, None if is_causal else mask, is_causal, dropout_p)
         return self.output_proj(out.transpose(1, 2).reshape(batch, seq, self.n_heads * self.d_head))
-
-    def project_qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Queries `(batch, seq, n_heads*d_head)` and keys and values `(batch, seq, n_kv_heads*d_head)`
-        of `x (batch, seq, d_model)`, before the heads are split."""
-        return self.q_proj(x), self.k_proj(x), self.v_proj(x)
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool,
                dropout_p: float) -> Tensor:

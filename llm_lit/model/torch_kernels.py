@@ -52,18 +52,7 @@ class TorchGeluMLP(GeluMLP):
 
 
 class TorchSDPAttention(CausalSelfAttention):
-    """`CausalSelfAttention` whose `attend` is `torch.nn.functional.scaled_dot_product_attention` and whose
-    q, k and v projections are one matmul."""
-
-    def project_qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """The three projections as one `x @ [W_q; W_k; W_v]^T` (+ the biases), split after: one larger
-        matmul is faster than three, and the input's gradient is one product instead of three summed.
-        The weights stay three parameters (the same state dict); stacking them costs a copy of
-        `(n_heads + 2 n_kv_heads) d_head x d_model` numbers per call, and its backward the split."""
-        projections = (self.q_proj, self.k_proj, self.v_proj)
-        weight = torch.cat([p.weight for p in projections])
-        bias = None if self.q_proj.bias is None else torch.cat([p.bias for p in projections])
-        return F.linear(x, weight, bias).split([p.out_features for p in projections], dim=-1)
+    """`CausalSelfAttention` whose `attend` is `torch.nn.functional.scaled_dot_product_attention`."""
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool,
                dropout_p: float) -> Tensor:

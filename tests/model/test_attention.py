@@ -60,7 +60,6 @@ def test_torch_sdpa_attention_equals_reference(n_kv_heads: int) -> None:
     x = torch.randn(2, 9, 32)
     rope = RotaryEmbedding(8).cos_sin(torch.arange(9))
     torch.testing.assert_close(sdpa(x, rope), reference(x, rope))
-    # the one-matmul projection gives each of the three weights and biases its own gradient
     sdpa(x, rope).square().sum().backward()
     reference(x, rope).square().sum().backward()
     for name, param in reference.named_parameters():
