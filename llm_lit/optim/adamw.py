@@ -161,10 +161,12 @@ def adamw_update_group(state: dict[Tensor, dict[str, Any]], group: dict[str, Any
         rows = list(zip(params, grads, exp_avgs, exp_avg_sqs, step_sizes, bias_correction2_sqrts))
         hyper = dict(lr=lr, beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"])
         if compile:
-            compiled = [row for row in rows if _worth_compiling(*row[:4])]
+            compiled, eager = [], []
+            for row in rows:
+                (compiled if _worth_compiling(*row[:4]) else eager).append(row)
             if compiled:
                 AdamW._update_compiled(*map(list, zip(*compiled)), **hyper)
-                rows = [row for row in rows if not _worth_compiling(*row[:4])]
+            rows = eager
         if rows:
             tile = TILE_ELEMENTS_CPU if params[0].device.type == "cpu" else TILE_ELEMENTS_ACCELERATOR
             for tiles in _tiles([list(column) for column in zip(*rows)], tile):
