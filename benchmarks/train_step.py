@@ -7,15 +7,18 @@ GELU MLP, learned positions, tied embeddings, biases), made of `nn.Linear`, `nn.
 `kernels='torch'` and our AdamW's one-pass compiled update (`compile=True`, its fast path, as fused is torch's:
 the headline ratio), plus the eager update, `kernels='reference'` and the Llama preset.
 
-Every variant lives in its own worker process, with freed memory kept for reuse as `llm_lit fit` runs
-(`llm_lit.run.host_memory`), and the workers take turns: one times `--steps` steps while the others wait.
-In one shared process the variants' tensors would interleave in one heap, and where a 64 MiB logits
-buffer lands (on pages already in use, or on fresh ones that fault in) would depend on which
-variants were built before it, not on the variant itself. Rounds alternate their order (odd rounds
-run the variants in reverse), and medians of tokens/s are printed with each ratio to the reference:
-the ratio of medians and the median of the paired ratios of each round.
+Every variant lives in worker processes of its own (`--processes` of them), with freed memory kept for
+reuse as `llm_lit fit` runs (`llm_lit.run.host_memory`), and the workers take turns: one times `--steps`
+steps while the others wait. In one shared process the variants' tensors would interleave in one heap,
+and where a 64 MiB logits buffer lands (on pages already in use, or on fresh ones that fault in) would
+depend on which variants were built before it, not on the variant itself. One process is not enough
+either: two processes of the same variant can differ by a percent or two for their whole lives, so
+round r times each variant in its process r mod `--processes`, and a variant's median is over all of
+its processes. Rounds alternate their order (odd rounds run the variants in reverse), and medians of
+tokens/s are printed with each ratio to the reference: the ratio of medians and the median of the
+paired ratios of each round.
 
-    python benchmarks/train_step.py [--repeats 5] [--steps 3] [--batch 8]
+    python benchmarks/train_step.py [--repeats 12] [--processes 2] [--steps 3] [--batch 8] [--show-runs]
 """
 
 from __future__ import annotations
@@ -97,7 +100,8 @@ def worker(name: str, args: argparse.Namespace, conn) -> None:  # noqa: ANN001 -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=12)
+    parser.add_argument("--processes", type=int, default=2, help="worker processes per variant, taking rounds in turn")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--context", type=int, default=256)
@@ -105,20 +109,26 @@ def main() -> None:
     parser.add_argument("--d-model", type=int, default=384)
     parser.add_argument("--layers", type=int, default=6)
     parser.add_argument("--heads", type=int, default=6)
+    parser.add_argument("--show-runs", action="store_true", help="print every run's tokens/s too")
     args = parser.parse_args()
 
     spawn = multiprocessing.get_context("spawn")
     pipes, workers = {}, []
     for name in VARIANTS:
-        pipes[name], child_end = spawn.Pipe()
-        workers.append(spawn.Process(target=worker, args=(name, args, child_end), daemon=True))
-        workers[-1].start()
-        child_end.close()  # so that a worker that dies ends the parent's recv with EOFError instead of a hang
+        for index in range(args.processes):
+            pipes[name, index], child_end = spawn.Pipe()
+            workers.append(spawn.Process(target=worker, args=(name, args, child_end), daemon=True))
+            workers[-1].start()
+            child_end.close()  # so that a worker that dies ends the parent's recv with EOFError instead of a hang
     threads = {pipe.recv() for pipe in pipes.values()}  # every worker built and warmed up
+    runs_so_far = dict.fromkeys(VARIANTS, 0)
 
     def timed(name: str) -> float:
-        pipes[name].send("run")
-        return pipes[name].recv()
+        """Tokens/s of one run of `name`, in its process next in turn."""
+        pipe = pipes[name, runs_so_far[name] % args.processes]
+        runs_so_far[name] += 1
+        pipe.send("run")
+        return pipe.recv()
 
     rates = interleaved({name: (lambda n=name: timed(n)) for name in VARIANTS}, args.repeats, alternate=True)
     for pipe in pipes.values():
@@ -128,8 +138,8 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, {'/'.join(map(str, sorted(threads)))} threads, fp32, batch {args.batch} x ctx {args.context}, "
           f"{args.layers}L/{args.heads}H/d{args.d_model}/vocab {args.vocab}, {args.repeats} repeats x {args.steps} steps, "
-          f"one process per variant, freed memory {'kept for reuse' if KEPT else 'returned to the OS (glibc thresholds)'}")
-    print_medians(rates, references=[REFERENCE], unit="tokens/s", digits=0)
+          f"{args.processes} processes per variant taking rounds in turn, freed memory {'kept for reuse' if KEPT else 'returned to the OS (glibc thresholds)'}")
+    print_medians(rates, references=[REFERENCE], unit="tokens/s", digits=0, show_runs=args.show_runs)
 
 
 if __name__ == "__main__":

@@ -123,10 +123,10 @@ def loss_bytes(config: ModelConfig, tokens: int, precision: str = "32-true", chu
 
     Plain path: float32 log-probabilities `(tokens, vocab)` are saved, and while the loss is
     computed and differentiated the logits and their gradient exist too. Chunked path
-    (`chunked_linear_cross_entropy`): the gradients of the hidden states and of the float32
-    output matrix are saved, and only one chunk of logits exists at a time. A soft cap adds one
-    float32 `(tokens, vocab)` tensor (tanh's output) to the plain path's saved bytes, and one
-    chunk-sized slope to the chunked path's.
+    (`chunked_linear_cross_entropy`, one chunk for small logits): the gradients of the hidden
+    states and of the float32 output matrix are saved, and one chunk of float32 logits and one of
+    their log-softmax exist at a time. A soft cap adds one float32 `(tokens, vocab)` tensor (tanh's
+    output) to the plain path's saved bytes, and one chunk-sized slope to the chunked path's.
     """
     a = activation_bytes_per_element(precision)
     v, d = config.vocab_size, config.d_model
@@ -135,7 +135,7 @@ def loss_bytes(config: ModelConfig, tokens: int, precision: str = "32-true", chu
     capped = config.logit_softcap is not None
     if chunk_tokens > 0:
         chunk = min(chunk_tokens, tokens)
-        return {"saved": tokens * d * 4 + v * d * 4, "transient": chunk * v * (a + 4 + 4 * capped) + v * d * a}
+        return {"saved": tokens * d * 4 + v * d * 4, "transient": chunk * v * (8 + 4 * capped) + v * d * a}
     return {"saved": tokens * v * 4 * (1 + capped), "transient": tokens * v * (a + 4 + 4 * capped)}
 
 

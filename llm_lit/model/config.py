@@ -46,7 +46,7 @@ class ModelConfig:
         bias: Give every Linear and LayerNorm a bias.
         dropout: Dropout probability on embeddings, attention weights and residual branches (0 disables it).
         attention_dropout: Dropout probability on the attention weights alone (default: dropout). 0 keeps dropout on the embeddings and residual branches only; on a CPU that is much cheaper, since dropping attention weights makes torch's attention materialise them.
-        kernels: 'reference' builds the from-scratch layers; 'torch' builds their torch-kernel versions (attention through torch's scaled_dot_product_attention, torch's norms, activations and cross-entropy, the loss chunked for large logits and a sparse gradient for a tied embedding's lookup), each tested equal to the reference. The weights are the same either way.
+        kernels: 'reference' builds the from-scratch layers; 'torch' builds their torch-kernel versions (attention through torch's scaled_dot_product_attention, torch's norms, activations and cross-entropy, the output layer and loss as one function, chunked for large logits, and a sparse gradient for a tied embedding's lookup), each tested equal to the reference. The weights are the same either way.
         norm_eps: Epsilon added inside the normalization layers.
         init_std: Standard deviation of the normal init of Linear and Embedding weights (residual projections are further scaled by 1/sqrt(2*n_layers)).
         gelu_approximate: GELU of the 'gelu' feed-forward: 'none' is the exact erf form, 'tanh' the tanh approximation that GPT-2's released weights use (Hugging Face's 'gelu_new').

@@ -9,10 +9,11 @@ loss is the from-scratch `cross_entropy` of those logits. (`logit_scale * h W^T`
 `TorchLMHead` computes the same loss with less memory and time, each path tested equal to the
 reference:
 
-* the cross-entropy is `torch.nn.functional.cross_entropy`;
-* when the logits are large (more than `AUTO_CHUNK_MIN_ELEMENTS` elements),
-  `chunked_linear_cross_entropy` computes the output layer and the loss a chunk of tokens at a
-  time, so float32 logits of the whole batch never exist (derivation in `chunked_loss.py`);
+* `chunked_linear_cross_entropy` computes the output layer and the loss as one function whose
+  softmax becomes the logits' gradient in place: in one chunk for small logits, and a chunk of
+  tokens at a time for large ones (more than `AUTO_CHUNK_MIN_ELEMENTS` elements), so that float32
+  logits of the whole batch never exist (derivation in `chunked_loss.py`);
+* with `chunk_tokens=0` (no chunking asked), the cross-entropy is `torch.nn.functional.cross_entropy`;
 * with tied embeddings the token lookup gives the shared table a sparse gradient (`sparse_lookup`).
 
 `W` is `weight (vocab_size, d_model)`: the head's own matrix, or, tied, the token embedding
@@ -101,15 +102,16 @@ class LMHead(nn.Module):
 
 
 class TorchLMHead(LMHead):
-    """`LMHead` with torch's cross-entropy, automatic chunking of large logits and, tied, a sparse
-    gradient for the token lookup."""
+    """`LMHead` with the output layer and loss as one function (chunked for large logits), torch's
+    cross-entropy when chunking is turned off and, tied, a sparse gradient for the token lookup."""
 
     def cross_entropy(self, logits: Tensor, targets: Tensor, ignore_index: int) -> Tensor:
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
                                ignore_index=ignore_index)
 
     def auto_chunk_tokens(self, num_tokens: int) -> int:
-        """0 for small logits, else a chunk of about 128 MiB of float32 logits (see `chunked_loss.py`)."""
+        """All the tokens (one chunk) for small logits, else a chunk of about 128 MiB of float32 logits
+        (see `chunked_loss.py`)."""
         return auto_chunk_tokens(num_tokens, self.weight.shape[0])
 
     def lookup(self, table: Tensor, ids: Tensor) -> Tensor:

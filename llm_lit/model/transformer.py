@@ -108,7 +108,8 @@ class TransformerLM(nn.Module):
 
         `chunk_tokens` (default `self.loss_chunk_tokens`) is passed to `LMHead.loss`: > 0 computes
         the output layer and the loss that many tokens at a time, 0 never chunks, None lets the
-        head decide (torch kernels chunk logits larger than about 256 MiB in float32).
+        head decide (torch kernels: the output layer and loss in one function, one chunk up to
+        256 MiB of float32 logits, chunks of 128 MiB beyond).
         """
         if targets.shape != ids.shape:
             raise UserError(f"targets have shape {tuple(targets.shape)} but ids have {tuple(ids.shape)}; pass one target per input token.")

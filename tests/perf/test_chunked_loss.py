@@ -39,6 +39,23 @@ def test_chunked_loss_equals_plain_values_and_gradients(preset: str, chunk: int)
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("preset", ["gpt2", "llama"])
+def test_default_loss_of_torch_kernels_is_the_one_chunk_function_and_equals_torch(preset: str) -> None:
+    torch.manual_seed(3)
+    model = TransformerLM(getattr(ModelConfig, preset)(**SHAPE, kernels="torch"))
+    ids, targets = torch.randint(0, 97, (3, 16)), torch.randint(0, 97, (3, 16))
+    targets[2, 3:9] = -100
+    assert model.lm_head.auto_chunk_tokens(targets.numel()) == targets.numel()  # small logits: one chunk
+    default = model.loss(ids, targets)
+    torch_loss = F.cross_entropy(model(ids).reshape(-1, 97), targets.reshape(-1))  # torch's own loss of the logits
+    torch.testing.assert_close(default, torch_loss, rtol=1e-6, atol=1e-6)
+    for a, b in zip(grads(model, default), grads(model, F.cross_entropy(model(ids).reshape(-1, 97), targets.reshape(-1)))):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    saved_default, _ = saved_activation_bytes(model, lambda: model.loss(ids, targets))
+    saved_plain, _ = saved_activation_bytes(model, lambda: model.loss(ids, targets, chunk_tokens=0))
+    assert saved_default < saved_plain  # the gradients (tokens x d_model, vocab x d_model) instead of the log-probs
+
+
 def test_chunked_function_equals_torch_and_from_scratch_cross_entropy() -> None:
     torch.manual_seed(1)
     hidden = torch.randn(5, 11, 24, dtype=torch.float64, requires_grad=True)
@@ -91,8 +108,8 @@ def test_tied_output_layer_gets_both_gradients() -> None:
     torch.testing.assert_close(chunked, model.token_embeddings.weight.grad, rtol=1e-5, atol=1e-7)
 
 
-def test_automatic_chunking_only_for_large_logits() -> None:
-    assert auto_chunk_tokens(1024, 1024) == 0
+def test_automatic_chunking_takes_small_logits_in_one_chunk_and_cuts_large_ones() -> None:
+    assert auto_chunk_tokens(1024, 1024) == 1024
     chunk = auto_chunk_tokens(16 * 1024, 50304)
     assert chunk > 0 and chunk % 128 == 0 and chunk * 50304 * 4 <= 2**28
     assert auto_chunk_tokens(AUTO_CHUNK_MIN_ELEMENTS // 100 + 1, 100) > 0
